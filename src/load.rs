@@ -1,0 +1,447 @@
+//! Load: read an ONNX file (initializers, `Constant` nodes, external data), fix the dynamic input
+//! dimensions, and resolve every tensor's dtype and shape with tract.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use prost::Message;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::error::user;
+
+/// Default size of a dynamic batch (axis 0) dimension.
+pub const DEFAULT_BATCH: usize = 1;
+/// Default size of any other dynamic dimension (a sequence length, in practice).
+pub const DEFAULT_SEQUENCE: usize = 128;
+
+/// `--input NAME=DIMS`, e.g. `input_ids=1x128`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputOverride {
+    pub name: String,
+    pub dims: Vec<usize>,
+}
+
+impl FromStr for InputOverride {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            user(format!(
+                "malformed --input `{s}`: expected NAME=DIMS with DIMS like 1x3x224x224 (positive integers joined by `x`)"
+            ))
+        };
+        let (name, dims) = s.split_once('=').ok_or_else(bad)?;
+        if name.is_empty() || dims.is_empty() {
+            return Err(bad());
+        }
+        let dims = dims
+            .split(['x', 'X', ','])
+            .map(|d| d.trim().parse::<usize>().ok().filter(|&d| d > 0))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(bad)?;
+        Ok(InputOverride { name: name.to_string(), dims })
+    }
+}
+
+impl fmt::Display for InputOverride {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, dims_string(&self.dims))
+    }
+}
+
+/// `[1, 3, 224, 224]` as `1x3x224x224`.
+pub fn dims_string(dims: &[usize]) -> String {
+    if dims.is_empty() {
+        return "scalar".into();
+    }
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+}
+
+/// A tensor's element type (ONNX code) and, when resolved, its concrete shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    pub elem_type: i32,
+    pub shape: Option<Vec<usize>>,
+}
+
+/// A model input with its dimensions fixed.
+#[derive(Clone, Debug)]
+pub struct ResolvedInput {
+    pub name: String,
+    pub elem_type: i32,
+    pub dims: Vec<usize>,
+}
+
+/// A loaded model: the protobuf (external data inlined) and every tensor's type and shape.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub proto: pb::ModelProto,
+    pub opset: i64,
+    pub inputs: Vec<ResolvedInput>,
+    pub tensors: BTreeMap<String, TensorInfo>,
+    pub warnings: Vec<String>,
+}
+
+/// Read and decode an ONNX file, with external data inlined. No shape work.
+pub fn read_proto(path: &Path) -> Result<pb::ModelProto> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| user(format!("cannot read model file {}: {e}", path.display())))?;
+    if bytes.is_empty() {
+        return Err(user(format!("{} is empty: it is not an ONNX model", path.display())));
+    }
+    let mut proto = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| {
+        user(format!(
+            "{} is not a valid ONNX model: the protobuf does not decode ({e}). Is the file truncated, or another format?",
+            path.display()
+        ))
+    })?;
+    let graph = proto.graph.as_mut().ok_or_else(|| {
+        user(format!("{} is not an ONNX model: it has no graph", path.display()))
+    })?;
+    if graph.node.is_empty() {
+        return Err(user(format!("{} has a graph with no nodes", path.display())));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for t in graph.initializer.iter_mut() {
+        inline_external(t, dir, path)?;
+    }
+    Ok(proto)
+}
+
+/// Replace a tensor's external-data reference by its bytes.
+fn inline_external(t: &mut pb::TensorProto, dir: &Path, model: &Path) -> Result<()> {
+    if t.data_location != Some(pb::tensor_proto::DataLocation::External as i32) {
+        return Ok(());
+    }
+    let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
+    let location = get("location").ok_or_else(|| {
+        user(format!(
+            "{}: initializer `{}` says its data is external but names no location",
+            model.display(),
+            t.name
+        ))
+    })?;
+    let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let file = dir.join(&location);
+    let data = std::fs::read(&file).map_err(|e| {
+        user(format!(
+            "{}: the external data file {} of initializer `{}` cannot be read ({e}). Keep it beside the model.",
+            model.display(),
+            file.display(),
+            t.name
+        ))
+    })?;
+    let length: u64 = get("length").and_then(|v| v.parse().ok()).unwrap_or(data.len() as u64 - offset.min(data.len() as u64));
+    let end = offset.checked_add(length).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
+        user(format!(
+            "{}: initializer `{}` reads bytes {offset}..{} of {}, which has only {} bytes",
+            model.display(),
+            t.name,
+            offset + length,
+            file.display(),
+            data.len()
+        ))
+    })?;
+    t.raw_data = data[offset as usize..end as usize].to_vec();
+    t.data_location = None;
+    t.external_data.clear();
+    Ok(())
+}
+
+/// Load a model and resolve every tensor's shape, with `overrides` fixing dynamic input dimensions.
+pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
+    let proto = read_proto(path)?;
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(0);
+    let graph = proto.graph.as_ref().expect("checked in read_proto");
+    let mut warnings = vec![];
+    let inputs = resolve_inputs(path, graph, overrides, &mut warnings)?;
+    let mut tensors = BTreeMap::new();
+    match tract_shapes(path, &proto, &inputs) {
+        Ok(t) => tensors = t,
+        Err(e) => warnings.push(format!(
+            "tract could not analyse the model ({e:#}); shapes come from the model's own annotations only"
+        )),
+    }
+    fill_from_annotations(graph, &inputs, &mut tensors);
+    let unresolved: Vec<&str> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter())
+        .filter(|o| !o.is_empty() && tensors.get(*o).and_then(|t| t.shape.as_ref()).is_none())
+        .map(|s| s.as_str())
+        .collect();
+    if !unresolved.is_empty() {
+        warnings.push(format!(
+            "{} tensor(s) have no resolved shape (first: `{}`); patterns touching them are listed but cannot be measured",
+            unresolved.len(),
+            unresolved[0]
+        ));
+    }
+    Ok(Loaded { path: path.to_path_buf(), proto, opset, inputs, tensors, warnings })
+}
+
+/// Fix every model input's dimensions: `--input` first, then same-named symbols, then defaults.
+fn resolve_inputs(
+    path: &Path,
+    graph: &pb::GraphProto,
+    overrides: &[InputOverride],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<ResolvedInput>> {
+    let inits: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let real: Vec<&pb::ValueInfoProto> =
+        graph.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
+    for o in overrides {
+        if !real.iter().any(|i| i.name == o.name) {
+            let names: Vec<&str> = real.iter().map(|i| i.name.as_str()).collect();
+            return Err(user(format!(
+                "--input {o}: {} has no input named `{}`; its inputs are: {}",
+                path.display(),
+                o.name,
+                names.join(", ")
+            )));
+        }
+    }
+    // symbol values fixed by overrides apply to every input that shares the symbol
+    let mut symbols: HashMap<String, usize> = HashMap::new();
+    for o in overrides {
+        let vi = real.iter().find(|i| i.name == o.name).unwrap();
+        let (_, dims) = value_info_dims(vi);
+        if dims.len() != o.dims.len() {
+            return Err(user(format!(
+                "--input {o}: input `{}` of {} has rank {}, not {}",
+                o.name,
+                path.display(),
+                dims.len(),
+                o.dims.len()
+            )));
+        }
+        for (d, &v) in dims.iter().zip(&o.dims) {
+            match d {
+                Dim::Fixed(f) if *f != v => {
+                    return Err(user(format!(
+                        "--input {o}: input `{}` of {} has a fixed dimension {f} where {v} was given",
+                        o.name,
+                        path.display()
+                    )))
+                }
+                Dim::Symbol(s) => {
+                    symbols.insert(s.clone(), v);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out = vec![];
+    for vi in real {
+        let (elem_type, dims) = value_info_dims(vi);
+        let given = overrides.iter().find(|o| o.name == vi.name);
+        let mut resolved = vec![];
+        for (axis, d) in dims.iter().enumerate() {
+            let v = match (given, d) {
+                (Some(o), _) => o.dims[axis],
+                (None, Dim::Fixed(f)) => *f,
+                (None, Dim::Symbol(s)) if symbols.contains_key(s) => symbols[s],
+                (None, d) => {
+                    let v = if axis == 0 { DEFAULT_BATCH } else { DEFAULT_SEQUENCE };
+                    let what = match d {
+                        Dim::Symbol(s) => format!("`{s}`"),
+                        _ => "unnamed".into(),
+                    };
+                    warnings.push(format!(
+                        "input `{}` axis {axis} ({what}) is dynamic: using {v}; set it with --input {}=...",
+                        vi.name, vi.name
+                    ));
+                    if let Dim::Symbol(s) = d {
+                        symbols.insert(s.clone(), v);
+                    }
+                    v
+                }
+            };
+            resolved.push(v);
+        }
+        if elem_type == 0 {
+            return Err(user(format!(
+                "{}: input `{}` has no element type",
+                path.display(),
+                vi.name
+            )));
+        }
+        out.push(ResolvedInput { name: vi.name.clone(), elem_type, dims: resolved });
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug)]
+enum Dim {
+    Fixed(usize),
+    Symbol(String),
+    Unknown,
+}
+
+fn value_info_dims(vi: &pb::ValueInfoProto) -> (i32, Vec<Dim>) {
+    let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return (0, vec![]);
+    };
+    let dims = t
+        .shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => {
+                        Dim::Fixed(*v as usize)
+                    }
+                    Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                        Dim::Symbol(p.clone())
+                    }
+                    _ => Dim::Unknown,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (t.elem_type, dims)
+}
+
+/// Shapes and dtypes of every named tensor, from tract's analysis with the inputs fixed.
+fn tract_shapes(
+    path: &Path,
+    proto: &pb::ModelProto,
+    inputs: &[ResolvedInput],
+) -> Result<BTreeMap<String, TensorInfo>> {
+    let dir = path.parent().and_then(|p| p.to_str());
+    let mut parsed = tract_onnx::onnx().parse(proto, dir).context("tract parse")?;
+    for i in inputs {
+        let outlet = parsed.outlets_by_name[&i.name];
+        let dt = datum_type(i.elem_type)
+            .with_context(|| format!("input `{}` has unsupported element type {}", i.name, i.elem_type))?;
+        let fact = InferenceFact::dt_shape(dt, i.dims.iter().map(|&d| d as i64).collect::<Vec<_>>());
+        parsed.model.set_outlet_fact(outlet, fact)?;
+    }
+    // obstinate: carry on past ops tract cannot analyse; what stays unknown stays unresolved
+    let _ = parsed.model.analyse(true);
+    let mut out = BTreeMap::new();
+    for (name, outlet) in &parsed.outlets_by_name {
+        let Ok(fact) = parsed.model.outlet_fact(*outlet) else { continue };
+        let elem_type = fact.datum_type.concretize().map(onnx_elem_type).unwrap_or(0);
+        let shape = fact.shape.concretize().and_then(|dims| {
+            dims.iter().map(|d| d.to_i64().ok().filter(|&v| v >= 0).map(|v| v as usize)).collect()
+        });
+        out.insert(name.clone(), TensorInfo { elem_type, shape });
+    }
+    Ok(out)
+}
+
+/// Fill what tract left unknown from initializers, inputs, value_info and declared outputs.
+fn fill_from_annotations(
+    graph: &pb::GraphProto,
+    inputs: &[ResolvedInput],
+    tensors: &mut BTreeMap<String, TensorInfo>,
+) {
+    for t in &graph.initializer {
+        let shape = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
+        tensors.insert(t.name.clone(), TensorInfo { elem_type: t.data_type, shape });
+    }
+    for i in inputs {
+        tensors.insert(i.name.clone(), TensorInfo { elem_type: i.elem_type, shape: Some(i.dims.clone()) });
+    }
+    for vi in graph.value_info.iter().chain(&graph.output) {
+        let (elem_type, dims) = value_info_dims(vi);
+        let entry = tensors
+            .entry(vi.name.clone())
+            .or_insert(TensorInfo { elem_type: 0, shape: None });
+        if entry.elem_type == 0 {
+            entry.elem_type = elem_type;
+        }
+        if entry.shape.is_none() && !dims.is_empty() {
+            entry.shape = dims
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(v) => Some(*v),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+}
+
+fn datum_type(elem_type: i32) -> Option<DatumType> {
+    Some(match elem_type {
+        1 => f32::datum_type(),
+        2 => u8::datum_type(),
+        3 => i8::datum_type(),
+        4 => u16::datum_type(),
+        5 => i16::datum_type(),
+        6 => i32::datum_type(),
+        7 => i64::datum_type(),
+        9 => bool::datum_type(),
+        10 => f16::datum_type(),
+        11 => f64::datum_type(),
+        12 => u32::datum_type(),
+        13 => u64::datum_type(),
+        _ => return None,
+    })
+}
+
+fn onnx_elem_type(dt: DatumType) -> i32 {
+    match dt {
+        DatumType::F32 => 1,
+        DatumType::U8 => 2,
+        DatumType::I8 => 3,
+        DatumType::U16 => 4,
+        DatumType::I16 => 5,
+        DatumType::I32 => 6,
+        DatumType::I64 | DatumType::TDim => 7,
+        DatumType::String => 8,
+        DatumType::Bool => 9,
+        DatumType::F16 => 10,
+        DatumType::F64 => 11,
+        DatumType::U32 => 12,
+        DatumType::U64 => 13,
+        _ => 0,
+    }
+}
+
+/// Bytes per element of an ONNX element type (0 when unknown).
+pub fn elem_size(elem_type: i32) -> usize {
+    match elem_type {
+        2 | 3 | 9 => 1,
+        4 | 5 | 10 | 16 => 2,
+        1 | 6 | 12 => 4,
+        7 | 11 | 13 => 8,
+        _ => 0,
+    }
+}
+
+/// Short name of an ONNX element type.
+pub fn elem_name(elem_type: i32) -> &'static str {
+    match elem_type {
+        1 => "f32",
+        2 => "u8",
+        3 => "i8",
+        4 => "u16",
+        5 => "i16",
+        6 => "i32",
+        7 => "i64",
+        8 => "string",
+        9 => "bool",
+        10 => "f16",
+        11 => "f64",
+        12 => "u32",
+        13 => "u64",
+        16 => "bf16",
+        _ => "?",
+    }
+}
