@@ -1,1 +1,321 @@
-//! todo
+//! Calibration: the results file. One `FusionCalibration` per distinct pattern instance, in the design's
+//! schema (`fusion_pattern`, `speedup_factor` = unfused / fused latency, `memory_reduction`, ...), plus
+//! confidence intervals, what ONNX Runtime fused it into, the equivalence check and the A/A control.
+//! The schema is documented in docs/calibration.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::estimate::Estimate;
+use crate::graph::ModelGraph;
+use crate::measure::{Comparison, Equivalence, Latency, WholeModel};
+use crate::patterns::Instance;
+
+/// Version of the calibration file's schema.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which ORT level the headline speedup uses.
+pub const HEADLINE_LEVEL: &str = "extended";
+
+/// Everything `fuseval bench` measured on one model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CalibrationFile {
+    pub schema_version: u32,
+    pub metadata: Metadata,
+    /// Pattern counts in the model: each place once by its longest match, and all matches.
+    pub patterns_found_longest: BTreeMap<String, usize>,
+    pub patterns_found_all: BTreeMap<String, usize>,
+    pub fusion_profiles: Vec<FusionCalibration>,
+    pub whole_model: Option<WholeModelResult>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Metadata {
+    pub tool: String,
+    pub fuseval_version: String,
+    /// UTC, RFC 3339.
+    pub date: String,
+    pub model: String,
+    pub model_inputs: BTreeMap<String, Vec<usize>>,
+    pub hardware: crate::runtime::Hardware,
+    pub runtime: String,
+    pub ort_version: String,
+    pub execution_provider: String,
+    pub threads: usize,
+    pub quick: bool,
+    pub seed: u64,
+    pub target_rel_ci: f64,
+    pub budget_per_instance_s: f64,
+    /// `extended` (ORT level 2) or `all`: which level `speedup_factor` and `fused_latency_ms` report.
+    pub headline_level: String,
+    pub measured: String,
+}
+
+/// One ORT optimisation level's result for an instance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LevelResult {
+    pub latency: Latency,
+    pub speedup: Estimate,
+    /// Ops the carved model became at this level, e.g. `["com.microsoft.FusedConv"]`.
+    pub ort_ops: Vec<String>,
+    /// Whether ORT reduced the pattern to fewer kernels than it has nodes.
+    pub fused_by_ort: bool,
+    pub equivalence: Equivalence,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Measured,
+    Skipped,
+}
+
+/// The design's `FusionCalibration`, for one distinct instance (and every identical one).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FusionCalibration {
+    pub fusion_pattern: String,
+    pub operators: Vec<String>,
+    pub num_operators: usize,
+    pub form: String,
+    pub status: Status,
+    pub skip_reason: Option<String>,
+    pub unfused_latency_ms: f64,
+    pub fused_latency_ms: f64,
+    pub unfused_gflops: f64,
+    pub fused_gflops: f64,
+    pub flops: u64,
+    pub unfused_memory_bytes: u64,
+    pub fused_memory_bytes: u64,
+    pub speedup_factor: f64,
+    pub speedup_ci_low: f64,
+    pub speedup_ci_high: f64,
+    pub memory_reduction: f64,
+    pub input_shape: Vec<usize>,
+    pub input_shapes: BTreeMap<String, Vec<usize>>,
+    pub output_shapes: BTreeMap<String, Vec<usize>>,
+    pub extra_params: BTreeMap<String, serde_json::Value>,
+    pub num_trials: usize,
+    pub rounds: usize,
+    pub iters_per_round: usize,
+    pub budget_exhausted: bool,
+    pub headline_level: String,
+    /// What ORT fused it into at the headline level (ops of the optimized carved model).
+    pub ort_fused_into: Vec<String>,
+    pub fused_by_ort: bool,
+    pub extended: Option<LevelResult>,
+    pub all: Option<LevelResult>,
+    pub unfused_ops: Vec<String>,
+    pub aa_control: Option<Estimate>,
+    /// False when the A/A control misses 1.00 by more than its CI, or outputs disagree.
+    pub trustworthy: bool,
+    pub equivalent: bool,
+    /// `faster`, `slower` or `within_noise` at the headline level.
+    pub verdict: Option<crate::estimate::Verdict>,
+    /// Node names of every instance this result applies to (identical pattern, shapes and attributes).
+    pub instances: Vec<Vec<String>>,
+    pub signature: String,
+}
+
+/// Whole-model timing beside the sum of the per-pattern savings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WholeModelResult {
+    pub measurement: WholeModel,
+    /// Disable minus full-level latency, per inference.
+    pub saving_all_ms: f64,
+    pub saving_extended_ms: f64,
+    /// Sum over distinct measured instances of (unfused - fused) × instances, at the headline level.
+    pub sum_pattern_saving_ms: f64,
+    /// sum_pattern_saving_ms / saving at the headline level.
+    pub explained_fraction: Option<f64>,
+}
+
+/// Floating-point operations of an instance, counted from shapes.
+pub fn flops(g: &ModelGraph, inst: &Instance) -> u64 {
+    inst.nodes.iter().map(|&n| node_flops(g, n)).sum()
+}
+
+fn numel(s: &[usize]) -> u64 {
+    s.iter().map(|&d| d as u64).product()
+}
+
+fn node_flops(g: &ModelGraph, n: petgraph::graph::NodeIndex) -> u64 {
+    let node = g.node(n);
+    let out = node.outputs.first().and_then(|o| g.shape(o)).map(numel).unwrap_or(0);
+    let input = |i: usize| node.inputs.get(i).and_then(|t| g.shape(t));
+    match node.op.as_str() {
+        "Conv" => {
+            // 2 · outputs · (Cin/groups · kh · kw), plus the bias
+            let w = input(1).map(|w| w.iter().skip(1).map(|&d| d as u64).product::<u64>()).unwrap_or(0);
+            2 * out * w + if node.inputs.get(2).is_some_and(|b| !b.is_empty()) { out } else { 0 }
+        }
+        "MatMul" | "Gemm" => {
+            let k = input(0)
+                .and_then(|a| {
+                    let trans = node.op == "Gemm" && node.attr_int("transA") == Some(1);
+                    if trans { a.first() } else { a.last() }
+                })
+                .copied()
+                .unwrap_or(0) as u64;
+            2 * out * k + if node.op == "Gemm" && node.inputs.get(2).is_some_and(|c| !c.is_empty()) { out } else { 0 }
+        }
+        "BatchNormalization" => 2 * out,
+        "MaxPool" | "AveragePool" => {
+            let k: u64 = node.attr_ints("kernel_shape").map(|k| k.iter().map(|&v| v as u64).product()).unwrap_or(1);
+            out * k
+        }
+        "LayerNormalization" => 8 * out,
+        "Gelu" => 8 * out,
+        "Erf" | "Tanh" | "Sqrt" | "Pow" => out,
+        "ReduceMean" => input(0).map(numel).unwrap_or(out),
+        _ => out,
+    }
+}
+
+/// Bytes moved unfused (every node reads its inputs and writes its outputs) and fused (the pattern's
+/// inputs and constants read once, its outputs written once).
+pub fn memory_bytes(g: &ModelGraph, inst: &Instance) -> (u64, u64) {
+    let bytes = |t: &str| g.tensor(t).and_then(|t| t.bytes).unwrap_or(0);
+    let unfused: u64 = inst
+        .nodes
+        .iter()
+        .map(|&n| {
+            let node = g.node(n);
+            node.real_inputs().map(bytes).sum::<u64>()
+                + node.outputs.iter().filter(|o| !o.is_empty()).map(|o| bytes(o)).sum::<u64>()
+        })
+        .sum();
+    let fused: u64 = inst.inputs.iter().chain(&inst.constants).chain(&inst.outputs).map(|t| bytes(t)).sum();
+    (unfused, fused)
+}
+
+/// Shape and attribute parameters worth keeping beside a result (kernel, channels, features, ...).
+pub fn extra_params(g: &ModelGraph, inst: &Instance) -> BTreeMap<String, serde_json::Value> {
+    use serde_json::json;
+    let mut p = BTreeMap::new();
+    let first = g.node(inst.anchor());
+    let w = first.inputs.get(1).and_then(|w| g.shape(w));
+    match first.op.as_str() {
+        "Conv" => {
+            if let Some(w) = w {
+                p.insert("out_channels".into(), json!(w[0]));
+                p.insert("in_channels_per_group".into(), json!(w.get(1)));
+                p.insert("kernel".into(), json!(&w[2..]));
+            }
+            for a in ["strides", "pads", "dilations"] {
+                if let Some(v) = first.attr_ints(a) {
+                    p.insert(a.into(), json!(v));
+                }
+            }
+            p.insert("group".into(), json!(first.attr_int("group").unwrap_or(1)));
+        }
+        "MatMul" | "Gemm" => {
+            if let Some(w) = w {
+                p.insert("weight".into(), json!(w));
+            }
+        }
+        _ => {}
+    }
+    p.insert("dtype".into(), json!(inst.inputs.first().and_then(|i| g.tensor(i)).map(|t| t.dtype)));
+    p
+}
+
+impl FusionCalibration {
+    /// A record for a group of identical instances, from its measurement (or the reason it has none).
+    pub fn new(
+        g: &ModelGraph,
+        group: &[&Instance],
+        measured: Result<&Comparison, String>,
+        signature: String,
+    ) -> FusionCalibration {
+        let inst = group[0];
+        let flops = flops(g, inst);
+        let (unfused_mem, fused_mem) = memory_bytes(g, inst);
+        let shapes = |ts: &[String]| -> BTreeMap<String, Vec<usize>> {
+            ts.iter().filter_map(|t| Some((t.clone(), g.shape(t)?.to_vec()))).collect()
+        };
+        let mut rec = FusionCalibration {
+            fusion_pattern: inst.pattern.key().into(),
+            operators: inst.pattern.operators().iter().map(|s| s.to_string()).collect(),
+            num_operators: inst.pattern.operators().len(),
+            form: inst.form.clone(),
+            status: Status::Skipped,
+            skip_reason: None,
+            unfused_latency_ms: 0.0,
+            fused_latency_ms: 0.0,
+            unfused_gflops: 0.0,
+            fused_gflops: 0.0,
+            flops,
+            unfused_memory_bytes: unfused_mem,
+            fused_memory_bytes: fused_mem,
+            speedup_factor: 0.0,
+            speedup_ci_low: 0.0,
+            speedup_ci_high: 0.0,
+            memory_reduction: if unfused_mem > 0 { 1.0 - fused_mem as f64 / unfused_mem as f64 } else { 0.0 },
+            input_shape: inst.inputs.first().and_then(|i| g.shape(i)).map(|s| s.to_vec()).unwrap_or_default(),
+            input_shapes: shapes(&inst.inputs),
+            output_shapes: shapes(&inst.outputs),
+            extra_params: extra_params(g, inst),
+            num_trials: 0,
+            rounds: 0,
+            iters_per_round: 0,
+            budget_exhausted: false,
+            headline_level: HEADLINE_LEVEL.into(),
+            ort_fused_into: vec![],
+            fused_by_ort: false,
+            extended: None,
+            all: None,
+            unfused_ops: inst.nodes.iter().map(|&n| g.node(n).qualified_op()).collect(),
+            aa_control: None,
+            trustworthy: false,
+            equivalent: false,
+            verdict: None,
+            instances: group.iter().map(|i| i.node_names(g)).collect(),
+            signature,
+        };
+        let c = match measured {
+            Ok(c) => c,
+            Err(reason) => {
+                rec.skip_reason = Some(reason);
+                return rec;
+            }
+        };
+        let n_nodes = inst.nodes.len();
+        let level = |latency: &Latency, speedup: &Estimate, ops: &Vec<String>, eq: &Equivalence| LevelResult {
+            latency: latency.clone(),
+            speedup: *speedup,
+            ort_ops: ops.clone(),
+            fused_by_ort: ops.len() < n_nodes,
+            equivalence: eq.clone(),
+        };
+        let ext = level(&c.fused_extended, &c.speedup_extended, &c.fused_ops_extended, &c.equivalence_extended);
+        let all = level(&c.fused_all, &c.speedup_all, &c.fused_ops_all, &c.equivalence_all);
+        let head = &ext;
+        rec.status = Status::Measured;
+        rec.unfused_latency_ms = c.unfused.median_ms;
+        rec.fused_latency_ms = head.latency.median_ms;
+        let gf = |ms: f64| if ms > 0.0 { flops as f64 / (ms * 1e-3) / 1e9 } else { 0.0 };
+        rec.unfused_gflops = gf(c.unfused.median_ms);
+        rec.fused_gflops = gf(head.latency.median_ms);
+        rec.speedup_factor = head.speedup.point;
+        rec.speedup_ci_low = head.speedup.lo;
+        rec.speedup_ci_high = head.speedup.hi;
+        rec.rounds = c.rounds;
+        rec.iters_per_round = c.iters_per_round;
+        rec.num_trials = c.rounds * c.iters_per_round;
+        rec.budget_exhausted = c.budget_exhausted;
+        rec.ort_fused_into = head.ort_ops.clone();
+        rec.fused_by_ort = head.fused_by_ort;
+        rec.equivalent = c.equivalence_extended.passed && c.equivalence_all.passed;
+        rec.aa_control = Some(c.aa_control);
+        rec.trustworthy = c.aa_ok && rec.equivalent;
+        rec.verdict = Some(crate::estimate::verdict(&head.speedup, NOISE));
+        rec.extended = Some(ext);
+        rec.all = Some(all);
+        rec
+    }
+}
+
+/// Relative band around 1.00 inside which a speedup is called noise.
+pub const NOISE: f64 = 0.02;

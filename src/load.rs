@@ -322,7 +322,8 @@ fn tract_shapes(
     inputs: &[ResolvedInput],
 ) -> Result<BTreeMap<String, TensorInfo>> {
     let dir = path.parent().and_then(|p| p.to_str());
-    let mut parsed = tract_onnx::onnx().parse(proto, dir).context("tract parse")?;
+    // value_info may carry symbolic dims (`batch`) that clash with the fixed inputs: tract infers them anew
+    let mut parsed = tract_onnx::onnx().with_ignore_value_info(true).parse(proto, dir).context("tract parse")?;
     for i in inputs {
         let outlet = parsed.outlets_by_name[&i.name];
         let dt = datum_type(i.elem_type)

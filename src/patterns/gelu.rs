@@ -60,7 +60,6 @@ fn region(g: &ModelGraph, x: &str, first: &[NodeIndex], ops: &[&str]) -> Option<
             i == x || g.is_constant(i) || g.producer_of(i).is_some_and(|p| set.contains(&p))
         })
     };
-    guard!(first.iter().all(|&n| feeds_ok(&set, n)));
     loop {
         let mut grew = false;
         for n in set.clone() {
@@ -75,6 +74,8 @@ fn region(g: &ModelGraph, x: &str, first: &[NodeIndex], ops: &[&str]) -> Option<
             break;
         }
     }
+    // every node reads only x, constants and the region's own tensors
+    guard!(set.iter().all(|&n| feeds_ok(&set, n)));
     let mut nodes: Vec<NodeIndex> = g.order.iter().copied().filter(|n| set.contains(n)).collect();
     // shrink from the end until the last node is the region's only exit
     while let Some(&last) = nodes.last() {

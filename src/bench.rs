@@ -1,0 +1,234 @@
+//! Bench: the whole pipeline for one model. Load, build the graph, detect patterns, carve each distinct
+//! instance, measure it unfused and fused, time the whole model, and assemble the calibration file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::calibration::{CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL};
+use crate::carve::{carve, ConstValues};
+use crate::graph::ModelGraph;
+use crate::load::{load, InputOverride, Loaded};
+use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource};
+use crate::patterns::{detect, Detection, Instance};
+use crate::runtime::Ep;
+
+/// A model loaded, turned into a graph, and searched for patterns.
+pub struct Prepared {
+    pub loaded: Loaded,
+    pub graph: ModelGraph,
+    pub detection: Detection,
+}
+
+/// Load → graph → patterns.
+pub fn prepare(model: &Path, inputs: &[InputOverride]) -> Result<Prepared> {
+    let loaded = load(model, inputs)?;
+    let graph = ModelGraph::build(&loaded)?;
+    let detection = detect(&graph);
+    Ok(Prepared { loaded, graph, detection })
+}
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub ep: Ep,
+    pub threads: usize,
+    pub quick: bool,
+    /// Measure every match, overlapping sub-matches too, not only the longest-match cover.
+    pub all_patterns: bool,
+    pub seed: u64,
+    /// Also time the whole model (Disable vs extended vs full).
+    pub whole_model: bool,
+    pub progress: bool,
+}
+
+/// Groups of identical instances (same signature), in model order.
+pub fn distinct_groups<'a>(g: &ModelGraph, instances: &[&'a Instance]) -> Vec<(String, Vec<&'a Instance>)> {
+    let mut groups: Vec<(String, Vec<&Instance>)> = vec![];
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for &i in instances {
+        let sig = i.signature(g);
+        match at.get(&sig) {
+            Some(&k) => groups[k].1.push(i),
+            None => {
+                at.insert(sig.clone(), groups.len());
+                groups.push((sig, vec![i]));
+            }
+        }
+    }
+    groups
+}
+
+/// Input specs for a model's inputs, with valid ranges for integer inputs: indices into a `Gather`'s
+/// table stay below its size, other integers (masks, type ids) are 0 or 1.
+pub fn model_input_specs(loaded: &Loaded, g: &ModelGraph) -> Result<Vec<InputSpec>> {
+    loaded
+        .inputs
+        .iter()
+        .map(|i| {
+            let dtype = DType::from_onnx(i.elem_type).with_context(|| {
+                format!("{}: input `{}` has element type {}, which fuseval cannot generate", loaded.path.display(), i.name, crate::load::elem_name(i.elem_type))
+            })?;
+            let range = if matches!(dtype, DType::I64 | DType::I32) { Some(index_range(g, &i.name)) } else { None };
+            Ok(InputSpec { name: i.name.clone(), dtype, shape: i.dims.clone(), range })
+        })
+        .collect()
+}
+
+fn index_range(g: &ModelGraph, tensor: &str) -> (i64, i64) {
+    let mut hi = i64::MAX;
+    for (n, slot) in g.consumers.get(tensor).cloned().unwrap_or_default() {
+        let node = g.node(n);
+        if node.op == "Gather" && slot == 1 {
+            let axis = node.attr_int("axis").unwrap_or(0);
+            if let Some(s) = node.inputs.first().and_then(|d| g.shape(d)) {
+                let ax = if axis < 0 { s.len() as i64 + axis } else { axis } as usize;
+                if let Some(&d) = s.get(ax) {
+                    hi = hi.min(d as i64);
+                }
+            }
+        }
+    }
+    if hi == i64::MAX || hi < 1 {
+        (0, 2)
+    } else {
+        (0, hi)
+    }
+}
+
+fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
+    carved
+        .inputs
+        .iter()
+        .map(|(name, elem, dims)| {
+            let dtype = DType::from_onnx(*elem)
+                .with_context(|| format!("input `{name}` has element type {}, which fuseval cannot generate", crate::load::elem_name(*elem)))?;
+            Ok(InputSpec { name: name.clone(), dtype, shape: dims.clone(), range: None })
+        })
+        .collect()
+}
+
+/// Measure every distinct instance (and the whole model) and assemble the calibration file.
+pub fn bench(p: &Prepared, opts: &BenchOptions) -> Result<CalibrationFile> {
+    let g = &p.graph;
+    let started = Instant::now();
+    let mopts = MeasureOptions { seed: opts.seed, ..MeasureOptions::new(opts.ep, opts.threads, opts.quick) };
+    let chosen: Vec<&Instance> = if opts.all_patterns {
+        p.detection.all.iter().collect()
+    } else {
+        p.detection.longest_instances().collect()
+    };
+    let groups = distinct_groups(g, &chosen);
+    let measurable: Vec<&Instance> =
+        groups.iter().filter(|(_, v)| v[0].resolved(g)).map(|(_, v)| v[0]).collect();
+    let consts = ConstValues::evaluate(&p.loaded, g, &measurable)?;
+
+    let bar = if opts.progress { ProgressBar::new(groups.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut profiles = vec![];
+    for (sig, group) in &groups {
+        let inst = group[0];
+        bar.set_message(format!("{} ({})", inst.pattern.key(), inst.node_names(g).first().cloned().unwrap_or_default()));
+        let result = if !inst.resolved(g) {
+            Err("a tensor's shape could not be resolved; fix the model's dynamic dimensions with --input".to_string())
+        } else {
+            carve(&p.loaded, g, inst, &consts)
+                .and_then(|c| {
+                    let specs = carved_specs(&c)?;
+                    measure::compare(ModelSource::Bytes(&c.bytes), &specs, &mopts)
+                })
+                .map_err(|e| format!("{e:#}"))
+        };
+        profiles.push(FusionCalibration::new(g, group, result.as_ref().map_err(|e| e.clone()), sig.clone()));
+        bar.inc(1);
+    }
+
+    let mut warnings = p.loaded.warnings.clone();
+    let whole_model = if opts.whole_model {
+        bar.set_message("whole model");
+        let specs = model_input_specs(&p.loaded, g)?;
+        match measure::whole_model(&p.loaded.path, &specs, &mopts) {
+            Ok(m) => Some(whole_model_result(m, &profiles)),
+            Err(e) => {
+                warnings.push(format!("the whole model could not be timed: {e:#}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    bar.finish_and_clear();
+
+    let name = |m: BTreeMap<crate::patterns::Pattern, usize>| -> BTreeMap<String, usize> {
+        m.into_iter().map(|(k, v)| (k.key().to_string(), v)).collect()
+    };
+    Ok(CalibrationFile {
+        schema_version: crate::calibration::SCHEMA_VERSION,
+        metadata: Metadata {
+            tool: "fuseval".into(),
+            fuseval_version: env!("CARGO_PKG_VERSION").into(),
+            date: utc_now(),
+            model: p.loaded.path.display().to_string(),
+            model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
+            hardware: crate::runtime::hardware(),
+            runtime: "onnxruntime".into(),
+            ort_version: crate::runtime::ort_version(),
+            execution_provider: opts.ep.to_string(),
+            threads: opts.threads,
+            quick: opts.quick,
+            seed: opts.seed,
+            target_rel_ci: mopts.target_rel_ci,
+            budget_per_instance_s: mopts.budget.as_secs_f64(),
+            headline_level: HEADLINE_LEVEL.into(),
+            measured: format!("{:.1} s", started.elapsed().as_secs_f64()),
+        },
+        patterns_found_longest: name(p.detection.counts(true)),
+        patterns_found_all: name(p.detection.counts(false)),
+        fusion_profiles: profiles,
+        whole_model,
+        warnings,
+    })
+}
+
+fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) -> WholeModelResult {
+    let saving_all_ms = m.disabled.median_ms - m.all.median_ms;
+    let saving_extended_ms = m.disabled.median_ms - m.extended.median_ms;
+    let sum_pattern_saving_ms: f64 = profiles
+        .iter()
+        .filter(|p| p.status == Status::Measured && p.equivalent)
+        .map(|p| (p.unfused_latency_ms - p.fused_latency_ms) * p.instances.len() as f64)
+        .sum();
+    let explained_fraction = (saving_extended_ms.abs() > 1e-9).then(|| sum_pattern_saving_ms / saving_extended_ms);
+    WholeModelResult { measurement: m, saving_all_ms, saving_extended_ms, sum_pattern_saving_ms, explained_fraction }
+}
+
+/// The current UTC time as RFC 3339, without a date crate.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Default output directory for a model: `fuseval-out/<model stem>`.
+pub fn default_out_dir(model: &Path) -> PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    PathBuf::from("fuseval-out").join(stem)
+}

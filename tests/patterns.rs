@@ -1,0 +1,177 @@
+//! Pattern detection on real exporter output: counts on whole models, one positive per pattern fixture,
+//! and the negatives that must not match.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fuseval::bench::{prepare, Prepared};
+use fuseval::patterns::Pattern::{self, *};
+
+fn prep(path: &str) -> Prepared {
+    prepare(Path::new(path), &[]).unwrap_or_else(|e| panic!("{path}: {e:#}"))
+}
+
+fn counts(p: &Prepared, longest: bool) -> BTreeMap<Pattern, usize> {
+    p.detection.counts(longest)
+}
+
+fn expect(pairs: &[(Pattern, usize)]) -> BTreeMap<Pattern, usize> {
+    pairs.iter().copied().collect()
+}
+
+fn assert_resnet50_counts(path: &str) {
+    let p = prep(path);
+    assert_eq!(
+        counts(&p, true),
+        expect(&[(ConvBnReluMaxPool, 1), (ConvBnRelu, 32), (ConvBn, 20), (AddRelu, 16), (LinearBias, 1)]),
+        "{path}: longest-match counts"
+    );
+    assert_eq!(
+        counts(&p, false),
+        expect(&[(ConvBnReluMaxPool, 1), (ConvBnRelu, 33), (ConvBn, 53), (AddRelu, 16), (LinearBias, 1)]),
+        "{path}: counts including overlapping sub-matches"
+    );
+    // every Conv+BN of the longest cover feeds the residual sum
+    for i in p.detection.longest_instances().filter(|i| i.pattern == ConvBn) {
+        let out = &i.outputs[0];
+        let readers = p.graph.consumers_of(out);
+        assert_eq!(readers.len(), 1);
+        assert!(["Sum", "Add"].contains(&p.graph.node(readers[0]).op.as_str()), "{path}: {:?}", i.node_names(&p.graph));
+    }
+}
+
+#[test]
+fn light_resnet50_counts() {
+    assert_resnet50_counts("fixtures/light_resnet50.onnx");
+    let p = prep("fixtures/light_resnet50.onnx");
+    let stem = p.detection.longest_instances().find(|i| i.pattern == ConvBnReluMaxPool).unwrap();
+    assert_eq!(stem.node_names(&p.graph), ["n0", "n1", "n2", "n3"]);
+    assert_eq!(p.graph.shape(&stem.inputs[0]), Some(&[1usize, 3, 224, 224][..]));
+    // the Sum of the residual is matched in its `Sum` form
+    assert!(p.detection.all.iter().filter(|i| i.pattern == AddRelu).all(|i| i.form == "Sum+Relu"));
+}
+
+#[test]
+fn mini_resnet50_legacy_counts() {
+    assert_resnet50_counts("fixtures/mini_resnet50_legacy.onnx");
+}
+
+#[test]
+fn mini_resnet50_dynamo_counts() {
+    assert_resnet50_counts("fixtures/mini_resnet50_dynamo.onnx");
+}
+
+fn assert_bert_counts(path: &str, gelu_form: &str, ln_form: &str) {
+    let p = prep(path);
+    // per layer: Q, K, V, attention output and FFN output projections; plus the pooler
+    assert_eq!(
+        counts(&p, true),
+        expect(&[(LinearBias, 11), (LinearBiasGelu, 2), (AddLayerNorm, 5)]),
+        "{path}: longest-match counts"
+    );
+    for i in p.detection.longest_instances() {
+        match i.pattern {
+            LinearBiasGelu => assert!(i.form.ends_with(&format!("GELU({gelu_form})")), "{path}: {}", i.form),
+            AddLayerNorm => assert_eq!(i.form, ln_form, "{path}"),
+            _ => {}
+        }
+    }
+    // default sequence length 128 was applied, and said so
+    assert!(p.loaded.warnings.iter().any(|w| w.contains("128")), "{:?}", p.loaded.warnings);
+    let gelu = p.detection.longest_instances().find(|i| i.pattern == LinearBiasGelu).unwrap();
+    assert_eq!(p.graph.shape(&gelu.inputs[0]).map(|s| s[..2].to_vec()), Some(vec![1, 128]));
+}
+
+#[test]
+fn tiny_bert_legacy_counts() {
+    assert_bert_counts("fixtures/tiny_bert_legacy.onnx", "Erf", "decomposed");
+    let p = prep("fixtures/tiny_bert_legacy.onnx");
+    let gelu = p.detection.longest_instances().find(|i| i.pattern == LinearBiasGelu).unwrap();
+    let names = gelu.node_names(&p.graph);
+    assert_eq!(names[0], "/m/encoder/layer.0/intermediate/dense/MatMul");
+    assert_eq!(names.len(), 7, "{names:?}");
+}
+
+#[test]
+fn tiny_bert_dynamo_counts() {
+    assert_bert_counts("fixtures/tiny_bert_dynamo.onnx", "Gelu op", "LayerNormalization");
+}
+
+#[test]
+fn input_override_sets_sequence() {
+    let p = prepare(
+        Path::new("fixtures/tiny_bert_legacy.onnx"),
+        &["input_ids=2x16".parse().unwrap()],
+    )
+    .unwrap();
+    // attention_mask and token_type_ids share the `batch` and `sequence` symbols
+    for i in &p.loaded.inputs {
+        assert_eq!(i.dims, [2, 16], "{}", i.name);
+    }
+    assert!(p.loaded.warnings.iter().all(|w| !w.contains("dynamic")), "{:?}", p.loaded.warnings);
+}
+
+/// Each single-pattern fixture: the pattern is found once, as the longest match.
+#[test]
+fn pattern_fixtures_positive() {
+    let cases: &[(&str, Pattern, &str)] = &[
+        ("conv_bias", ConvBias, "Conv+Add"),
+        ("conv_bn", ConvBn, "Conv+BatchNormalization"),
+        ("conv_bn_relu", ConvBnRelu, "Conv+BatchNormalization+Relu"),
+        ("conv_relu", ConvRelu, "Conv+Relu"),
+        ("conv_bn_relu_maxpool", ConvBnReluMaxPool, "Conv+BatchNormalization+Relu+MaxPool"),
+        ("linear_bias_matmul", LinearBias, "MatMul+Add"),
+        ("linear_bias_gemm", LinearBias, "Gemm"),
+        ("linear_bias_relu", LinearBiasRelu, "Gemm+Relu"),
+        ("linear_bias_gelu_erf", LinearBiasGelu, "MatMul+Add+GELU(Erf)"),
+        ("linear_bias_gelu_tanh", LinearBiasGelu, "MatMul+Add+GELU(tanh)"),
+        ("linear_bias_gelu_op", LinearBiasGelu, "MatMul+Add+GELU(Gelu op)"),
+        ("mlp", Mlp, "Gemm+Relu+Gemm"),
+        ("add_relu", AddRelu, "Add+Relu"),
+        ("add_layernorm_op", AddLayerNorm, "LayerNormalization"),
+        ("add_layernorm_decomposed", AddLayerNorm, "decomposed"),
+    ];
+    for (file, pattern, form) in cases {
+        let p = prep(&format!("fixtures/patterns/{file}.onnx"));
+        let longest: Vec<_> = p.detection.longest_instances().collect();
+        assert_eq!(longest.len(), 1, "{file}: {:?}", longest.iter().map(|i| i.pattern).collect::<Vec<_>>());
+        assert_eq!(longest[0].pattern, *pattern, "{file}");
+        assert_eq!(longest[0].form, *form, "{file}");
+        // the whole model, but for its `Constant` nodes, is the pattern
+        let ops = p.graph.graph.node_weights().filter(|n| n.op != "Constant").count();
+        assert_eq!(longest[0].nodes.len(), ops, "{file}");
+    }
+}
+
+#[test]
+fn fan_out_in_the_middle_prevents_the_match() {
+    let p = prep("fixtures/patterns/neg_fanout.onnx");
+    let c = counts(&p, false);
+    assert_eq!(c.get(&ConvBnRelu), None, "{c:?}");
+    assert_eq!(c.get(&ConvBn), Some(&1), "{c:?}");
+}
+
+#[test]
+fn middle_graph_output_prevents_the_match() {
+    let p = prep("fixtures/patterns/neg_graph_output.onnx");
+    let c = counts(&p, false);
+    assert_eq!(c.get(&ConvBnRelu), None, "{c:?}");
+    assert_eq!(c.get(&ConvBn), Some(&1), "{c:?}");
+}
+
+#[test]
+fn non_constant_weight_prevents_the_match() {
+    let p = prep("fixtures/patterns/neg_nonconst_weight.onnx");
+    assert!(p.detection.all.is_empty(), "{:?}", p.detection.all.iter().map(|i| i.pattern).collect::<Vec<_>>());
+}
+
+#[test]
+fn pattern_keys_are_stable_and_parse_back() {
+    for p in Pattern::ALL {
+        assert_eq!(Pattern::from_key(p.key()), Some(p));
+        assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.key()));
+    }
+    // the design's own partitioner spelling
+    assert_eq!(Pattern::from_key("Conv2d_BatchNorm2d_ReLU"), Some(ConvBnRelu));
+    assert_eq!(Pattern::from_key("conv_bn_relu"), Some(ConvBnRelu));
+}
