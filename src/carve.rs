@@ -11,7 +11,7 @@ use prost::Message;
 use tract_onnx::pb;
 
 use crate::graph::ModelGraph;
-use crate::load::Loaded;
+use crate::load::{value_info, Loaded};
 use crate::patterns::Instance;
 
 /// A carved model.
@@ -95,7 +95,10 @@ fn run_constant_subgraph(loaded: &Loaded, g: &ModelGraph, needed: &[String]) -> 
     let sub = pb::GraphProto {
         name: "fuseval_constants".into(),
         node: order.iter().map(|&n| graph.node[g.node(n).index].clone()).collect(),
-        initializer: graph.initializer.iter().filter(|t| used_inits.contains(&t.name)).cloned().collect(),
+        initializer: (0..graph.initializer.len())
+            .filter(|&ix| used_inits.contains(&graph.initializer[ix].name))
+            .map(|ix| loaded.initializer(ix))
+            .collect::<Result<_>>()?,
         output: needed.iter().map(|t| value_info(t, g.tensor(t).map(|t| t.elem_type).unwrap_or(1), None)).collect(),
         ..Default::default()
     };
@@ -176,24 +179,6 @@ fn model_header(src: &pb::ModelProto) -> pb::ModelProto {
     }
 }
 
-fn value_info(name: &str, elem_type: i32, dims: Option<&[usize]>) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let shape = dims.map(|d| pb::TensorShapeProto {
-        dim: d
-            .iter()
-            .map(|&v| Dimension { value: Some(Value::DimValue(v as i64)), ..Default::default() })
-            .collect(),
-    });
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type, shape })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Carve `inst` out of the model.
 pub fn carve(loaded: &Loaded, g: &ModelGraph, inst: &Instance, consts: &ConstValues) -> Result<Carved> {
     let graph = loaded.proto.graph.as_ref().expect("loaded models have a graph");
@@ -214,7 +199,7 @@ pub fn carve(loaded: &Loaded, g: &ModelGraph, inst: &Instance, consts: &ConstVal
     let mut initializer = vec![];
     for c in &inst.constants {
         let t = match g.initializers.get(c) {
-            Some(&ix) => graph.initializer[ix].clone(),
+            Some(&ix) => loaded.initializer(ix)?,
             None => consts
                 .get(c)
                 .cloned()

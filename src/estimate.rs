@@ -1,1 +1,210 @@
-//! todo
+//! Criterion-style estimates: medians, percentile-bootstrap confidence intervals, and verdicts.
+//!
+//! Every number fuseval reports as a speedup or a latency is an [`Estimate`]: a point (the sample median)
+//! and a 95% confidence interval from a seeded percentile bootstrap, so a run can be reproduced exactly.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// A point estimate with its 95% confidence interval `[lo, hi]`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Estimate {
+    pub point: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Estimate {
+    /// An estimate with no uncertainty (`lo == hi == point`).
+    pub fn exact(x: f64) -> Self {
+        Estimate { point: x, lo: x, hi: x }
+    }
+
+    /// Whether `x` lies inside the interval (bounds included).
+    pub fn contains(&self, x: f64) -> bool {
+        self.lo <= x && x <= self.hi
+    }
+
+    /// Half the interval's width relative to the point: 0.02 means roughly ±2%.
+    /// Infinite when the point is zero and the interval is not.
+    pub fn rel_half_width(&self) -> f64 {
+        let half = (self.hi - self.lo) / 2.0;
+        if half == 0.0 {
+            0.0
+        } else {
+            half / self.point.abs()
+        }
+    }
+
+    /// Multiply point and bounds by `k` (e.g. seconds to milliseconds).
+    pub fn scale(&self, k: f64) -> Self {
+        let (a, b) = (self.lo * k, self.hi * k);
+        Estimate { point: self.point * k, lo: a.min(b), hi: a.max(b) }
+    }
+}
+
+/// Median of `xs` (mean of the two middle values for an even count). NaN for an empty slice.
+/// NaN values sort last; callers should not pass them.
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = xs.to_vec();
+    median_in_place(&mut v)
+}
+
+/// Median that reorders `v` (selection, O(n)). `v` must be non-empty.
+fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let mid = n / 2;
+    let (lower, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = *m;
+    if n % 2 == 1 {
+        m
+    } else {
+        let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (below + m) / 2.0
+    }
+}
+
+/// `q`-quantile (0..=1) of sorted data, linear interpolation between order statistics.
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let n = sorted.len();
+    if n == 1 {
+        return sorted[0];
+    }
+    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = pos - i as f64;
+    if i + 1 >= n {
+        sorted[n - 1]
+    } else {
+        sorted[i] + frac * (sorted[i + 1] - sorted[i])
+    }
+}
+
+/// Percentile bootstrap of the median: the point is the sample median, the interval the 2.5% and 97.5%
+/// quantiles of the medians of `resamples` resamples drawn with replacement (ChaCha8 seeded with `seed`).
+///
+/// An empty slice gives NaN everywhere; a single value or `resamples == 0` gives a zero-width interval.
+pub fn bootstrap_median_ci(xs: &[f64], resamples: usize, seed: u64) -> Estimate {
+    let point = median(xs);
+    if xs.len() <= 1 || resamples == 0 {
+        return Estimate::exact(point);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = xs.len();
+    let mut buf = vec![0.0; n];
+    let mut medians = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for slot in buf.iter_mut() {
+            *slot = xs[rng.random_range(0..n)];
+        }
+        medians.push(median_in_place(&mut buf));
+    }
+    medians.sort_by(f64::total_cmp);
+    let lo = quantile_sorted(&medians, 0.025);
+    let hi = quantile_sorted(&medians, 0.975);
+    // The percentile interval can exclude the point for tiny samples; widen it so it never does.
+    Estimate { point, lo: lo.min(point), hi: hi.max(point) }
+}
+
+/// What a speedup estimate says, given a noise band around 1.0.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Faster,
+    Slower,
+    WithinNoise,
+}
+
+/// Verdict for a speedup (`unfused time / fused time`, so > 1 is faster) against a noise band
+/// `[1 - noise, 1 + noise]` (`noise` is a fraction, e.g. 0.01; negative values count as 0):
+///
+/// - `Faster` when the whole CI lies above the band (`lo > 1 + noise`);
+/// - `Slower` when the whole CI lies below it (`hi < 1 - noise`);
+/// - `WithinNoise` otherwise: the CI touches the band (which includes every CI containing 1.0).
+pub fn verdict(speedup: &Estimate, noise: f64) -> Verdict {
+    let noise = if noise.is_finite() { noise.max(0.0) } else { f64::INFINITY };
+    if speedup.lo > 1.0 + noise {
+        Verdict::Faster
+    } else if speedup.hi < 1.0 - noise {
+        Verdict::Slower
+    } else {
+        Verdict::WithinNoise
+    }
+}
+
+/// The noise band an A/A control implies: the largest distance from 1.0 to either end of its CI.
+/// Feed it to [`verdict`] so a speedup must clear what two identical sessions already disagree by.
+pub fn aa_noise(aa_control: &Estimate) -> f64 {
+    (aa_control.lo - 1.0).abs().max((aa_control.hi - 1.0).abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_odd_even_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[5.0]), 5.0);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_brackets_the_median() {
+        let xs: Vec<f64> = (0..101).map(|i| 1.0 + (i as f64 * 0.37).sin() * 0.05).collect();
+        let a = bootstrap_median_ci(&xs, 1000, 7);
+        let b = bootstrap_median_ci(&xs, 1000, 7);
+        assert_eq!(a, b);
+        assert_eq!(a.point, median(&xs));
+        assert!(a.lo <= a.point && a.point <= a.hi);
+        assert!(a.hi - a.lo > 0.0);
+        assert!(a.rel_half_width() < 0.05);
+    }
+
+    #[test]
+    fn bootstrap_ci_narrows_with_more_data() {
+        let gen = |n: usize| -> Vec<f64> { (0..n).map(|i| ((i * 7919) % 1000) as f64 / 1000.0).collect() };
+        let small = bootstrap_median_ci(&gen(20), 2000, 1);
+        let large = bootstrap_median_ci(&gen(2000), 2000, 1);
+        assert!(large.hi - large.lo < small.hi - small.lo);
+    }
+
+    #[test]
+    fn bootstrap_degenerate_inputs() {
+        assert_eq!(bootstrap_median_ci(&[2.0], 100, 0), Estimate::exact(2.0));
+        assert_eq!(bootstrap_median_ci(&[1.0, 3.0], 0, 0), Estimate::exact(2.0));
+        assert!(bootstrap_median_ci(&[], 100, 0).point.is_nan());
+    }
+
+    #[test]
+    fn contains_and_width() {
+        let e = Estimate { point: 1.0, lo: 0.98, hi: 1.02 };
+        assert!(e.contains(1.0) && e.contains(0.98) && !e.contains(1.03));
+        assert!((e.rel_half_width() - 0.02).abs() < 1e-12);
+        assert_eq!(Estimate::exact(0.0).rel_half_width(), 0.0);
+    }
+
+    #[test]
+    fn verdicts() {
+        let e = |lo, hi| Estimate { point: (lo + hi) / 2.0, lo, hi };
+        assert_eq!(verdict(&e(1.10, 1.20), 0.01), Verdict::Faster);
+        assert_eq!(verdict(&e(0.80, 0.90), 0.01), Verdict::Slower);
+        assert_eq!(verdict(&e(0.99, 1.05), 0.0), Verdict::WithinNoise);
+        // Clears 1.0 but not the noise band.
+        assert_eq!(verdict(&e(1.005, 1.02), 0.01), Verdict::WithinNoise);
+        assert_eq!(verdict(&e(0.98, 0.995), 0.01), Verdict::WithinNoise);
+        assert_eq!(verdict(&e(1.005, 1.02), 0.0), Verdict::Faster);
+        assert_eq!(verdict(&e(1.5, 2.0), f64::NAN), Verdict::WithinNoise);
+    }
+
+    #[test]
+    fn aa_noise_is_the_far_end() {
+        let aa = Estimate { point: 1.0, lo: 0.995, hi: 1.012 };
+        assert!((aa_noise(&aa) - 0.012).abs() < 1e-12);
+    }
+}

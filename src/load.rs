@@ -5,14 +5,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::user;
+
+pub mod weights;
+use weights::Weights;
 
 /// Default size of a dynamic batch (axis 0) dimension.
 pub const DEFAULT_BATCH: usize = 1;
@@ -85,38 +88,65 @@ pub struct Loaded {
     pub inputs: Vec<ResolvedInput>,
     pub tensors: BTreeMap<String, TensorInfo>,
     pub warnings: Vec<String>,
+    /// Initializer bytes, read on demand.
+    pub weights: Arc<Weights>,
 }
 
-/// Read and decode an ONNX file, with external data inlined. No shape work.
-pub fn read_proto(path: &Path) -> Result<pb::ModelProto> {
-    let bytes = std::fs::read(path)
+impl Loaded {
+    /// Initializer `ix` of the graph, with its bytes.
+    pub fn initializer(&self, ix: usize) -> Result<pb::TensorProto> {
+        let t = &self.proto.graph.as_ref().expect("loaded models have a graph").initializer[ix];
+        self.weights
+            .full(ix, t)
+            .with_context(|| format!("reading the data of initializer `{}` of {}", t.name, self.path.display()))
+    }
+
+    /// The whole model with every initializer's bytes inline.
+    pub fn full_proto(&self) -> Result<pb::ModelProto> {
+        let mut p = self.proto.clone();
+        let g = p.graph.as_mut().expect("loaded models have a graph");
+        for ix in 0..g.initializer.len() {
+            g.initializer[ix] = self.initializer(ix)?;
+        }
+        Ok(p)
+    }
+}
+
+/// Read and decode an ONNX file; initializer bytes stay in the file until needed. No shape work.
+pub fn read_proto(path: &Path) -> Result<(pb::ModelProto, Arc<Weights>)> {
+    let meta = std::fs::metadata(path)
         .map_err(|e| user(format!("cannot read model file {}: {e}", path.display())))?;
-    if bytes.is_empty() {
+    if meta.is_dir() {
+        return Err(user(format!("{} is a directory, not an ONNX model file", path.display())));
+    }
+    if meta.len() == 0 {
         return Err(user(format!("{} is empty: it is not an ONNX model", path.display())));
     }
-    let mut proto = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| {
+    let (proto, mut weights) = weights::decode(path).map_err(|e| {
         user(format!(
-            "{} is not a valid ONNX model: the protobuf does not decode ({e}). Is the file truncated, or another format?",
+            "{} is not a valid ONNX model: the protobuf does not decode ({e:#}). Is the file truncated, or another format?",
             path.display()
         ))
     })?;
-    let graph = proto.graph.as_mut().ok_or_else(|| {
+    let graph = proto.graph.as_ref().ok_or_else(|| {
         user(format!("{} is not an ONNX model: it has no graph", path.display()))
     })?;
     if graph.node.is_empty() {
         return Err(user(format!("{} has a graph with no nodes", path.display())));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    for t in graph.initializer.iter_mut() {
-        inline_external(t, dir, path)?;
+    for (ix, t) in graph.initializer.iter().enumerate() {
+        if let Some(ext) = external(t, dir, path)? {
+            weights.bytes[ix] = ext;
+        }
     }
-    Ok(proto)
+    Ok((proto, Arc::new(weights)))
 }
 
-/// Replace a tensor's external-data reference by its bytes.
-fn inline_external(t: &mut pb::TensorProto, dir: &Path, model: &Path) -> Result<()> {
+/// Where an initializer's external data is, checked to exist and be long enough.
+fn external(t: &pb::TensorProto, dir: &Path, model: &Path) -> Result<Option<weights::Bytes>> {
     if t.data_location != Some(pb::tensor_proto::DataLocation::External as i32) {
-        return Ok(());
+        return Ok(None);
     }
     let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
     let location = get("location").ok_or_else(|| {
@@ -128,34 +158,32 @@ fn inline_external(t: &mut pb::TensorProto, dir: &Path, model: &Path) -> Result<
     })?;
     let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let file = dir.join(&location);
-    let data = std::fs::read(&file).map_err(|e| {
-        user(format!(
-            "{}: the external data file {} of initializer `{}` cannot be read ({e}). Keep it beside the model.",
-            model.display(),
-            file.display(),
-            t.name
-        ))
-    })?;
-    let length: u64 = get("length").and_then(|v| v.parse().ok()).unwrap_or(data.len() as u64 - offset.min(data.len() as u64));
-    let end = offset.checked_add(length).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
-        user(format!(
-            "{}: initializer `{}` reads bytes {offset}..{} of {}, which has only {} bytes",
+    let size = std::fs::metadata(&file)
+        .map_err(|e| {
+            user(format!(
+                "{}: the external data file {} of initializer `{}` cannot be read ({e}). Keep it beside the model.",
+                model.display(),
+                file.display(),
+                t.name
+            ))
+        })?
+        .len();
+    let length: u64 = get("length").and_then(|v| v.parse().ok()).unwrap_or(size.saturating_sub(offset));
+    if offset.checked_add(length).is_none_or(|e| e > size) {
+        return Err(user(format!(
+            "{}: initializer `{}` reads bytes {offset}..{} of {}, which has only {size} bytes",
             model.display(),
             t.name,
-            offset + length,
-            file.display(),
-            data.len()
-        ))
-    })?;
-    t.raw_data = data[offset as usize..end as usize].to_vec();
-    t.data_location = None;
-    t.external_data.clear();
-    Ok(())
+            offset.saturating_add(length),
+            file.display()
+        )));
+    }
+    Ok(Some(weights::Bytes::External { file, offset, length }))
 }
 
 /// Load a model and resolve every tensor's shape, with `overrides` fixing dynamic input dimensions.
 pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
-    let proto = read_proto(path)?;
+    let (proto, weights) = read_proto(path)?;
     let opset = proto
         .opset_import
         .iter()
@@ -166,7 +194,7 @@ pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
     let mut warnings = vec![];
     let inputs = resolve_inputs(path, graph, overrides, &mut warnings)?;
     let mut tensors = BTreeMap::new();
-    match tract_shapes(path, &proto, &inputs) {
+    match tract_shapes(path, &proto, &weights, &inputs) {
         Ok(t) => tensors = t,
         Err(e) => warnings.push(format!(
             "tract could not analyse the model ({e:#}); shapes come from the model's own annotations only"
@@ -187,7 +215,7 @@ pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
             unresolved[0]
         ));
     }
-    Ok(Loaded { path: path.to_path_buf(), proto, opset, inputs, tensors, warnings })
+    Ok(Loaded { path: path.to_path_buf(), proto, opset, inputs, tensors, warnings, weights })
 }
 
 /// Fix every model input's dimensions: `--input` first, then same-named symbols, then defaults.
@@ -319,11 +347,13 @@ fn value_info_dims(vi: &pb::ValueInfoProto) -> (i32, Vec<Dim>) {
 fn tract_shapes(
     path: &Path,
     proto: &pb::ModelProto,
+    weights: &Weights,
     inputs: &[ResolvedInput],
 ) -> Result<BTreeMap<String, TensorInfo>> {
     let dir = path.parent().and_then(|p| p.to_str());
     // value_info may carry symbolic dims (`batch`) that clash with the fixed inputs: tract infers them anew
-    let mut parsed = tract_onnx::onnx().with_ignore_value_info(true).parse(proto, dir).context("tract parse")?;
+    let slim = slim_for_shapes(proto, weights)?;
+    let mut parsed = tract_onnx::onnx().with_ignore_value_info(true).parse(&slim, dir).context("tract parse")?;
     for i in inputs {
         let outlet = parsed.outlets_by_name[&i.name];
         let dt = datum_type(i.elem_type)
@@ -343,6 +373,58 @@ fn tract_shapes(
         out.insert(name.clone(), TensorInfo { elem_type, shape });
     }
     Ok(out)
+}
+
+/// Initializers above this many elements reach tract as typed inputs, not values: shapes never depend
+/// on a weight's values, and copying hundreds of megabytes of weights would dominate `inspect`.
+const SLIM_ABOVE: i64 = 1024;
+
+/// A copy of the model for shape analysis, with its large weights replaced by typed inputs.
+fn slim_for_shapes(proto: &pb::ModelProto, weights: &Weights) -> Result<pb::ModelProto> {
+    let g = proto.graph.as_ref().expect("checked in read_proto");
+    let big = |t: &pb::TensorProto| t.dims.iter().product::<i64>() > SLIM_ABOVE;
+    let mut graph = pb::GraphProto {
+        node: g.node.clone(),
+        name: g.name.clone(),
+        input: g.input.clone(),
+        output: g.output.clone(),
+        initializer: g
+            .initializer
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !big(t))
+            .map(|(ix, t)| weights.full(ix, t))
+            .collect::<Result<_>>()?,
+        ..Default::default()
+    };
+    // IR < 4 lists initializers among the inputs too; keep one entry per name
+    graph.input.retain(|i| !g.initializer.iter().any(|t| t.name == i.name && big(t)));
+    for t in g.initializer.iter().filter(|t| big(t)) {
+        let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+        graph.input.push(value_info(&t.name, t.data_type, Some(&dims)));
+    }
+    Ok(pb::ModelProto {
+        graph: Some(graph),
+        opset_import: proto.opset_import.clone(),
+        ir_version: proto.ir_version,
+        ..Default::default()
+    })
+}
+
+/// A tensor value-info, with a fixed shape when `dims` is given.
+pub fn value_info(name: &str, elem_type: i32, dims: Option<&[usize]>) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension::Value, Dimension};
+    let shape = dims.map(|dims| pb::TensorShapeProto {
+        dim: dims.iter().map(|&v| Dimension { value: Some(Value::DimValue(v as i64)), ..Default::default() }).collect(),
+    });
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type, shape })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Fill what tract left unknown from initializers, inputs, value_info and declared outputs.

@@ -1,1 +1,387 @@
-//! todo
+//! ONNX Runtime with no extra install step: find (or fetch once) the shared library, initialise one
+//! process-wide environment, pick execution providers strictly, and describe the host hardware.
+//!
+//! Library resolution: `$ORT_DYLIB_PATH` if set; else a per-user cache
+//! (`$FUSEVAL_CACHE`, `$XDG_CACHE_HOME/fuseval` or `~/.cache/fuseval`), filled on first use by
+//! `python3 -m pip download onnxruntime==1.31.1` and extracting the library from the wheel.
+
+use std::ffi::{CStr, OsString};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The ONNX Runtime release fuseval is built and tested against.
+pub const ORT_VERSION: &str = "1.31.1";
+/// File name of the library inside the wheel (`onnxruntime/capi/<name>`) and in the cache.
+pub const ORT_LIB_NAME: &str = "libonnxruntime.so.1.31.1";
+
+/// Path of the ONNX Runtime shared library to load; downloads it into the cache if needed.
+pub fn ort_library() -> Result<PathBuf> {
+    let vars = LibraryVars::from_env();
+    resolve_library(&vars, &mut fetch_into_cache)
+}
+
+/// The environment variables that decide where the library comes from (taken as values so tests need
+/// not touch the process environment).
+#[derive(Clone, Debug, Default)]
+pub struct LibraryVars {
+    pub ort_dylib_path: Option<OsString>,
+    pub fuseval_cache: Option<OsString>,
+    pub xdg_cache_home: Option<OsString>,
+    pub home: Option<OsString>,
+}
+
+impl LibraryVars {
+    /// Read the variables from the process environment (empty values count as unset).
+    pub fn from_env() -> Self {
+        let get = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        LibraryVars {
+            ort_dylib_path: get("ORT_DYLIB_PATH"),
+            fuseval_cache: get("FUSEVAL_CACHE"),
+            xdg_cache_home: get("XDG_CACHE_HOME"),
+            home: get("HOME"),
+        }
+    }
+}
+
+/// The cache directory for these variables: `$FUSEVAL_CACHE`, `$XDG_CACHE_HOME/fuseval` or `~/.cache/fuseval`.
+pub fn cache_dir(vars: &LibraryVars) -> Result<PathBuf> {
+    if let Some(dir) = &vars.fuseval_cache {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(dir) = &vars.xdg_cache_home {
+        return Ok(PathBuf::from(dir).join("fuseval"));
+    }
+    if let Some(home) = &vars.home {
+        return Ok(PathBuf::from(home).join(".cache").join("fuseval"));
+    }
+    bail!("no cache directory for ONNX Runtime: set FUSEVAL_CACHE (or HOME), or set ORT_DYLIB_PATH to libonnxruntime.so.{ORT_VERSION}")
+}
+
+/// Resolve the library path: `ORT_DYLIB_PATH` (must exist), else the cached copy, else `fetch(path)`
+/// to create the cached copy.
+pub fn resolve_library(vars: &LibraryVars, fetch: &mut dyn FnMut(&Path) -> Result<()>) -> Result<PathBuf> {
+    if let Some(p) = &vars.ort_dylib_path {
+        let path = PathBuf::from(p);
+        if !path.is_file() {
+            bail!(
+                "ORT_DYLIB_PATH points at {}, which does not exist (or is not a file); set it to the ONNX Runtime \
+                 {ORT_VERSION} library, e.g. .../site-packages/onnxruntime/capi/{ORT_LIB_NAME}, or unset it to let \
+                 fuseval fetch one",
+                path.display()
+            );
+        }
+        return Ok(path);
+    }
+    let path = cache_dir(vars)?.join(format!("onnxruntime-{ORT_VERSION}")).join(ORT_LIB_NAME);
+    if path.is_file() {
+        return Ok(path);
+    }
+    fetch(&path).with_context(|| {
+        format!(
+            "could not obtain ONNX Runtime {ORT_VERSION} automatically (into {}).\n\
+             Fix: install python3 with pip and retry, or run `pip install onnxruntime=={ORT_VERSION}` and set \
+             ORT_DYLIB_PATH=<site-packages>/onnxruntime/capi/{ORT_LIB_NAME}",
+            path.display()
+        )
+    })?;
+    if !path.is_file() {
+        bail!("fetching ONNX Runtime reported success but {} is missing", path.display());
+    }
+    Ok(path)
+}
+
+/// Download the `onnxruntime` wheel with pip and extract the library to `dest` (atomically: temp name + rename,
+/// so concurrent processes are safe).
+fn fetch_into_cache(dest: &Path) -> Result<()> {
+    let dir = dest.parent().context("cache path has no parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating cache directory {}", dir.display()))?;
+    let tmp = TempDir::new(dir).context("creating a download directory in the cache")?;
+
+    let out = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
+        .arg(format!("onnxruntime=={ORT_VERSION}"))
+        .arg("-d")
+        .arg(&tmp.0)
+        .output()
+        .context("running `python3 -m pip download` (is python3 installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "`python3 -m pip download onnxruntime=={ORT_VERSION}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let wheel = std::fs::read_dir(&tmp.0)
+        .with_context(|| format!("listing {}", tmp.0.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .context("pip download succeeded but left no .whl file")?;
+
+    // Extract with python's zipfile (no dependency on `unzip`), to a unique temp name next to `dest`.
+    let part = dir.join(format!(".{ORT_LIB_NAME}.{}.part", std::process::id()));
+    let script = "import sys, zipfile, shutil\n\
+                  with zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    \
+                  shutil.copyfileobj(src, dst)\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&wheel)
+        .arg(format!("onnxruntime/capi/{ORT_LIB_NAME}"))
+        .arg(&part)
+        .output()
+        .context("running python3 to extract the library from the wheel")?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&part);
+        bail!(
+            "extracting onnxruntime/capi/{ORT_LIB_NAME} from {} failed:\n{}",
+            wheel.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    std::fs::rename(&part, dest).with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
+    Ok(())
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(parent: &Path) -> Result<Self> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let path = parent.join(format!(".download-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Loaded {
+    env: ort::environment::Environment,
+    path: PathBuf,
+}
+
+static ENV: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+
+/// The process-wide ONNX Runtime environment, created on first use (loads the library).
+/// A failure is remembered: later calls return the same error.
+pub fn environment() -> Result<&'static ort::environment::Environment> {
+    loaded().map(|l| &l.env)
+}
+
+fn loaded() -> Result<&'static Loaded> {
+    let state = ENV.get_or_init(|| init().map_err(|e| format!("{e:#}")));
+    match state {
+        Ok(l) => Ok(l),
+        Err(msg) => Err(anyhow!("{msg}")).context("initialising ONNX Runtime"),
+    }
+}
+
+fn init() -> Result<Loaded> {
+    let path = ort_library()?;
+    let builder = ort::init_from(&path).map_err(|e| anyhow!("{e}")).with_context(|| format!("loading {}", path.display()))?;
+    let mut builder = builder;
+    if let Some(n) = std::env::var("FUSEVAL_EXP_GLOBAL").ok().and_then(|v| v.parse::<usize>().ok()) {
+        let spin = std::env::var("FUSEVAL_EXP_SPIN").map(|v| v == "1").unwrap_or(false);
+        let o = ort::environment::GlobalThreadPoolOptions::default().with_intra_threads(n).and_then(|o| o.with_inter_threads(1)).and_then(|o| o.with_spin_control(spin)).map_err(|e| anyhow!("{e}"))?;
+        builder = builder.with_global_thread_pool(o);
+    }
+    let env = builder
+        .with_name("fuseval")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| anyhow!("{e}"))
+        .context("creating the ONNX Runtime environment")?;
+    Ok(Loaded { env, path })
+}
+
+/// Version of the loaded ONNX Runtime library (from its `GetVersionString`); falls back to the version in the
+/// library's file name, then to [`ORT_VERSION`]. Does not initialise the runtime.
+pub fn ort_version() -> String {
+    let Some(Ok(l)) = ENV.get() else {
+        return ORT_VERSION.to_string();
+    };
+    if let Some(v) = version_from_library(&l.path) {
+        return v;
+    }
+    l.path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("libonnxruntime.so."))
+        .unwrap_or(ORT_VERSION)
+        .to_string()
+}
+
+/// Ask the already-loaded library for its version (`OrtGetApiBase()->GetVersionString()`).
+fn version_from_library(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: RTLD_NOLOAD only returns a handle if the library is already loaded (it is: ort loaded it);
+    // OrtGetApiBase has the signature declared by ort-sys and returns a static table.
+    unsafe {
+        let handle = libc::dlopen(cpath.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if handle.is_null() {
+            return None;
+        }
+        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        let version = if sym.is_null() {
+            None
+        } else {
+            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
+            let base = get_base();
+            if base.is_null() {
+                None
+            } else {
+                let s = ((*base).GetVersionString)();
+                (!s.is_null()).then(|| CStr::from_ptr(s).to_string_lossy().into_owned())
+            }
+        };
+        libc::dlclose(handle);
+        version
+    }
+}
+
+/// Execution provider for every session of a measurement. Registration is strict: no silent CPU fallback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ep {
+    Cpu,
+    Cuda { device_id: i32 },
+}
+
+impl fmt::Display for Ep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ep::Cpu => f.write_str("cpu"),
+            Ep::Cuda { device_id } => write!(f, "cuda:{device_id}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Ep {
+    type Err = anyhow::Error;
+
+    /// Parses `cpu`, `cuda` (device 0) or `cuda:N`.
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "cpu" => Ok(Ep::Cpu),
+            "cuda" => Ok(Ep::Cuda { device_id: 0 }),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<i32>) {
+                Some(Ok(id)) if id >= 0 => Ok(Ep::Cuda { device_id: id }),
+                _ => Err(crate::error::user(format!("unknown execution provider `{s}` (expected cpu, cuda or cuda:N)"))),
+            },
+        }
+    }
+}
+
+/// Register `ep` on a session builder, strictly: any failure is an error that says why. CPU needs nothing.
+pub fn register_ep(builder: ort::session::builder::SessionBuilder, ep: Ep) -> Result<ort::session::builder::SessionBuilder> {
+    match ep {
+        Ep::Cpu => Ok(builder),
+        Ep::Cuda { device_id } => {
+            use ort::ep::ExecutionProvider;
+            let compiled_in = ort::ep::CUDA::is_available().unwrap_or(false);
+            let dispatch = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
+            match builder.with_execution_providers([dispatch]) {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let why = if compiled_in {
+                        "the CUDA provider is present but failed to start: check the NVIDIA driver, CUDA 13 / cuDNN 9 \
+                         libraries on the library path, and that the device exists"
+                    } else {
+                        "this ONNX Runtime build has no CUDA execution provider (the PyPI `onnxruntime` wheel is \
+                         CPU-only); install `onnxruntime-gpu` and set ORT_DYLIB_PATH to its libonnxruntime.so"
+                    };
+                    Err(anyhow!("{}", e.message())).context(format!("cannot use CUDA device {device_id}: {why}"))
+                }
+            }
+        }
+    }
+}
+
+/// The host a measurement ran on (for result metadata).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hardware {
+    pub cpu_model: String,
+    pub logical_cores: usize,
+    pub memory_bytes: u64,
+    pub os: String,
+}
+
+/// Describe this machine. Never fails: unknown fields are "unknown" or 0.
+pub fn hardware() -> Hardware {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = ["model name", "Hardware", "cpu model", "Processor"]
+        .iter()
+        .find_map(|key| field(&cpuinfo, key))
+        .unwrap_or_else(|| "unknown".to_string());
+    let logical_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_bytes = field(&meminfo, "MemTotal")
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .map(|kib| kib * 1024)
+        .unwrap_or(0);
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let pretty = field_eq(&release, "PRETTY_NAME").unwrap_or_else(|| std::env::consts::OS.to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let os = if kernel.is_empty() { pretty } else { format!("{pretty} (kernel {kernel}, {})", std::env::consts::ARCH) };
+    Hardware { cpu_model, logical_cores, memory_bytes, os }
+}
+
+/// `key : value` lookup in /proc-style text.
+fn field(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+/// `KEY="value"` lookup in os-release text.
+fn field_eq(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ep_display_and_parse() {
+        assert_eq!(Ep::Cpu.to_string(), "cpu");
+        assert_eq!(Ep::Cuda { device_id: 1 }.to_string(), "cuda:1");
+        assert_eq!("cuda".parse::<Ep>().unwrap(), Ep::Cuda { device_id: 0 });
+        assert_eq!("CUDA:3".parse::<Ep>().unwrap(), Ep::Cuda { device_id: 3 });
+        assert!("tpu".parse::<Ep>().is_err());
+        assert!("cuda:-1".parse::<Ep>().is_err());
+    }
+
+    #[test]
+    fn cache_dir_precedence() {
+        let mut v = LibraryVars { home: Some("/h".into()), ..Default::default() };
+        assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/h/.cache/fuseval"));
+        v.xdg_cache_home = Some("/x".into());
+        assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/x/fuseval"));
+        v.fuseval_cache = Some("/f".into());
+        assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/f"));
+        assert!(cache_dir(&LibraryVars::default()).is_err());
+    }
+
+    #[test]
+    fn proc_fields() {
+        assert_eq!(field("model name\t: Xeon\nflags : x", "model name").as_deref(), Some("Xeon"));
+        assert_eq!(field_eq("NAME=x\nPRETTY_NAME=\"Debian 12\"", "PRETTY_NAME").as_deref(), Some("Debian 12"));
+    }
+}

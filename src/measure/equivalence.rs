@@ -1,0 +1,162 @@
+//! Output equivalence: do the fused variants compute the same thing as the unfused graph?
+//!
+//! Floats pass when `|a - b| <= atol + rtol * |b|` elementwise (`b` the reference), with `atol` scaled to the
+//! reference's magnitude: `atol = atol_unit * max(1, rms(b))`. Integers and bools must match exactly.
+
+use serde::{Deserialize, Serialize};
+
+use super::inputs::{decode_f64, decode_i64};
+use super::DType;
+
+/// The result of comparing a variant's outputs with the reference's.
+///
+/// `atol`/`rtol` are the largest tolerances used over the compared outputs. `max_rel_err` is
+/// `max |a - b| / max(|b|, atol)`. When outputs cannot be compared (different names, shapes or dtypes, or a
+/// NaN/infinity against a different value), `passed` is false and `max_abs_err` is `f64::MAX`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Equivalence {
+    pub passed: bool,
+    pub max_abs_err: f64,
+    pub max_rel_err: f64,
+    pub atol: f64,
+    pub rtol: f64,
+    pub outputs_compared: usize,
+}
+
+impl Equivalence {
+    /// Nothing compared yet (passes vacuously; `outputs_compared == 0` tells).
+    pub fn empty() -> Self {
+        Equivalence { passed: true, max_abs_err: 0.0, max_rel_err: 0.0, atol: 0.0, rtol: 0.0, outputs_compared: 0 }
+    }
+
+    /// Combine two comparisons (e.g. two input sets): passes only if both do; errors and tolerances are maxima.
+    pub fn merge(self, other: Equivalence) -> Equivalence {
+        Equivalence {
+            passed: self.passed && other.passed,
+            max_abs_err: self.max_abs_err.max(other.max_abs_err),
+            max_rel_err: self.max_rel_err.max(other.max_rel_err),
+            atol: self.atol.max(other.atol),
+            rtol: self.rtol.max(other.rtol),
+            outputs_compared: self.outputs_compared + other.outputs_compared,
+        }
+    }
+
+    fn incomparable(mut self) -> Equivalence {
+        self.passed = false;
+        self.max_abs_err = f64::MAX;
+        self.max_rel_err = f64::MAX;
+        self
+    }
+}
+
+/// Element values of one output, decoded from host bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    /// Float outputs (f16/f32/f64), widened.
+    Float(Vec<f64>),
+    /// Integer and bool outputs, exact.
+    Int(Vec<i64>),
+}
+
+/// One named output tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutputValues {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub values: Values,
+}
+
+impl OutputValues {
+    /// Decode little-endian bytes of `dtype`.
+    pub fn from_bytes(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Self {
+        let values = if dtype.is_float() { Values::Float(decode_f64(dtype, bytes)) } else { Values::Int(decode_i64(dtype, bytes)) };
+        OutputValues { name: name.into(), dtype, shape, values }
+    }
+
+    /// Float output from f32 values (handy in tests).
+    pub fn f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
+        OutputValues { name: name.into(), dtype: DType::F32, shape, values: Values::Float(values.iter().map(|&v| v as f64).collect()) }
+    }
+}
+
+/// `(rtol, atol_unit)` for a dtype; `atol = atol_unit * max(1, rms(reference))`.
+pub fn tolerance(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F32 => (1e-3, 1e-4),
+        DType::F64 => (1e-7, 1e-9),
+        DType::F16 => (1e-2, 1e-2),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// Compare `candidate` with `reference`, output by output (matched by name).
+pub fn check_equivalence(reference: &[OutputValues], candidate: &[OutputValues]) -> Equivalence {
+    let mut eq = Equivalence::empty();
+    if reference.len() != candidate.len() {
+        return eq.incomparable();
+    }
+    for r in reference {
+        let Some(c) = candidate.iter().find(|c| c.name == r.name) else {
+            return eq.incomparable();
+        };
+        eq = eq.merge(compare_one(r, c));
+    }
+    eq
+}
+
+fn compare_one(r: &OutputValues, c: &OutputValues) -> Equivalence {
+    let mut eq = Equivalence { outputs_compared: 1, ..Equivalence::empty() };
+    if r.dtype != c.dtype || r.shape != c.shape {
+        return eq.incomparable();
+    }
+    match (&r.values, &c.values) {
+        (Values::Int(a), Values::Int(b)) => {
+            if a.len() != b.len() {
+                return eq.incomparable();
+            }
+            for (&x, &y) in b.iter().zip(a) {
+                let d = (x as f64 - y as f64).abs();
+                if x != y {
+                    eq.passed = false;
+                }
+                eq.max_abs_err = eq.max_abs_err.max(d);
+                eq.max_rel_err = eq.max_rel_err.max(d / (y as f64).abs().max(1.0));
+            }
+            eq
+        }
+        (Values::Float(refv), Values::Float(cand)) => {
+            if refv.len() != cand.len() {
+                return eq.incomparable();
+            }
+            let (rtol, unit) = tolerance(r.dtype);
+            let finite: Vec<f64> = refv.iter().copied().filter(|v| v.is_finite()).collect();
+            let rms = if finite.is_empty() { 0.0 } else { (finite.iter().map(|v| v * v).sum::<f64>() / finite.len() as f64).sqrt() };
+            let atol = unit * rms.max(1.0);
+            eq.atol = atol;
+            eq.rtol = rtol;
+            let mut incomparable = false;
+            for (&b, &a) in refv.iter().zip(cand) {
+                if !(a.is_finite() && b.is_finite()) {
+                    // NaN matches NaN, infinities match themselves; anything else cannot be measured.
+                    if !((a.is_nan() && b.is_nan()) || a == b) {
+                        incomparable = true;
+                    }
+                    continue;
+                }
+                let d = (a - b).abs();
+                if d > atol + rtol * b.abs() {
+                    eq.passed = false;
+                }
+                eq.max_abs_err = eq.max_abs_err.max(d);
+                eq.max_rel_err = eq.max_rel_err.max(d / b.abs().max(atol));
+            }
+            if incomparable {
+                eq.incomparable()
+            } else {
+                eq
+            }
+        }
+        _ => eq.incomparable(),
+    }
+}

@@ -1,0 +1,445 @@
+//! The timing harness: one model, four ORT sessions, honest statistics.
+//!
+//! [`compare`] builds four sessions of the same model in the same environment: unfused A (`Disable`),
+//! unfused B (`Disable`, an independent second session: the A/A control), fused-extended and fused-all.
+//! All four get the same seeded random inputs, bound once with pre-allocated outputs (IoBinding), so
+//! allocation and page faults stay out of the timing. After checking the fused outputs against unfused A,
+//! it times interleaved rounds: each round runs every session for `k` back-to-back iterations in a
+//! freshly shuffled order, and the speedups are per-round ratios `A / fused`, summarised by their median
+//! with a bootstrap CI. The A/A ratio `A / B` must come out at 1.00; if it does not, the host is too noisy
+//! to trust the other numbers ([`Comparison::aa_ok`]).
+//!
+//! Threads: each session has `threads` intra-op threads with spinning disabled. Four sessions with
+//! spinning pools fought over the two cores of the development host (each pool busy-waits after its
+//! run while the next session needs the core); with spinning off an idle pool sleeps. All measurement
+//! in a process is serialised by one global lock.
+
+mod equivalence;
+mod inputs;
+mod session;
+mod timing;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ort::value::TensorElementType;
+use serde::{Deserialize, Serialize};
+
+pub use self::equivalence::{check_equivalence, tolerance, Equivalence, OutputValues, Values};
+pub use self::inputs::{f16_to_f32, f32_to_f16, random_inputs, HostTensor};
+pub use self::session::model_ops;
+use self::session::Variant;
+use self::timing::{ALL, CONTROL, EXTENDED, UNFUSED};
+use crate::estimate::{bootstrap_median_ci, Estimate};
+use crate::runtime::Ep;
+
+/// Bootstrap resamples for the reported CIs.
+const RESAMPLES: usize = 2000;
+/// The A/A control may miss 1.00 by at most this much and still count as fine (see [`Comparison::aa_ok`]).
+pub const AA_TOLERANCE: f64 = 0.01;
+
+/// Element type of a model input or output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F64,
+    F16,
+    I64,
+    I32,
+    I8,
+    U8,
+    Bool,
+}
+
+impl DType {
+    /// From an ONNX `TensorProto.DataType` code; `None` for types fuseval does not handle.
+    pub fn from_onnx(elem_type: i32) -> Option<DType> {
+        Some(match elem_type {
+            1 => DType::F32,
+            2 => DType::U8,
+            3 => DType::I8,
+            6 => DType::I32,
+            7 => DType::I64,
+            9 => DType::Bool,
+            10 => DType::F16,
+            11 => DType::F64,
+            _ => return None,
+        })
+    }
+
+    /// The ONNX `TensorProto.DataType` code.
+    pub fn onnx_code(self) -> i32 {
+        match self {
+            DType::F32 => 1,
+            DType::U8 => 2,
+            DType::I8 => 3,
+            DType::I32 => 6,
+            DType::I64 => 7,
+            DType::Bool => 9,
+            DType::F16 => 10,
+            DType::F64 => 11,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size_bytes(self) -> usize {
+        match self {
+            DType::F64 | DType::I64 => 8,
+            DType::F32 | DType::I32 => 4,
+            DType::F16 => 2,
+            DType::I8 | DType::U8 | DType::Bool => 1,
+        }
+    }
+
+    /// Whether this is a floating-point type.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64 | DType::F16)
+    }
+
+    /// Inclusive value bounds of an integer type (bool: 0..=1; floats: i64 bounds).
+    pub(crate) fn int_bounds(self) -> (i64, i64) {
+        match self {
+            DType::I32 => (i32::MIN as i64, i32::MAX as i64),
+            DType::I8 => (i8::MIN as i64, i8::MAX as i64),
+            DType::U8 => (0, u8::MAX as i64),
+            DType::Bool => (0, 1),
+            _ => (i64::MIN, i64::MAX),
+        }
+    }
+
+    pub(crate) fn to_ort(self) -> TensorElementType {
+        match self {
+            DType::F32 => TensorElementType::Float32,
+            DType::F64 => TensorElementType::Float64,
+            DType::F16 => TensorElementType::Float16,
+            DType::I64 => TensorElementType::Int64,
+            DType::I32 => TensorElementType::Int32,
+            DType::I8 => TensorElementType::Int8,
+            DType::U8 => TensorElementType::Uint8,
+            DType::Bool => TensorElementType::Bool,
+        }
+    }
+
+    pub(crate) fn from_ort(t: TensorElementType) -> Option<DType> {
+        Some(match t {
+            TensorElementType::Float32 => DType::F32,
+            TensorElementType::Float64 => DType::F64,
+            TensorElementType::Float16 => DType::F16,
+            TensorElementType::Int64 => DType::I64,
+            TensorElementType::Int32 => DType::I32,
+            TensorElementType::Int8 => DType::I8,
+            TensorElementType::Uint8 => DType::U8,
+            TensorElementType::Bool => DType::Bool,
+            _ => return None,
+        })
+    }
+}
+
+/// A model input to feed: name, element type, concrete shape, and for integers the value range `[lo, hi)`
+/// (`None`: `[0, 2)`). For floats a range, when given, replaces the default `[-1, 1)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub range: Option<(i64, i64)>,
+}
+
+/// ORT graph optimisation level of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// `ORT_DISABLE_ALL`: the graph as written.
+    Disable,
+    /// `ORT_ENABLE_EXTENDED`: basic + extended fusions.
+    Extended,
+    /// `ORT_ENABLE_ALL`: everything, including layout (NCHWc) transformations.
+    All,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Disable => "disable",
+            Level::Extended => "extended",
+            Level::All => "all",
+        })
+    }
+}
+
+/// Where the model comes from. A path keeps external data (`.onnx.data`) resolvable.
+#[derive(Clone, Copy, Debug)]
+pub enum ModelSource<'a> {
+    Bytes(&'a [u8]),
+    Path(&'a Path),
+}
+
+/// How to measure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeasureOptions {
+    pub ep: Ep,
+    /// Intra-op threads per session (>= 1).
+    pub threads: usize,
+    pub quick: bool,
+    /// Seeds inputs, round order and bootstrap.
+    pub seed: u64,
+    /// Stop once both fused speedup CIs are within ± this fraction of their point.
+    pub target_rel_ci: f64,
+    /// Time budget per comparison (warm-up and rounds; session building not included).
+    pub budget: Duration,
+    pub min_rounds: usize,
+    pub max_rounds: usize,
+}
+
+impl MeasureOptions {
+    /// Defaults: full = ±2% target, 10 s budget, 15..2000 rounds; quick = ±5%, 1.5 s, 7..500 rounds.
+    pub fn new(ep: Ep, threads: usize, quick: bool) -> Self {
+        if quick {
+            MeasureOptions { ep, threads, quick, seed: 42, target_rel_ci: 0.05, budget: Duration::from_millis(1500), min_rounds: 7, max_rounds: 500 }
+        } else {
+            MeasureOptions { ep, threads, quick, seed: 42, target_rel_ci: 0.02, budget: Duration::from_secs(10), min_rounds: 15, max_rounds: 2000 }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.threads == 0 {
+            return Err(crate::error::user("threads must be at least 1"));
+        }
+        if !(self.target_rel_ci > 0.0) {
+            return Err(crate::error::user(format!("target relative CI must be > 0, got {}", self.target_rel_ci)));
+        }
+        Ok(())
+    }
+}
+
+/// Per-iteration latency of one session over the rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub median_ms: f64,
+    /// Bootstrap 95% CI of the median per-iteration time, in ms.
+    pub ci_ms: Estimate,
+    pub min_ms: f64,
+    /// Rounds (one per-iteration time per round).
+    pub samples: usize,
+}
+
+impl Latency {
+    fn from_seconds(xs: &[f64], seed: u64) -> Latency {
+        let ci_ms = bootstrap_median_ci(xs, RESAMPLES, seed).scale(1e3);
+        let min_ms = xs.iter().copied().fold(f64::INFINITY, f64::min) * 1e3;
+        Latency { median_ms: ci_ms.point, ci_ms, min_ms: if min_ms.is_finite() { min_ms } else { 0.0 }, samples: xs.len() }
+    }
+}
+
+/// Unfused vs fused, for one model.
+///
+/// Speedups are `unfused A time / fused time` (> 1: fusion is faster), the median over rounds of the per-round
+/// ratio with a bootstrap 95% CI. `aa_control` is the same for `A / B`, two identical unfused sessions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub unfused: Latency,
+    pub unfused_control: Latency,
+    pub fused_extended: Latency,
+    pub fused_all: Latency,
+    pub speedup_extended: Estimate,
+    pub speedup_all: Estimate,
+    pub aa_control: Estimate,
+    /// The A/A control is consistent with 1.00: its CI contains 1.0, or the whole CI lies within
+    /// `1 ± AA_TOLERANCE` (a tight CI may exclude 1.0 by a practically irrelevant margin). When false the
+    /// host was too noisy (or the sessions interfered): treat every number of this comparison as untrustworthy.
+    pub aa_ok: bool,
+    pub equivalence_extended: Equivalence,
+    pub equivalence_all: Equivalence,
+    pub fused_ops_extended: Vec<String>,
+    pub fused_ops_all: Vec<String>,
+    pub unfused_ops: Vec<String>,
+    pub rounds: usize,
+    pub iters_per_round: usize,
+    pub budget_exhausted: bool,
+    pub wall_s: f64,
+    pub threads: usize,
+    pub ep: Ep,
+}
+
+/// Whether an A/A control estimate is consistent with 1.00 (see [`Comparison::aa_ok`]).
+pub fn aa_ok(aa_control: &Estimate) -> bool {
+    aa_control.contains(1.0) || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
+}
+
+/// The whole model timed at each level (same four-session design as [`compare`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WholeModel {
+    pub disabled: Latency,
+    pub disabled_control: Latency,
+    pub extended: Latency,
+    pub all: Latency,
+    pub speedup_extended: Estimate,
+    pub speedup_all: Estimate,
+    pub aa_control: Estimate,
+    pub aa_ok: bool,
+    pub equivalence_extended: Equivalence,
+    pub equivalence_all: Equivalence,
+    pub nodes_disabled: usize,
+    pub nodes_extended: usize,
+    pub nodes_all: usize,
+    pub rounds: usize,
+    pub iters_per_round: usize,
+    pub budget_exhausted: bool,
+    pub wall_s: f64,
+    pub threads: usize,
+    pub ep: Ep,
+}
+
+impl From<Comparison> for WholeModel {
+    fn from(c: Comparison) -> Self {
+        WholeModel {
+            disabled: c.unfused,
+            disabled_control: c.unfused_control,
+            extended: c.fused_extended,
+            all: c.fused_all,
+            speedup_extended: c.speedup_extended,
+            speedup_all: c.speedup_all,
+            aa_control: c.aa_control,
+            aa_ok: c.aa_ok,
+            equivalence_extended: c.equivalence_extended,
+            equivalence_all: c.equivalence_all,
+            nodes_disabled: c.unfused_ops.len(),
+            nodes_extended: c.fused_ops_extended.len(),
+            nodes_all: c.fused_ops_all.len(),
+            rounds: c.rounds,
+            iters_per_round: c.iters_per_round,
+            budget_exhausted: c.budget_exhausted,
+            wall_s: c.wall_s,
+            threads: c.threads,
+            ep: c.ep,
+        }
+    }
+}
+
+/// Serialises all measurement in the process: timings must never overlap.
+static MEASURE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Time a whole model file: `Disable` (twice, A/A) vs `Extended` vs `All`.
+pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<WholeModel> {
+    let c = compare(ModelSource::Path(path), inputs, opts).with_context(|| format!("timing the whole model {}", path.display()))?;
+    Ok(c.into())
+}
+
+/// Build the four sessions, check equivalence, time them, and summarise. See the module docs.
+pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<Comparison> {
+    opts.validate()?;
+    let _guard = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let wall = Instant::now();
+    crate::runtime::environment()?;
+
+    let owned_bytes;
+    let model_bytes: &[u8] = match model {
+        ModelSource::Bytes(b) => b,
+        ModelSource::Path(p) => {
+            owned_bytes = std::fs::read(p).with_context(|| format!("reading model {}", p.display()))?;
+            &owned_bytes
+        }
+    };
+    let unfused_ops = model_ops(model_bytes).context("listing the model's ops")?;
+
+    let set1 = random_inputs(inputs, opts.seed).context("generating inputs")?;
+    let set2 = random_inputs(inputs, opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15)).context("generating the second input set")?;
+    let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
+    let values1 = session::to_ort_values(&set1)?;
+    let values2 = session::to_ort_values(&set2)?;
+
+    let tmp = TempDir::new().context("creating a temporary directory for optimised models")?;
+    let plan: [(&'static str, Level, Option<PathBuf>); 4] = [
+        ("unfused", Level::Disable, None),
+        ("unfused control", Level::Disable, None),
+        ("fused extended", Level::Extended, Some(tmp.0.join("extended.onnx"))),
+        ("fused all", Level::All, Some(tmp.0.join("all.onnx"))),
+    ];
+
+    let mut variants = Vec::with_capacity(4);
+    let mut plain1 = Vec::with_capacity(4);
+    let mut plain2 = Vec::with_capacity(4);
+    let mut fused_ops = Vec::with_capacity(2);
+    for (label, level, optimized) in &plan {
+        let mut s = session::build_session(model, *level, opts, optimized.as_deref(), label)?;
+        if variants.is_empty() {
+            session::check_inputs(&s, &set1).context("checking inputs against the model")?;
+        }
+        if let Some(p) = optimized {
+            let bytes = std::fs::read(p).with_context(|| format!("reading the {label} optimised model ORT saved at {}", p.display()))?;
+            fused_ops.push(model_ops(&bytes).with_context(|| format!("listing the {label} model's ops"))?);
+        }
+        let out1 = session::run_plain(&mut s, &names, &values1, label)?;
+        let out2 = session::run_plain(&mut s, &names, &values2, label)?;
+        variants.push(session::bind(s, &names, &values1, &out1, label)?);
+        plain1.push(out1);
+        plain2.push(out2);
+    }
+    let variants: [Variant; 4] = variants.try_into().map_err(|_| anyhow::anyhow!("internal: expected four sessions"))?;
+
+    let rounds = timing::run_rounds(&variants, opts).context("timing rounds")?;
+
+    // Equivalence on both input sets, plus what the timed (bound) runs actually wrote.
+    let mut bound = Vec::with_capacity(4);
+    for v in &variants {
+        bound.push(v.bound_outputs().with_context(|| format!("reading {} outputs", v.label))?);
+    }
+    let equiv = |i: usize| {
+        check_equivalence(&plain1[UNFUSED], &plain1[i])
+            .merge(check_equivalence(&plain2[UNFUSED], &plain2[i]))
+            .merge(check_equivalence(&plain1[UNFUSED], &bound[i]))
+    };
+    let control = equiv(CONTROL);
+    if !control.passed {
+        bail!("the two unfused sessions disagree (max abs err {:e}): the model is not deterministic, so fusion cannot be checked", control.max_abs_err);
+    }
+    let equivalence_extended = equiv(EXTENDED);
+    let equivalence_all = equiv(ALL);
+
+    let seed = opts.seed;
+    let aa_control = bootstrap_median_ci(&rounds.ratios(UNFUSED, CONTROL), RESAMPLES, seed ^ 1);
+    let mut fused_ops = fused_ops.into_iter();
+    Ok(Comparison {
+        unfused: Latency::from_seconds(&rounds.times[UNFUSED], seed ^ 2),
+        unfused_control: Latency::from_seconds(&rounds.times[CONTROL], seed ^ 3),
+        fused_extended: Latency::from_seconds(&rounds.times[EXTENDED], seed ^ 4),
+        fused_all: Latency::from_seconds(&rounds.times[ALL], seed ^ 5),
+        speedup_extended: bootstrap_median_ci(&rounds.ratios(UNFUSED, EXTENDED), RESAMPLES, seed ^ 6),
+        speedup_all: bootstrap_median_ci(&rounds.ratios(UNFUSED, ALL), RESAMPLES, seed ^ 7),
+        aa_ok: aa_ok(&aa_control),
+        aa_control,
+        equivalence_extended,
+        equivalence_all,
+        fused_ops_extended: fused_ops.next().unwrap_or_default(),
+        fused_ops_all: fused_ops.next().unwrap_or_default(),
+        unfused_ops,
+        rounds: rounds.times[UNFUSED].len(),
+        iters_per_round: rounds.iters,
+        budget_exhausted: rounds.budget_exhausted,
+        wall_s: wall.elapsed().as_secs_f64(),
+        threads: opts.threads,
+        ep: opts.ep,
+    })
+}
+
+/// A private temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("fuseval-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,204 @@
+//! One timed variant: an ORT session at a given optimisation level, its I/O binding with pre-allocated
+//! outputs, and the ops ORT turned the graph into.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ort::memory::Allocator;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::{IoBinding, Session, SessionInputValue};
+use ort::value::{DynTensor, DynTensorValueType, ValueType};
+use ort::AsPointer;
+use prost::Message;
+
+use super::equivalence::OutputValues;
+use super::inputs::{element_count, HostTensor};
+use super::{DType, Level, MeasureOptions, ModelSource};
+use crate::runtime;
+
+/// A built session ready to time: inputs and pre-allocated outputs bound.
+pub(crate) struct Variant {
+    pub label: &'static str,
+    session: Session,
+    binding: IoBinding,
+    bound: Vec<(String, DType, Vec<usize>, DynTensor)>,
+}
+
+impl Variant {
+    /// Run once through the binding (outputs land in the pre-allocated tensors). This is the timed call:
+    /// ORT's `RunWithBinding` directly, without building a `SessionOutputs` map on every iteration.
+    #[inline]
+    pub fn run_bound(&self) -> Result<()> {
+        // SAFETY: session and binding are live for `self`; RunWithBinding takes (session, null run options, binding)
+        // and returns a status that `result_from_status` takes ownership of. Calls are serialised by the caller.
+        let status = unsafe { (ort::api().RunWithBinding)(self.session.ptr().cast_mut(), std::ptr::null(), self.binding.ptr()) };
+        unsafe { ort::Error::result_from_status(status) }.map_err(|e| anyhow!("{e}")).with_context(|| format!("running {} session", self.label))
+    }
+
+    /// Current contents of the bound outputs.
+    pub fn bound_outputs(&self) -> Result<Vec<OutputValues>> {
+        self.bound.iter().map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t)).collect()
+    }
+}
+
+/// ORT level for ours.
+fn ort_level(level: Level) -> GraphOptimizationLevel {
+    match level {
+        Level::Disable => GraphOptimizationLevel::Disable,
+        Level::Extended => GraphOptimizationLevel::Level2,
+        Level::All => GraphOptimizationLevel::All,
+    }
+}
+
+/// Session options shared by every variant. Threads: `threads` intra-op threads per session, inter-op 1, and
+/// intra-op spinning OFF. The four sessions of a comparison each own a pool; with spinning on, a pool that just
+/// finished keeps its workers busy-waiting on the cores the next session needs, which biased the A/A control on a
+/// 2-core host (see `measure` module docs). Without spinning, idle pools sleep and never steal cores.
+fn configure(level: Level, threads: usize, optimized: Option<&Path>) -> ort::Result<SessionBuilder> {
+    let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
+    let spin = if std::env::var("FUSEVAL_EXP_SPIN").map(|v| v == "1").unwrap_or(false) { "1" } else { "0" };
+    let mut b = Session::builder(env)?
+        .with_optimization_level(ort_level(level))?;
+    if std::env::var("FUSEVAL_EXP_GLOBAL").is_err() {
+        b = b.with_intra_threads(threads)?
+        .with_inter_threads(1)?
+        .with_parallel_execution(false)?
+        .with_config_entry("session.intra_op.allow_spinning", spin)?
+        .with_config_entry("session.inter_op.allow_spinning", spin)?;
+    }
+    if let Some(p) = optimized {
+        b = b.with_optimized_model_path(p)?;
+    }
+    Ok(b)
+}
+
+fn commit(mut b: SessionBuilder, source: ModelSource<'_>) -> ort::Result<Session> {
+    match source {
+        ModelSource::Bytes(bytes) => b.commit_from_memory(bytes),
+        ModelSource::Path(path) => b.commit_from_file(path),
+    }
+}
+
+/// Build a session for `level`; when `optimized` is given, ORT saves the optimised graph there.
+pub(crate) fn build_session(source: ModelSource<'_>, level: Level, opts: &MeasureOptions, optimized: Option<&Path>, label: &str) -> Result<Session> {
+    let b = configure(level, opts.threads, optimized).map_err(|e| anyhow!("{e}")).with_context(|| format!("configuring {label} session"))?;
+    let b = runtime::register_ep(b, opts.ep).with_context(|| format!("registering {} on the {label} session", opts.ep))?;
+    commit(b, source).map_err(|e| anyhow!("{e}")).with_context(|| format!("creating {label} session (level {level}, ep {})", opts.ep))
+}
+
+/// Host tensors as ORT values (CPU memory). The same values are bound to every session.
+pub(crate) fn to_ort_values(inputs: &[HostTensor]) -> Result<Vec<DynTensor>> {
+    inputs
+        .iter()
+        .map(|h| {
+            let mut t = DynTensor::new(&Allocator::default(), h.dtype.to_ort(), h.shape.clone())
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("allocating input `{}`", h.name))?;
+            let ptr = t.data_ptr_mut().cast::<u8>();
+            if ptr.is_null() || h.data.len() != element_count(&h.shape)? * h.dtype.size_bytes() {
+                bail!("input `{}` has {} bytes, which does not match shape {:?} of {:?}", h.name, h.data.len(), h.shape, h.dtype);
+            }
+            // SAFETY: `t` was just allocated on the CPU with exactly this many bytes (checked above).
+            unsafe { std::ptr::copy_nonoverlapping(h.data.as_ptr(), ptr, h.data.len()) };
+            Ok(t)
+        })
+        .collect()
+}
+
+/// Check the inputs cover exactly the session's inputs, with matching dtypes and fixed dims.
+pub(crate) fn check_inputs(session: &Session, inputs: &[HostTensor]) -> Result<()> {
+    for outlet in session.inputs() {
+        let Some(h) = inputs.iter().find(|h| h.name == outlet.name()) else {
+            return Err(crate::error::user(format!("the model needs input `{}` but no value was given for it", outlet.name())));
+        };
+        let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
+            bail!("model input `{}` is not a tensor", outlet.name());
+        };
+        if DType::from_ort(*ty) != Some(h.dtype) {
+            return Err(crate::error::user(format!("input `{}`: the model expects {ty:?}, got {:?}", h.name, h.dtype)));
+        }
+        let dims_ok = shape.len() == h.shape.len() && shape.iter().zip(&h.shape).all(|(&d, &g)| d < 0 || d as usize == g);
+        if !dims_ok {
+            let want: Vec<i64> = shape.iter().copied().collect();
+            return Err(crate::error::user(format!("input `{}`: the model expects shape {want:?} (-1 = any), got {:?}", h.name, h.shape)));
+        }
+    }
+    for h in inputs {
+        if !session.inputs().iter().any(|o| o.name() == h.name) {
+            return Err(crate::error::user(format!("`{}` is not an input of the model", h.name)));
+        }
+    }
+    Ok(())
+}
+
+/// One plain (allocating) run; returns the outputs in session output order.
+pub(crate) fn run_plain(session: &mut Session, names: &[String], values: &[DynTensor], label: &str) -> Result<Vec<OutputValues>> {
+    let feed: Vec<(&str, SessionInputValue<'_>)> = names.iter().map(|n| n.as_str()).zip(values.iter().map(SessionInputValue::from)).collect();
+    let out_names: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    let outputs = session.run(feed).map_err(|e| anyhow!("{e}")).with_context(|| format!("running {label} session"))?;
+    out_names
+        .iter()
+        .map(|name| {
+            let v = outputs.get(name).with_context(|| format!("{label}: output `{name}` missing from the run"))?;
+            let (dtype, shape) = tensor_type(name, v.dtype())?;
+            let t = v.view().downcast::<DynTensorValueType>().map_err(|e| anyhow!("{e}")).with_context(|| format!("output `{name}`"))?;
+            read_tensor(name, dtype, &shape, &t)
+        })
+        .collect()
+}
+
+/// Bind `values` as inputs and pre-allocate outputs with the shapes `reference` (a plain run of this session) gave.
+pub(crate) fn bind(session: Session, names: &[String], values: &[DynTensor], reference: &[OutputValues], label: &'static str) -> Result<Variant> {
+    let wrap = |e: ort::Error| anyhow!("{e}");
+    let mut binding = session.create_binding().map_err(wrap).with_context(|| format!("creating the {label} I/O binding"))?;
+    for (n, v) in names.iter().zip(values) {
+        binding.bind_input(n.as_str(), v).map_err(wrap).with_context(|| format!("binding input `{n}` ({label})"))?;
+    }
+    let mut bound = Vec::with_capacity(reference.len());
+    for o in reference {
+        let mut t = DynTensor::new(&Allocator::default(), o.dtype.to_ort(), o.shape.clone())
+            .map_err(wrap)
+            .with_context(|| format!("allocating output `{}` ({label})", o.name))?;
+        binding.bind_output(o.name.as_str(), &mut t).map_err(wrap).with_context(|| format!("binding output `{}` ({label})", o.name))?;
+        bound.push((o.name.clone(), o.dtype, o.shape.clone(), t));
+    }
+    Ok(Variant { label, session, binding, bound })
+}
+
+fn tensor_type(name: &str, vt: &ValueType) -> Result<(DType, Vec<usize>)> {
+    let ValueType::Tensor { ty, shape, .. } = vt else {
+        bail!("output `{name}` is not a tensor ({vt:?}); fuseval measures tensor outputs only");
+    };
+    let dtype = DType::from_ort(*ty).with_context(|| format!("output `{name}` has unsupported element type {ty:?}"))?;
+    let shape = shape.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<Vec<_>, _>>().with_context(|| format!("output `{name}` has a negative dimension"))?;
+    Ok((dtype, shape))
+}
+
+fn read_tensor(name: &str, dtype: DType, shape: &[usize], t: &DynTensor) -> Result<OutputValues> {
+    if !t.memory_info().is_cpu_accessible() {
+        bail!("output `{name}` is not in host memory");
+    }
+    let nbytes = element_count(shape)? * dtype.size_bytes();
+    let ptr = t.data_ptr().cast::<u8>();
+    if nbytes == 0 {
+        return Ok(OutputValues::from_bytes(name, dtype, shape.to_vec(), &[]));
+    }
+    if ptr.is_null() {
+        bail!("output `{name}` has no data");
+    }
+    // SAFETY: a CPU tensor of `shape` × `dtype` holds exactly `nbytes` bytes at `ptr`.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr, nbytes) };
+    Ok(OutputValues::from_bytes(name, dtype, shape.to_vec(), bytes))
+}
+
+/// Op types of a serialized model's main graph, in graph order, prefixed with their domain when it is not the
+/// default (`com.microsoft.FusedConv`, `Gemm`).
+pub fn model_ops(bytes: &[u8]) -> Result<Vec<String>> {
+    let model = tract_onnx::pb::ModelProto::decode(bytes).context("decoding ONNX model")?;
+    let graph = model.graph.context("ONNX model has no graph")?;
+    Ok(graph
+        .node
+        .iter()
+        .map(|n| if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) })
+        .collect())
+}

@@ -1,0 +1,277 @@
+//! The text block `fuseval bench` prints: one entry per distinct pattern instance (measured or skipped,
+//! with what makes a result untrustworthy said in words), then totals and the whole-model line.
+
+use std::fmt::Write;
+
+use crate::calibration::{CalibrationFile, FusionCalibration, Status};
+use crate::estimate::Verdict;
+use crate::load::dims_string;
+use crate::patterns::Pattern;
+
+use super::{
+    aa_off, distrust, fmt_err, fmt_estimate, fmt_ms, fmt_ratio, fmt_speedup, level_name, levels, max_abs_err, shapes_text,
+    verdict_word,
+};
+
+const WIDTH: usize = 80;
+
+/// The summary of a calibration file, as text.
+pub fn summary_text(cal: &CalibrationFile) -> String {
+    let m = &cal.metadata;
+    let mut s = String::new();
+    let rule = "=".repeat(WIDTH);
+    let _ = writeln!(s, "{rule}");
+    let _ = writeln!(
+        s,
+        "Fusion Pattern Calibration: {} · ONNX Runtime {} · {} · {} thread{}",
+        m.hardware.cpu_model,
+        m.ort_version,
+        m.execution_provider,
+        m.threads,
+        if m.threads == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(s, "{rule}");
+    let inputs: Vec<String> = m.model_inputs.iter().map(|(n, d)| format!("{n}={}", dims_string(d))).collect();
+    let _ = writeln!(s, "Model: {} ({})", m.model, if inputs.is_empty() { "no inputs".into() } else { inputs.join(", ") });
+    let mode = if m.quick { "--quick" } else { "full" };
+    let _ = writeln!(
+        s,
+        "Mode: {mode}: CI target ±{}%, budget {} s per pattern, seed {}; headline level: {}",
+        pct(m.target_rel_ci),
+        fmt_num(m.budget_per_instance_s),
+        m.seed,
+        level_name(&m.headline_level)
+    );
+    if !cal.patterns_found_all.is_empty() {
+        let found: Vec<String> = cal
+            .patterns_found_all
+            .iter()
+            .map(|(k, all)| format!("{k} {}/{all}", cal.patterns_found_longest.get(k).copied().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(s, "Found (longest match / all matches): {}", found.join(", "));
+    }
+    let _ = writeln!(s);
+
+    if cal.fusion_profiles.is_empty() {
+        let _ = writeln!(s, "No fusible pattern instances were found in this model: nothing was measured.");
+    }
+    for p in &cal.fusion_profiles {
+        entry(&mut s, p, m.target_rel_ci);
+        let _ = writeln!(s);
+    }
+    totals(&mut s, cal);
+    s
+}
+
+/// One record.
+fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
+    let title = Pattern::from_key(&p.fusion_pattern).map(|p| p.title()).unwrap_or_else(|| p.fusion_pattern.clone());
+    let n = p.instances.len();
+    let _ = writeln!(
+        s,
+        "{title} ({}{}, ×{n} instance{}):",
+        shapes_text(p),
+        params(p),
+        if n == 1 { "" } else { "s" }
+    );
+    if p.status != Status::Measured {
+        let _ = writeln!(s, "  Skipped: {}", p.skip_reason.as_deref().unwrap_or("no reason given"));
+        return;
+    }
+    let (head, other) = levels(p);
+    let _ = writeln!(s, "  Unfused: {}{}", fmt_ms(p.unfused_latency_ms), gflops(p.unfused_gflops));
+    let ort = if p.ort_fused_into.is_empty() { "(no ops)".to_string() } else { p.ort_fused_into.join(", ") };
+    let not_fused = if p.fused_by_ort { "" } else { " (not fused)" };
+    let _ = writeln!(
+        s,
+        "  Fused:   {}{}   ORT: {ort}{not_fused}   [{}]",
+        fmt_ms(p.fused_latency_ms),
+        gflops(p.fused_gflops),
+        level_name(&p.headline_level)
+    );
+
+    let mut speed = if p.equivalent {
+        let head = head.map(|h| h.speedup).unwrap_or(crate::estimate::Estimate {
+            point: p.speedup_factor,
+            lo: p.speedup_ci_low,
+            hi: p.speedup_ci_high,
+        });
+        format!("  Speedup: {}  {}", fmt_speedup(&head), p.verdict.map(verdict_word).unwrap_or("no verdict"))
+    } else {
+        "  Speedup: not reported (outputs disagree)".to_string()
+    };
+    if let Some((name, o)) = other {
+        if o.equivalence.passed {
+            let _ = write!(speed, "     {} level: {} ({})", level_name(name), fmt_speedup(&o.speedup), o.ort_ops.join(", "));
+        } else {
+            let _ = write!(speed, "     {} level: not reported (outputs disagree)", level_name(name));
+        }
+    }
+    let _ = writeln!(s, "{speed}");
+
+    let aa = p.aa_control.as_ref().map(fmt_estimate).unwrap_or_else(|| "n/a".into());
+    let agree = if p.equivalent { "outputs agree" } else { "OUTPUTS DISAGREE" };
+    let _ = writeln!(
+        s,
+        "  Memory reduction: {}%   A/A control {aa}   {agree} (max abs err {})",
+        fmt_pct(p.memory_reduction),
+        fmt_err(max_abs_err(p))
+    );
+
+    for why in distrust(p) {
+        let hint = if why.starts_with("outputs") {
+            "the fused kernels compute something else: this speedup is not reported"
+        } else {
+            "the host was noisy while this was timed: do not trust these numbers"
+        };
+        let _ = writeln!(s, "  ! untrustworthy: {why}: {hint}");
+    }
+    if p.budget_exhausted {
+        let _ = writeln!(
+            s,
+            "  ! the time budget ran out before the CI reached ±{}% ({} rounds of {} iterations)",
+            pct(target),
+            p.rounds,
+            p.iters_per_round
+        );
+    }
+}
+
+/// `, 3x3, stride 2, MatMul+Add`: what distinguishes instances of a pattern beyond their shapes.
+fn params(p: &FusionCalibration) -> String {
+    let mut v: Vec<String> = vec![];
+    let ints = |k: &str| -> Option<Vec<i64>> {
+        p.extra_params.get(k)?.as_array()?.iter().map(|x| x.as_i64()).collect()
+    };
+    if let Some(k) = ints("kernel") {
+        v.push(k.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"));
+    }
+    if let Some(st) = ints("strides").filter(|st| st.iter().any(|&x| x != 1)) {
+        v.push(format!("stride {}", st.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")));
+    }
+    if let Some(grp) = p.extra_params.get("group").and_then(|x| x.as_i64()).filter(|&x| x > 1) {
+        v.push(format!("group {grp}"));
+    }
+    if let Some(w) = ints("weight") {
+        v.push(format!("W {}", w.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")));
+    }
+    // conv forms are the op names spelled out; the linear and elementwise forms say which ops matched
+    if !p.fusion_pattern.starts_with("Conv2d") && !p.form.is_empty() {
+        v.push(p.form.clone());
+    }
+    v.iter().map(|x| format!(", {x}")).collect()
+}
+
+/// ` (219.2 GFLOPS)`, or nothing when the FLOPs are unknown.
+fn gflops(g: f64) -> String {
+    if !(g.is_finite() && g > 0.0) {
+        String::new()
+    } else if g >= 1.0 {
+        format!(" ({g:.1} GFLOPS)")
+    } else {
+        format!(" ({g:.3} GFLOPS)")
+    }
+}
+
+/// `80.0` from 0.8.
+fn fmt_pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}", x * 100.0)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// `2` from 0.02, `2.5` from 0.025.
+pub(crate) fn pct(x: f64) -> String {
+    fmt_num(x * 100.0)
+}
+
+/// A number without trailing zeros: `10`, `1.5`.
+fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".into();
+    }
+    let s = format!("{x:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Counts, the A/A range, the whole-model line and which level is the headline.
+fn totals(s: &mut String, cal: &CalibrationFile) {
+    let _ = writeln!(s, "{}", "-".repeat(WIDTH));
+    let profiles = &cal.fusion_profiles;
+    let measured: Vec<&FusionCalibration> = profiles.iter().filter(|p| p.status == Status::Measured).collect();
+    let skipped: Vec<&FusionCalibration> = profiles.iter().filter(|p| p.status != Status::Measured).collect();
+    let instances = |v: &[&FusionCalibration]| v.iter().map(|p| p.instances.len()).sum::<usize>();
+    let untrusted = measured.iter().filter(|p| !distrust(p).is_empty()).count();
+    let _ = writeln!(
+        s,
+        "Instances: {} measured ({} distinct), {} skipped ({} distinct){}",
+        instances(&measured),
+        measured.len(),
+        instances(&skipped),
+        skipped.len(),
+        if untrusted > 0 { format!("; {untrusted} distinct untrustworthy") } else { String::new() }
+    );
+    let count = |v: Verdict| measured.iter().filter(|p| p.equivalent && p.verdict == Some(v)).count();
+    if !measured.is_empty() {
+        let _ = writeln!(
+            s,
+            "Verdicts ({} level, ±{}% noise band): {} faster, {} within noise, {} slower",
+            level_name(&cal.metadata.headline_level),
+            pct(crate::calibration::NOISE),
+            count(Verdict::Faster),
+            count(Verdict::WithinNoise),
+            count(Verdict::Slower)
+        );
+    }
+    let aa: Vec<&crate::estimate::Estimate> = measured.iter().filter_map(|p| p.aa_control.as_ref()).collect();
+    if !aa.is_empty() {
+        let lo = aa.iter().map(|e| e.point).fold(f64::INFINITY, f64::min);
+        let hi = aa.iter().map(|e| e.point).fold(f64::NEG_INFINITY, f64::max);
+        let off = measured.iter().filter(|p| aa_off(p)).count();
+        let _ = writeln!(
+            s,
+            "A/A control: {} to {} over {} measured result{} ({})",
+            fmt_ratio(lo),
+            fmt_ratio(hi),
+            aa.len(),
+            if aa.len() == 1 { "" } else { "s" },
+            if off == 0 { "all consistent with 1.00".to_string() } else { format!("{off} off 1.00") }
+        );
+    }
+    let head = &cal.metadata.headline_level;
+    match &cal.whole_model {
+        Some(w) => {
+            let wm = &w.measurement;
+            let saving = if head == "all" { w.saving_all_ms } else { w.saving_extended_ms };
+            let explains = match w.explained_fraction {
+                Some(f) if f.is_finite() => format!("explains {:.0}%", f * 100.0),
+                _ => "no whole-model saving to explain".into(),
+            };
+            let _ = writeln!(
+                s,
+                "Whole model: disabled {}, extended {}, full {} → measured saving {}; sum of pattern savings {} ({explains})",
+                fmt_ms(wm.disabled.median_ms),
+                fmt_ms(wm.extended.median_ms),
+                fmt_ms(wm.all.median_ms),
+                fmt_ms(saving),
+                fmt_ms(w.sum_pattern_saving_ms)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "Whole model: not timed");
+        }
+    }
+    if head == "extended" {
+        let _ = writeln!(
+            s,
+            "Headline level: extended (ORT_ENABLE_EXTENDED). The full level (ORT_ENABLE_ALL) also converts\n\
+             convolutions to the NCHWc layout and adds ReorderInput/ReorderOutput at a carved model's\n\
+             boundaries; a whole model pays those reorders once, a carved pattern every time, so the\n\
+             full level is shown beside the headline, not as it."
+        );
+    } else {
+        let _ = writeln!(s, "Headline level: {}.", level_name(head));
+    }
+}

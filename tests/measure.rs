@@ -1,0 +1,361 @@
+//! Tests of the timing harness against the real ONNX Runtime: equivalence, recorded ops, the A/A control,
+//! strict CUDA, seeded inputs, and library resolution. Models are built here with tract's prost types.
+
+use std::path::{Path, PathBuf};
+
+use fuseval::estimate::Estimate;
+use fuseval::measure::{
+    check_equivalence, compare, random_inputs, Comparison, DType, InputSpec, Level, MeasureOptions, ModelSource, OutputValues,
+};
+use fuseval::runtime::{self, Ep, LibraryVars};
+use prost::Message;
+use tract_onnx::pb;
+
+// ---------- model building ----------
+
+fn value_info(name: &str, elem: DType, dims: &[i64]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::{dimension, Dimension};
+    let dim = dims.iter().map(|&d| Dimension { denotation: String::new(), value: Some(dimension::Value::DimValue(d)) }).collect();
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem.onnx_code(),
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+    pb::NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{op}_{}", outputs[0]),
+        op_type: op.into(),
+        ..Default::default()
+    }
+}
+
+fn f32_initializer(name: &str, dims: &[i64], seed: u32) -> pb::TensorProto {
+    let n: i64 = dims.iter().product();
+    // Deterministic, non-zero, roughly unit-scale weights.
+    let data = (0..n as u32).map(|i| ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) - 0.5).collect();
+    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: DType::F32.onnx_code(), float_data: data, ..Default::default() }
+}
+
+fn model(nodes: Vec<pb::NodeProto>, inputs: Vec<pb::ValueInfoProto>, outputs: Vec<pb::ValueInfoProto>, inits: Vec<pb::TensorProto>) -> Vec<u8> {
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        producer_name: "fuseval-tests".into(),
+        graph: Some(pb::GraphProto { node: nodes, name: "g".into(), initializer: inits, input: inputs, output: outputs, ..Default::default() }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+const ADD_RELU_SHAPE: [i64; 4] = [1, 256, 56, 56];
+
+/// `Relu(a + b)` on two [1,256,56,56] inputs: memory-bound, like ResNet's residual Sum+ReLU.
+fn add_relu() -> (Vec<u8>, Vec<InputSpec>) {
+    let s = &ADD_RELU_SHAPE;
+    let bytes = model(
+        vec![node("Add", &["a", "b"], &["s"]), node("Relu", &["s"], &["y"])],
+        vec![value_info("a", DType::F32, s), value_info("b", DType::F32, s)],
+        vec![value_info("y", DType::F32, s)],
+        vec![],
+    );
+    (bytes, vec![spec("a", DType::F32, &[1, 256, 56, 56], None), spec("b", DType::F32, &[1, 256, 56, 56], None)])
+}
+
+/// `Relu(x @ W + bias)` with constant W [256,256] and bias [256], x [64,256].
+fn matmul_add_relu() -> (Vec<u8>, Vec<InputSpec>) {
+    let bytes = model(
+        vec![node("MatMul", &["x", "w"], &["m"]), node("Add", &["m", "bias"], &["s"]), node("Relu", &["s"], &["y"])],
+        vec![value_info("x", DType::F32, &[64, 256])],
+        vec![value_info("y", DType::F32, &[64, 256])],
+        vec![f32_initializer("w", &[256, 256], 1), f32_initializer("bias", &[256], 2)],
+    );
+    (bytes, vec![spec("x", DType::F32, &[64, 256], None)])
+}
+
+fn spec(name: &str, dtype: DType, shape: &[usize], range: Option<(i64, i64)>) -> InputSpec {
+    InputSpec { name: name.into(), dtype, shape: shape.to_vec(), range }
+}
+
+fn quick_opts() -> MeasureOptions {
+    MeasureOptions::new(Ep::Cpu, 1, true)
+}
+
+fn show(c: &Comparison) -> String {
+    let e = |x: &Estimate| format!("{:.4} [{:.4}, {:.4}]", x.point, x.lo, x.hi);
+    format!(
+        "unfused {:.4} ms, ext {:.4} ms, all {:.4} ms; speedup ext {} all {}; A/A {} ok={}; rounds {} x{} budget_exhausted={} wall {:.1}s",
+        c.unfused.median_ms,
+        c.fused_extended.median_ms,
+        c.fused_all.median_ms,
+        e(&c.speedup_extended),
+        e(&c.speedup_all),
+        e(&c.aa_control),
+        c.aa_ok,
+        c.rounds,
+        c.iters_per_round,
+        c.budget_exhausted,
+        c.wall_s
+    )
+}
+
+// ---------- equivalence and recorded ops ----------
+
+#[test]
+fn matmul_add_relu_fuses_and_stays_equivalent() {
+    let (bytes, inputs) = matmul_add_relu();
+    let c = compare(ModelSource::Bytes(&bytes), &inputs, &quick_opts()).expect("compare");
+    eprintln!("matmul+add+relu: {}\n  ext ops {:?}\n  all ops {:?}", show(&c), c.fused_ops_extended, c.fused_ops_all);
+    assert_eq!(c.unfused_ops, ["MatMul", "Add", "Relu"]);
+    assert!(c.equivalence_extended.passed, "{:?}", c.equivalence_extended);
+    assert!(c.equivalence_all.passed, "{:?}", c.equivalence_all);
+    // Two input sets plus the bound (timed) outputs: three comparisons of the single output.
+    assert_eq!(c.equivalence_all.outputs_compared, 3);
+    assert!(c.equivalence_all.max_abs_err < 1e-3);
+    // What ORT 1.31 really does on CPU: MatMul+Add become a Gemm, and Gemm+Relu a FusedGemm.
+    assert_eq!(c.fused_ops_extended, ["com.microsoft.FusedGemm"]);
+    assert_eq!(c.fused_ops_all, ["com.microsoft.FusedGemm"]);
+    assert!(c.rounds >= quick_opts().min_rounds || c.budget_exhausted);
+    let json = serde_json::to_string(&c).expect("serialize");
+    let back: Comparison = serde_json::from_str(&json).expect("deserialize");
+    // serde_json may differ in the last bit of a float; compare structure and values closely.
+    assert_eq!((back.rounds, &back.fused_ops_all, back.ep, back.aa_ok), (c.rounds, &c.fused_ops_all, c.ep, c.aa_ok));
+    assert!((back.speedup_all.point - c.speedup_all.point).abs() < 1e-12);
+}
+
+#[test]
+fn add_relu_records_ops_and_passes() {
+    let (bytes, inputs) = add_relu();
+    let c = compare(ModelSource::Bytes(&bytes), &inputs, &quick_opts()).expect("compare");
+    eprintln!("add+relu: {}\n  ext ops {:?}\n  all ops {:?}", show(&c), c.fused_ops_extended, c.fused_ops_all);
+    assert_eq!(c.unfused_ops, ["Add", "Relu"]);
+    assert!(c.equivalence_extended.passed && c.equivalence_all.passed);
+    assert!(!c.fused_ops_extended.is_empty() && !c.fused_ops_all.is_empty());
+}
+
+#[test]
+fn model_from_a_path_works() {
+    let (bytes, inputs) = matmul_add_relu();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    std::fs::write(&path, &bytes).unwrap();
+    let w = fuseval::measure::whole_model(&path, &inputs, &quick_opts()).expect("whole model");
+    assert_eq!(w.nodes_disabled, 3);
+    assert_eq!(w.nodes_all, 1);
+    assert!(w.equivalence_all.passed);
+}
+
+// ---------- the A/A control ----------
+
+#[test]
+fn aa_control_is_one() {
+    let (bytes, inputs) = add_relu();
+    let mut opts = MeasureOptions::new(Ep::Cpu, 1, false);
+    opts.budget = std::time::Duration::from_secs(4);
+    let c = compare(ModelSource::Bytes(&bytes), &inputs, &opts).expect("compare");
+    eprintln!("A/A add+relu threads=1: {}", show(&c));
+    assert!(c.aa_control.contains(1.0), "A/A CI misses 1.00: {:?}", c.aa_control);
+    assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
+    assert!(c.aa_ok);
+}
+
+#[test]
+fn aa_control_is_one_with_two_threads() {
+    let (bytes, inputs) = add_relu();
+    let mut opts = MeasureOptions::new(Ep::Cpu, 2, false);
+    opts.budget = std::time::Duration::from_secs(4);
+    let c = compare(ModelSource::Bytes(&bytes), &inputs, &opts).expect("compare");
+    eprintln!("A/A add+relu threads=2: {}", show(&c));
+    assert!(c.aa_control.contains(1.0), "A/A CI misses 1.00: {:?}", c.aa_control);
+    assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
+}
+
+// ---------- equivalence checking itself ----------
+
+#[test]
+fn equivalence_identical_passes_and_perturbed_fails() {
+    let base: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin()).collect();
+    let r = [OutputValues::f32("y", vec![10, 100], &base)];
+    let same = check_equivalence(&r, &r);
+    assert!(same.passed);
+    assert_eq!(same.max_abs_err, 0.0);
+    assert_eq!(same.outputs_compared, 1);
+
+    // Float rounding noise passes.
+    let noisy: Vec<f32> = base.iter().map(|v| v * (1.0 + 1e-6)).collect();
+    assert!(check_equivalence(&r, &[OutputValues::f32("y", vec![10, 100], &noisy)]).passed);
+
+    // One element off by 0.05 fails, and the error is reported.
+    let mut bad = base.clone();
+    bad[123] += 0.05;
+    let e = check_equivalence(&r, &[OutputValues::f32("y", vec![10, 100], &bad)]);
+    assert!(!e.passed);
+    assert!((e.max_abs_err - 0.05).abs() < 1e-6, "{e:?}");
+    assert!(e.max_rel_err > 0.0);
+
+    // Shape, name and NaN mismatches fail without producing non-finite numbers.
+    assert!(!check_equivalence(&r, &[OutputValues::f32("y", vec![100, 10], &base)]).passed);
+    assert!(!check_equivalence(&r, &[OutputValues::f32("z", vec![10, 100], &base)]).passed);
+    let mut nan = base.clone();
+    nan[0] = f32::NAN;
+    let e = check_equivalence(&r, &[OutputValues::f32("y", vec![10, 100], &nan)]);
+    assert!(!e.passed && e.max_abs_err.is_finite());
+    serde_json::to_string(&e).unwrap();
+}
+
+#[test]
+fn equivalence_ints_are_exact() {
+    let a = OutputValues::from_bytes("i", DType::I64, vec![3], &[1i64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    let b = OutputValues::from_bytes("i", DType::I64, vec![3], &[1i64, 2, 4].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    assert!(check_equivalence(std::slice::from_ref(&a), std::slice::from_ref(&a)).passed);
+    let e = check_equivalence(&[a], &[b]);
+    assert!(!e.passed);
+    assert_eq!(e.max_abs_err, 1.0);
+}
+
+// ---------- CUDA must fail loudly here ----------
+
+#[test]
+fn cuda_without_cuda_is_an_error() {
+    let (bytes, inputs) = matmul_add_relu();
+    let opts = MeasureOptions::new(Ep::Cuda { device_id: 0 }, 1, true);
+    let err = compare(ModelSource::Bytes(&bytes), &inputs, &opts).expect_err("CUDA must not silently fall back to CPU");
+    let msg = format!("{err:#}");
+    eprintln!("cuda error: {msg}");
+    assert!(msg.contains("CUDA"), "{msg}");
+}
+
+// ---------- bad input is an error, not a panic ----------
+
+#[test]
+fn bad_inputs_are_errors() {
+    let (bytes, _) = matmul_add_relu();
+    let wrong_shape = [spec("x", DType::F32, &[64, 128], None)];
+    assert!(compare(ModelSource::Bytes(&bytes), &wrong_shape, &quick_opts()).is_err());
+    let wrong_name = [spec("nope", DType::F32, &[64, 256], None)];
+    assert!(compare(ModelSource::Bytes(&bytes), &wrong_name, &quick_opts()).is_err());
+    let wrong_type = [spec("x", DType::F64, &[64, 256], None)];
+    assert!(compare(ModelSource::Bytes(&bytes), &wrong_type, &quick_opts()).is_err());
+    let garbage = b"definitely not onnx";
+    let e = compare(ModelSource::Bytes(garbage), &[spec("x", DType::F32, &[64, 256], None)], &quick_opts()).expect_err("garbage");
+    eprintln!("garbage model: {e:#}");
+    let mut zero = quick_opts();
+    zero.threads = 0;
+    assert!(compare(ModelSource::Bytes(&bytes), &[spec("x", DType::F32, &[64, 256], None)], &zero).is_err());
+    let missing = compare(ModelSource::Path(Path::new("/nonexistent/model.onnx")), &[], &quick_opts()).expect_err("missing file");
+    assert!(format!("{missing:#}").contains("/nonexistent/model.onnx"));
+}
+
+// ---------- random inputs ----------
+
+#[test]
+fn random_inputs_are_seeded_nonzero_and_in_range() {
+    let specs = [
+        spec("f", DType::F32, &[4, 100], None),
+        spec("h", DType::F16, &[300], None),
+        spec("d", DType::F64, &[50], Some((2, 5))),
+        spec("idx", DType::I64, &[1000], Some((3, 17))),
+        spec("i", DType::I32, &[1000], None),
+        spec("b", DType::Bool, &[200], None),
+        spec("u", DType::U8, &[500], Some((250, 256))),
+    ];
+    let a = random_inputs(&specs, 7).unwrap();
+    let b = random_inputs(&specs, 7).unwrap();
+    let c = random_inputs(&specs, 8).unwrap();
+    assert_eq!(a, b, "same seed, same values");
+    assert_ne!(a, c, "different seed, different values");
+    for t in &a {
+        let v = t.to_f64();
+        assert_eq!(v.len(), t.len());
+        assert!(v.iter().any(|&x| x != 0.0), "{} is all zeros", t.name);
+        assert_eq!(t.data.len(), t.len() * t.dtype.size_bytes());
+    }
+    let get = |n: &str| a.iter().find(|t| t.name == n).unwrap().to_f64();
+    assert!(get("f").iter().all(|&x| (-1.0..1.0).contains(&x) && x != 0.0));
+    assert!(get("h").iter().all(|&x| (-1.0..=1.0).contains(&x)));
+    assert!(get("d").iter().all(|&x| (2.0..5.0).contains(&x)));
+    let idx = get("idx");
+    assert!(idx.iter().all(|&x| (3.0..17.0).contains(&x) && x.fract() == 0.0));
+    assert!(idx.contains(&3.0) && idx.contains(&16.0), "range ends are reachable");
+    assert!(get("i").iter().all(|&x| x == 0.0 || x == 1.0));
+    assert!(get("b").iter().all(|&x| x == 0.0 || x == 1.0));
+    assert!(get("u").iter().all(|&x| (250.0..256.0).contains(&x)));
+    // Bad specs are errors.
+    assert!(random_inputs(&[spec("u", DType::U8, &[4], Some((0, 300)))], 0).is_err());
+    assert!(random_inputs(&[spec("e", DType::I64, &[4], Some((5, 5)))], 0).is_err());
+    assert!(random_inputs(&[spec("z", DType::F32, &[4, 0], None)], 0).is_err());
+}
+
+#[test]
+fn dtype_codes_round_trip() {
+    for d in [DType::F32, DType::F64, DType::F16, DType::I64, DType::I32, DType::I8, DType::U8, DType::Bool] {
+        assert_eq!(DType::from_onnx(d.onnx_code()), Some(d));
+    }
+    assert_eq!(DType::from_onnx(8), None); // string
+    assert_eq!(serde_json::to_string(&DType::F16).unwrap(), "\"f16\"");
+    assert_eq!(serde_json::to_string(&Level::Extended).unwrap(), "\"extended\"");
+    assert_eq!(Level::Disable.to_string(), "disable");
+}
+
+// ---------- runtime library resolution ----------
+
+#[test]
+fn ort_dylib_path_to_missing_file_names_the_path() {
+    let vars = LibraryVars { ort_dylib_path: Some("/nowhere/libonnxruntime.so.1.31.1".into()), ..Default::default() };
+    let mut fetched = false;
+    let err = runtime::resolve_library(&vars, &mut |_| {
+        fetched = true;
+        Ok(())
+    })
+    .expect_err("missing file");
+    assert!(!fetched, "an explicit ORT_DYLIB_PATH must not trigger a download");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("/nowhere/libonnxruntime.so.1.31.1") && msg.contains("ORT_DYLIB_PATH"), "{msg}");
+}
+
+#[test]
+fn cache_is_used_then_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = LibraryVars { fuseval_cache: Some(dir.path().into()), ..Default::default() };
+    let want: PathBuf = dir.path().join("onnxruntime-1.31.1").join("libonnxruntime.so.1.31.1");
+    // Missing: the fetcher is asked to create exactly the cached path.
+    let got = runtime::resolve_library(&vars, &mut |p| {
+        assert_eq!(p, want.as_path());
+        std::fs::create_dir_all(p.parent().unwrap())?;
+        std::fs::write(p, b"lib")?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got, want);
+    // Present: no fetch.
+    let got = runtime::resolve_library(&vars, &mut |_| panic!("must not fetch")).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn failed_fetch_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = LibraryVars { fuseval_cache: Some(dir.path().into()), ..Default::default() };
+    let err = runtime::resolve_library(&vars, &mut |_| anyhow::bail!("pip: ERROR: No matching distribution found")).expect_err("fetch failed");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("pip install onnxruntime==1.31.1"), "{msg}");
+    assert!(msg.contains("ORT_DYLIB_PATH"), "{msg}");
+    assert!(msg.contains("No matching distribution"), "{msg}");
+}
+
+#[test]
+fn version_and_hardware() {
+    runtime::environment().expect("environment");
+    assert_eq!(runtime::ort_version(), "1.31.1");
+    let hw = runtime::hardware();
+    assert!(hw.logical_cores >= 1 && hw.memory_bytes > 0 && !hw.cpu_model.is_empty());
+}
