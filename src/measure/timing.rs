@@ -69,15 +69,22 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
     let mut rounds = Rounds { times: Default::default(), iters, budget_exhausted: false };
     let mut next_check = opts.min_rounds.max(2);
     let max_rounds = opts.max_rounds.max(opts.min_rounds).max(1);
+    let mut exp_raw: Vec<String> = Vec::new();
     loop {
         order.shuffle(&mut rng);
         for &i in &order {
             let v = &variants[i];
+            let cs0 = exp_nivcsw();
             let t = Instant::now();
+            let mut its = Vec::with_capacity(iters);
             for _ in 0..iters {
+                let ti = Instant::now();
                 v.run_bound()?;
+                its.push(ti.elapsed().as_secs_f64());
             }
-            rounds.times[i].push(t.elapsed().as_secs_f64() / iters as f64);
+            let tot = t.elapsed().as_secs_f64();
+            rounds.times[i].push(tot / iters as f64);
+            exp_raw.push(format!("[{i},{tot},{},{:?}]", exp_nivcsw() - cs0, its));
         }
         let n = rounds.times[0].len();
         if n >= max_rounds {
@@ -99,6 +106,13 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
     if let Ok(p) = std::env::var("FUSEVAL_EXP_DUMP") {
         let s: Vec<String> = rounds.times.iter().map(|v| format!("{:?}", v)).collect();
         let _ = std::fs::write(format!("{p}.{}", opts.seed), format!("[{}]", s.join(",")));
+        let _ = std::fs::write(format!("{p}.{}.raw", opts.seed), format!("[{}]", exp_raw.join(",")));
     }
     Ok(rounds)
+}
+
+fn exp_nivcsw() -> i64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    u.ru_nivcsw as i64
 }

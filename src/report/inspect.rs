@@ -52,6 +52,8 @@ pub struct InstanceReport {
     pub nodes: Vec<String>,
     pub input_shapes: Vec<TensorShape>,
     pub output_shapes: Vec<TensorShape>,
+    /// Kernel, strides, groups or weight shape, e.g. `3x3, stride 2` (empty when none apply).
+    pub params: String,
     /// Part of the longest-match cover (what `bench` measures by default).
     pub longest: bool,
     /// Every tensor it touches has a resolved shape, so it can be carved and measured.
@@ -80,6 +82,7 @@ pub fn inspect_report(loaded: &Loaded, g: &ModelGraph, det: &Detection) -> Inspe
             nodes: inst.node_names(g),
             input_shapes: inst.inputs.iter().map(shape).collect(),
             output_shapes: inst.outputs.iter().map(shape).collect(),
+            params: super::params_list(&crate::calibration::extra_params(g, inst)).join(", "),
             longest: longest.contains(&i),
             measurable: inst.resolved(g),
             distinct,
@@ -145,9 +148,9 @@ pub fn inspect_text(r: &InspectReport) -> String {
         let longest = r.patterns_longest.get(&key).copied().unwrap_or(0);
         let all = r.patterns_all.get(&key).copied().unwrap_or(mine.len());
         let title = Pattern::from_key(&key).map(|p| p.title()).unwrap_or_else(|| key.clone());
-        // distinct shape groups, in model order
+        // the longest matches by distinct shape group, in model order; sub-matches in one line
         let mut groups: Vec<(usize, Vec<&InstanceReport>)> = vec![];
-        for i in &mine {
+        for i in mine.iter().filter(|i| i.longest) {
             match groups.iter_mut().find(|(d, _)| *d == i.distinct) {
                 Some((_, v)) => v.push(i),
                 None => groups.push((i.distinct, vec![i])),
@@ -160,32 +163,33 @@ pub fn inspect_text(r: &InspectReport) -> String {
         );
         for (_, group) in &groups {
             let first = group[0];
-            let mut notes = vec![];
-            if !first.measurable {
-                notes.push("shapes unresolved: cannot be measured".to_string());
-            }
-            let subs = group.iter().filter(|i| !i.longest).count();
-            if subs == group.len() {
-                notes.push("all inside a longer match".into());
-            } else if subs > 0 {
-                notes.push(format!("{subs} inside a longer match"));
-            }
-            let notes = if notes.is_empty() { String::new() } else { format!("  [{}]", notes.join("; ")) };
+            let note = if first.measurable { "" } else { "  [shapes unresolved: cannot be measured]" };
             let _ = writeln!(
                 s,
-                "    ×{} {} → {}  ({}){notes}",
+                "    ×{} {} → {}  ({}{}){note}",
                 group.len(),
                 shapes(&first.input_shapes),
                 shapes(&first.output_shapes),
+                if first.params.is_empty() { String::new() } else { format!("{}, ", first.params) },
                 first.form
             );
             for i in group.iter().take(MAX_INSTANCES_SHOWN) {
-                let mark = if i.longest { "" } else { " (sub-match)" };
-                let _ = writeln!(s, "      {}{mark}", abbreviate(&i.nodes));
+                let _ = writeln!(s, "      {}", abbreviate(&i.nodes));
             }
             if group.len() > MAX_INSTANCES_SHOWN {
                 let _ = writeln!(s, "      ... and {} more", group.len() - MAX_INSTANCES_SHOWN);
             }
+        }
+        let subs: Vec<&&InstanceReport> = mine.iter().filter(|i| !i.longest).collect();
+        if !subs.is_empty() {
+            let distinct: std::collections::HashSet<usize> = subs.iter().map(|i| i.distinct).collect();
+            let _ = writeln!(
+                s,
+                "    + {} inside longer matches ({} distinct; measured only with --all-patterns), first: {}",
+                subs.len(),
+                distinct.len(),
+                abbreviate(&subs[0].nodes)
+            );
         }
     }
     let total_longest: usize = r.patterns_longest.values().sum();

@@ -124,7 +124,6 @@ pub fn write_outputs(
 /// Which calibration record, if any, covers each instance, keyed by the instance's node names.
 pub(crate) struct Links<'a> {
     by_nodes: HashMap<&'a [String], usize>,
-    profiles: &'a [FusionCalibration],
 }
 
 impl<'a> Links<'a> {
@@ -135,16 +134,12 @@ impl<'a> Links<'a> {
                 by_nodes.entry(names.as_slice()).or_insert(i);
             }
         }
-        Links { by_nodes, profiles: &cal.fusion_profiles }
+        Links { by_nodes }
     }
 
     /// Index into `fusion_profiles` of the record for the instance with these node names.
     pub(crate) fn index(&self, names: &[String]) -> Option<usize> {
         self.by_nodes.get(names).copied()
-    }
-
-    pub(crate) fn get(&self, names: &[String]) -> Option<&'a FusionCalibration> {
-        self.index(names).map(|i| &self.profiles[i])
     }
 }
 
@@ -282,6 +277,26 @@ pub(crate) fn shapes_text(p: &FusionCalibration) -> String {
         v.join(", ")
     };
     format!("{input} → {}", join(&p.output_shapes))
+}
+
+/// `["3x3", "stride 2", "group 32"]` or `["W 64x128"]`, from a record's `extra_params`.
+pub(crate) fn params_list(extra: &std::collections::BTreeMap<String, serde_json::Value>) -> Vec<String> {
+    let ints = |k: &str| -> Option<Vec<i64>> { extra.get(k)?.as_array()?.iter().map(|x| x.as_i64()).collect() };
+    let dims = |v: &[i64]| v.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
+    let mut v = vec![];
+    if let Some(k) = ints("kernel") {
+        v.push(dims(&k));
+    }
+    if let Some(st) = ints("strides").filter(|st| st.iter().any(|&x| x != 1)) {
+        v.push(format!("stride {}", dims(&st)));
+    }
+    if let Some(grp) = extra.get("group").and_then(|x| x.as_i64()).filter(|&x| x > 1) {
+        v.push(format!("group {grp}"));
+    }
+    if let Some(w) = ints("weight") {
+        v.push(format!("W {}", dims(&w)));
+    }
+    v
 }
 
 /// One-line result of a record: `2.63× [2.58, 2.69] faster`, `skipped: <reason>`, ...

@@ -9,7 +9,7 @@ use crate::load::dims_string;
 use crate::patterns::Pattern;
 
 use super::{
-    aa_off, distrust, fmt_err, fmt_estimate, fmt_ms, fmt_ratio, fmt_speedup, level_name, levels, max_abs_err, shapes_text,
+    aa_off, params_list, distrust, fmt_err, fmt_estimate, fmt_ms, fmt_ratio, fmt_speedup, level_name, levels, max_abs_err, shapes_text,
     verdict_word,
 };
 
@@ -139,22 +139,7 @@ fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
 
 /// `, 3x3, stride 2, MatMul+Add`: what distinguishes instances of a pattern beyond their shapes.
 fn params(p: &FusionCalibration) -> String {
-    let mut v: Vec<String> = vec![];
-    let ints = |k: &str| -> Option<Vec<i64>> {
-        p.extra_params.get(k)?.as_array()?.iter().map(|x| x.as_i64()).collect()
-    };
-    if let Some(k) = ints("kernel") {
-        v.push(k.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"));
-    }
-    if let Some(st) = ints("strides").filter(|st| st.iter().any(|&x| x != 1)) {
-        v.push(format!("stride {}", st.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")));
-    }
-    if let Some(grp) = p.extra_params.get("group").and_then(|x| x.as_i64()).filter(|&x| x > 1) {
-        v.push(format!("group {grp}"));
-    }
-    if let Some(w) = ints("weight") {
-        v.push(format!("W {}", w.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")));
-    }
+    let mut v = params_list(&p.extra_params);
     // conv forms are the op names spelled out; the linear and elementwise forms say which ops matched
     if !p.fusion_pattern.starts_with("Conv2d") && !p.form.is_empty() {
         v.push(p.form.clone());
