@@ -110,8 +110,22 @@ fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
         .collect()
 }
 
+/// Check that the execution provider can be registered before any work starts: a missing CUDA provider
+/// or device is the user's to fix (exit code 2), never a silent fallback or a run of skipped results.
+pub fn check_ep(ep: Ep) -> Result<()> {
+    if ep == Ep::Cpu {
+        return Ok(());
+    }
+    let env = crate::runtime::environment()?;
+    let builder = ort::session::Session::builder(env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::runtime::register_ep(builder, ep)
+        .map(|_| ())
+        .map_err(|e| crate::error::user(format!("--ep {ep}: {e:#}")))
+}
+
 /// Measure every distinct instance (and the whole model) and assemble the calibration file.
 pub fn bench(p: &Prepared, opts: &BenchOptions) -> Result<CalibrationFile> {
+    check_ep(opts.ep)?;
     let g = &p.graph;
     let started = Instant::now();
     let mopts = MeasureOptions { seed: opts.seed, ..MeasureOptions::new(opts.ep, opts.threads, opts.quick) };

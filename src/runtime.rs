@@ -201,6 +201,13 @@ fn init() -> Result<Loaded> {
         .build()
         .map_err(|e| anyhow!("{e}"))
         .context("creating the ONNX Runtime environment")?;
+    if std::env::var("FUSEVAL_EXP_ENVALLOC").is_ok() {
+        use ort::AsPointer;
+        use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+        let mi = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default).map_err(|e| anyhow!("{e}"))?;
+        let st = unsafe { (ort::api().CreateAndRegisterAllocator)(env.ptr().cast_mut(), mi.ptr(), std::ptr::null()) };
+        unsafe { ort::Error::result_from_status(st) }.map_err(|e| anyhow!("{e}"))?;
+    }
     Ok(Loaded { env, path })
 }
 

@@ -16,12 +16,38 @@ use super::inputs::{element_count, HostTensor};
 use super::{DType, Level, MeasureOptions, ModelSource};
 use crate::runtime;
 
+/// Pre-allocated output tensors, bound to one or more sessions.
+pub(crate) struct Outputs(Vec<(String, DType, Vec<usize>, DynTensor)>);
+
+impl Outputs {
+    /// Allocate host tensors shaped like `like` (outputs of a plain run).
+    pub fn allocate(like: &[OutputValues]) -> Result<Outputs> {
+        let mut v = Vec::with_capacity(like.len());
+        for o in like {
+            let t = DynTensor::new(&Allocator::default(), o.dtype.to_ort(), o.shape.clone())
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("allocating output `{}`", o.name))?;
+            v.push((o.name.clone(), o.dtype, o.shape.clone(), t));
+        }
+        Ok(Outputs(v))
+    }
+
+    /// Whether these tensors can receive outputs like `like` (same names, dtypes and shapes, same order).
+    pub fn fits(&self, like: &[OutputValues]) -> bool {
+        self.0.len() == like.len() && self.0.iter().zip(like).all(|((n, d, s, _), o)| *n == o.name && *d == o.dtype && *s == o.shape)
+    }
+
+    /// Current contents.
+    pub fn read(&self) -> Result<Vec<OutputValues>> {
+        self.0.iter().map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t)).collect()
+    }
+}
+
 /// A built session ready to time: inputs and pre-allocated outputs bound.
 pub(crate) struct Variant {
     pub label: &'static str,
     session: Session,
     binding: IoBinding,
-    bound: Vec<(String, DType, Vec<usize>, DynTensor)>,
 }
 
 impl Variant {
@@ -33,11 +59,6 @@ impl Variant {
         // and returns a status that `result_from_status` takes ownership of. Calls are serialised by the caller.
         let status = unsafe { (ort::api().RunWithBinding)(self.session.ptr().cast_mut(), std::ptr::null(), self.binding.ptr()) };
         unsafe { ort::Error::result_from_status(status) }.map_err(|e| anyhow!("{e}")).with_context(|| format!("running {} session", self.label))
-    }
-
-    /// Current contents of the bound outputs.
-    pub fn bound_outputs(&self) -> Result<Vec<OutputValues>> {
-        self.bound.iter().map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t)).collect()
     }
 }
 
@@ -65,6 +86,9 @@ fn configure(level: Level, threads: usize, optimized: Option<&Path>) -> ort::Res
         .with_parallel_execution(false)?
         .with_config_entry("session.intra_op.allow_spinning", spin)?
         .with_config_entry("session.inter_op.allow_spinning", spin)?;
+    }
+    if std::env::var("FUSEVAL_EXP_ENVALLOC").is_ok() {
+        b = b.with_env_allocators()?;
     }
     if let Some(p) = optimized {
         b = b.with_optimized_model_path(p)?;
@@ -147,22 +171,17 @@ pub(crate) fn run_plain(session: &mut Session, names: &[String], values: &[DynTe
         .collect()
 }
 
-/// Bind `values` as inputs and pre-allocate outputs with the shapes `reference` (a plain run of this session) gave.
-pub(crate) fn bind(session: Session, names: &[String], values: &[DynTensor], reference: &[OutputValues], label: &'static str) -> Result<Variant> {
+/// Bind `values` as inputs and `outputs` as outputs.
+pub(crate) fn bind(session: Session, names: &[String], values: &[DynTensor], outputs: &mut Outputs, label: &'static str) -> Result<Variant> {
     let wrap = |e: ort::Error| anyhow!("{e}");
     let mut binding = session.create_binding().map_err(wrap).with_context(|| format!("creating the {label} I/O binding"))?;
     for (n, v) in names.iter().zip(values) {
         binding.bind_input(n.as_str(), v).map_err(wrap).with_context(|| format!("binding input `{n}` ({label})"))?;
     }
-    let mut bound = Vec::with_capacity(reference.len());
-    for o in reference {
-        let mut t = DynTensor::new(&Allocator::default(), o.dtype.to_ort(), o.shape.clone())
-            .map_err(wrap)
-            .with_context(|| format!("allocating output `{}` ({label})", o.name))?;
-        binding.bind_output(o.name.as_str(), &mut t).map_err(wrap).with_context(|| format!("binding output `{}` ({label})", o.name))?;
-        bound.push((o.name.clone(), o.dtype, o.shape.clone(), t));
+    for (name, _, _, t) in outputs.0.iter_mut() {
+        binding.bind_output(name.as_str(), &mut *t).map_err(wrap).with_context(|| format!("binding output `{name}` ({label})"))?;
     }
-    Ok(Variant { label, session, binding, bound })
+    Ok(Variant { label, session, binding })
 }
 
 fn tensor_type(name: &str, vt: &ValueType) -> Result<(DType, Vec<usize>)> {

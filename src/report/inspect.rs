@@ -106,7 +106,7 @@ pub fn inspect_report(loaded: &Loaded, g: &ModelGraph, det: &Detection) -> Inspe
     }
 }
 
-/// Node lists longer than this are shown as their first and last few names.
+/// Node lists longer than this are shown as their first and last names.
 const MAX_NODES_SHOWN: usize = 4;
 /// Instances listed per distinct shape group before `... and N more`.
 const MAX_INSTANCES_SHOWN: usize = 3;
@@ -223,18 +223,12 @@ fn shapes(ts: &[TensorShape]) -> String {
         .join(", ")
 }
 
-/// `a, b, c` for short lists; `a, b, ... (+5), y, z` for long ones.
+/// `a, b, c` for short lists; `a, ... (+8), z` for long ones.
 pub(crate) fn abbreviate(names: &[String]) -> String {
     if names.len() <= MAX_NODES_SHOWN {
         return names.join(", ");
     }
-    let keep = MAX_NODES_SHOWN / 2;
-    format!(
-        "{}, ... (+{}), {}",
-        names[..keep].join(", "),
-        names.len() - 2 * keep,
-        names[names.len() - keep..].join(", ")
-    )
+    format!("{}, ... (+{}), {}", names[0], names.len() - 2, names[names.len() - 1])
 }
 
 /// Join items with `, ` into lines of at most about `width` characters.
@@ -264,7 +258,8 @@ mod tests {
     fn abbreviates_long_node_lists() {
         let v: Vec<String> = (0..10).map(|i| format!("n{i}")).collect();
         assert_eq!(abbreviate(&v[..3]), "n0, n1, n2");
-        assert_eq!(abbreviate(&v), "n0, n1, ... (+6), n8, n9");
+        assert_eq!(abbreviate(&v[..4]), "n0, n1, n2, n3");
+        assert_eq!(abbreviate(&v), "n0, ... (+8), n9");
     }
 
     #[test]

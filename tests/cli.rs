@@ -1,0 +1,178 @@
+//! The command line end to end: `inspect` and `bench --quick` on bundled real models, the four outputs
+//! parsed back, and bad input answered with exit code 2, a message naming the culprit, and no output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fuseval::calibration::{CalibrationFile, Status};
+
+fn fuseval(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fuseval")).args(args).output().expect("run fuseval")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fuseval-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn inspect_json_counts_light_resnet50() {
+    let o = fuseval(&["inspect", "fixtures/light_resnet50.onnx", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let longest = &v["patterns_longest"];
+    assert_eq!(longest["Conv2d_BN_ReLU_MaxPool"], 1);
+    assert_eq!(longest["Conv2d_BN_ReLU"], 32);
+    assert_eq!(longest["Conv2d_BN"], 20);
+    assert_eq!(longest["Add_ReLU"], 16);
+    assert_eq!(longest["Linear_Bias"], 1);
+    assert_eq!(v["patterns_all"]["Conv2d_BN"], 53);
+    assert_eq!(v["patterns_all"]["Conv2d_BN_ReLU"], 33);
+}
+
+#[test]
+fn inspect_text_lists_patterns_and_ops() {
+    let o = fuseval(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x32"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("Linear_Bias_GELU"), "{s}");
+    assert!(s.contains("Add_LayerNorm"), "{s}");
+    assert!(s.contains("MatMul"), "{s}");
+    assert!(s.contains("1x32"), "{s}");
+}
+
+#[test]
+fn bench_quick_writes_four_outputs() {
+    let out = tmp("bench");
+    let o = fuseval(&[
+        "bench",
+        "fixtures/tiny_bert_dynamo.onnx",
+        "--input",
+        "input_ids=1x32",
+        "--quick",
+        "--threads",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(summary.contains("Fusion Pattern Calibration"), "{summary}");
+    assert!(summary.contains("Whole model"), "{summary}");
+
+    // calibration.json: the design's fields, with CIs and metadata
+    let cal: CalibrationFile = serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
+    assert_eq!(cal.metadata.ort_version, "1.31.1");
+    assert_eq!(cal.metadata.execution_provider, "cpu");
+    assert_eq!(cal.metadata.threads, 1);
+    assert!(cal.metadata.quick);
+    assert_eq!(cal.metadata.model_inputs["input_ids"], [1, 32]);
+    assert_eq!(cal.patterns_found_longest["Linear_Bias"], 11);
+    assert_eq!(cal.patterns_found_longest["Linear_Bias_GELU"], 2);
+    assert_eq!(cal.patterns_found_longest["Add_LayerNorm"], 5);
+    // every longest-match instance is covered by exactly one distinct result
+    let covered: usize = cal.fusion_profiles.iter().map(|p| p.instances.len()).sum();
+    assert_eq!(covered, 18);
+    assert!(cal.fusion_profiles.len() < 18, "identical instances are measured once");
+    for p in &cal.fusion_profiles {
+        assert_eq!(p.status, Status::Measured, "{}: {:?}", p.fusion_pattern, p.skip_reason);
+        assert!(p.unfused_latency_ms > 0.0 && p.fused_latency_ms > 0.0);
+        assert!(p.speedup_ci_low <= p.speedup_factor && p.speedup_factor <= p.speedup_ci_high, "{p:?}");
+        assert!(p.equivalent, "{}: outputs disagree", p.fusion_pattern);
+        assert!(p.aa_control.is_some());
+        assert!(!p.ort_fused_into.is_empty());
+        assert!(p.unfused_memory_bytes >= p.fused_memory_bytes);
+        assert!(p.num_trials >= p.rounds && p.rounds > 0);
+    }
+    let wm = cal.whole_model.as_ref().expect("whole model timed");
+    assert!(wm.measurement.disabled.median_ms > 0.0);
+
+    // graph.json: nodes, edges and groups linked to their measurements
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("graph.json")).unwrap()).unwrap();
+    assert!(g["nodes"].as_array().unwrap().len() > 100);
+    assert!(!g["edges"].as_array().unwrap().is_empty());
+    let groups = g["groups"].as_array().unwrap();
+    assert!(groups.iter().filter(|x| !x["measurement"].is_null()).count() >= 18);
+
+    // graph.dot: one cluster per measured instance
+    let dot = std::fs::read_to_string(out.join("graph.dot")).unwrap();
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.matches("subgraph cluster_").count() >= 18);
+
+    // annotated.onnx: loads back in ONNX Runtime, with results on the nodes
+    let annotated = out.join("annotated.onnx");
+    assert_loads_in_ort(&annotated);
+    let bytes = std::fs::read(&annotated).unwrap();
+    let m: fuseval_pb::ModelProto = prost::Message::decode(bytes.as_slice()).unwrap();
+    let g = m.graph.unwrap();
+    assert!(g.node.iter().filter(|n| n.doc_string.contains("fuseval")).count() >= 18 * 2);
+    assert!(m.metadata_props.iter().any(|p| p.key == "fuseval.summary"));
+
+    // a second run into the same directory is refused without --force
+    let again = fuseval(&["bench", "fixtures/tiny_bert_dynamo.onnx", "--quick", "-o", out.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("--force"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+use tract_onnx::pb as fuseval_pb;
+
+fn assert_loads_in_ort(path: &Path) {
+    let env = fuseval::runtime::environment().unwrap();
+    let inputs = load_in_ort(env, path).unwrap_or_else(|e| panic!("{} must load in ONNX Runtime: {e}", path.display()));
+    assert_eq!(inputs, 3);
+}
+
+fn load_in_ort(env: &ort::environment::Environment, path: &Path) -> ort::Result<usize> {
+    use ort::session::{builder::GraphOptimizationLevel, Session};
+    let s = Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Disable)?.commit_from_file(path)?;
+    Ok(s.inputs().len())
+}
+
+fn assert_user_error(args: &[&str], names: &[&str]) {
+    let o = fuseval(args);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+    for n in names {
+        assert!(t.contains(n), "{args:?}: message must name `{n}`: {t}");
+    }
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = tmp("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.onnx");
+    assert_user_error(&["inspect", missing.to_str().unwrap()], &["missing.onnx"]);
+    let empty = dir.join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    assert_user_error(&["inspect", empty.to_str().unwrap()], &["empty.onnx", "empty"]);
+    let truncated = dir.join("truncated.onnx");
+    let full = std::fs::read("fixtures/patterns/mlp.onnx").unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    assert_user_error(&["inspect", truncated.to_str().unwrap()], &["truncated.onnx", "not a valid ONNX model"]);
+    assert_user_error(&["inspect", "README.md"], &["README.md"]);
+    assert_user_error(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1xq"], &["input_ids=1xq", "NAME=DIMS"]);
+    assert_user_error(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "ids=1x8"], &["ids", "input_ids"]);
+    assert_user_error(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x8x3"], &["input_ids", "rank"]);
+    let out = dir.join("out");
+    assert_user_error(&["bench", missing.to_str().unwrap(), "-o", out.to_str().unwrap()], &["missing.onnx"]);
+    assert!(!out.join("calibration.json").exists(), "no output on bad input");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error() {
+    let out = tmp("cuda");
+    let o = fuseval(&["bench", "fixtures/patterns/add_relu.onnx", "--ep", "cuda", "--quick", "-o", out.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("CUDA"), "{t}");
+    assert!(!out.join("calibration.json").exists());
+}
