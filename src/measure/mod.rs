@@ -380,12 +380,11 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
         plain2.push(session::run_plain(&mut s, &names, &values2, label)?);
         sessions.push((s, *label));
     }
-    let share = std::env::var("FUSEVAL_EXP_NOSHARE").is_err();
     let mut out_sets = vec![session::Outputs::allocate(&plain1[UNFUSED])?];
     let mut out_set_of = Vec::with_capacity(4);
     let mut variants = Vec::with_capacity(4);
     for (i, (s, label)) in sessions.into_iter().enumerate() {
-        let k = if share && out_sets[0].fits(&plain1[i]) {
+        let k = if out_sets[0].fits(&plain1[i]) {
             0
         } else {
             out_sets.push(session::Outputs::allocate(&plain1[i])?);

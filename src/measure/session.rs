@@ -71,24 +71,25 @@ fn ort_level(level: Level) -> GraphOptimizationLevel {
     }
 }
 
-/// Session options shared by every variant. Threads: `threads` intra-op threads per session, inter-op 1, and
-/// intra-op spinning OFF. The four sessions of a comparison each own a pool; with spinning on, a pool that just
-/// finished keeps its workers busy-waiting on the cores the next session needs, which biased the A/A control on a
-/// 2-core host (see `measure` module docs). Without spinning, idle pools sleep and never steal cores.
+/// Session options shared by every variant:
+/// - `threads` intra-op threads, 1 inter-op thread, sequential execution;
+/// - intra-op spinning off: each session owns its pool, and a spinning pool keeps busy-waiting after its run, on
+///   the cores the next session needs (on a 2-core host it doubled some timings);
+/// - the environment's shared CPU arena (see `runtime`), so all variants place intermediates alike.
 fn configure(level: Level, threads: usize, optimized: Option<&Path>) -> ort::Result<SessionBuilder> {
     let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
-    let spin = if std::env::var("FUSEVAL_EXP_SPIN").map(|v| v == "1").unwrap_or(false) { "1" } else { "0" };
     let mut b = Session::builder(env)?
-        .with_optimization_level(ort_level(level))?;
+        .with_optimization_level(ort_level(level))?
+        .with_env_allocators()?;
     if std::env::var("FUSEVAL_EXP_GLOBAL").is_err() {
         b = b.with_intra_threads(threads)?
         .with_inter_threads(1)?
         .with_parallel_execution(false)?
-        .with_config_entry("session.intra_op.allow_spinning", spin)?
-        .with_config_entry("session.inter_op.allow_spinning", spin)?;
+        .with_config_entry("session.intra_op.allow_spinning", "0")?
+        .with_config_entry("session.inter_op.allow_spinning", "0")?;
     }
-    if std::env::var("FUSEVAL_EXP_ENVALLOC").is_ok() {
-        b = b.with_env_allocators()?;
+    if let Ok(a) = std::env::var("FUSEVAL_EXP_AFF") {
+        b = b.with_config_entry("session.intra_op_thread_affinities", a)?;
     }
     if let Some(p) = optimized {
         b = b.with_optimized_model_path(p)?;

@@ -50,8 +50,45 @@ fn warm_up(v: &Variant, min_runs: usize, min_time: Duration) -> Result<f64> {
     Ok(crate::estimate::median(tail))
 }
 
-/// Warm up, pick iterations per slice, then run shuffled rounds until both fused speedups are tight enough,
-/// the budget runs out, or `max_rounds`.
+/// How a round is cut: each variant runs `subs` sub-slices of `sub_iters` back-to-back iterations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    pub sub_iters: usize,
+    pub subs: usize,
+}
+
+impl Plan {
+    /// Sub-slices last at least `sub_min` (timer overhead < 0.1%); a slice (all sub-slices of one variant)
+    /// lasts at least `slice`; and there are at least 3 sub-slices per slice when that keeps the slice under
+    /// `slice_max`, so the median can drop an interrupted one.
+    pub fn new(per_iter: f64, sub_min: Duration, slice: Duration, slice_max: Duration) -> Plan {
+        let t = per_iter.max(1e-9);
+        let sub_iters = (ceil(sub_min.as_secs_f64() / t) as usize).clamp(1, 100_000);
+        let sub = sub_iters as f64 * t;
+        let want = ceil(slice.as_secs_f64() / sub) as usize;
+        let affordable = (slice_max.as_secs_f64() / sub).floor() as usize;
+        let subs = want.max(affordable.min(3)).clamp(1, 10_000);
+        Plan { sub_iters, subs }
+    }
+
+    pub fn iters(&self) -> usize {
+        self.sub_iters * self.subs
+    }
+}
+
+/// Ceiling that ignores float noise (25.000000000000004 is 25).
+fn ceil(x: f64) -> f64 {
+    (x - 1e-9).ceil()
+}
+
+/// Warm up, plan the slices, then run shuffled rounds until both fused speedups are tight enough, the budget
+/// runs out, or `max_rounds`.
+///
+/// A round runs every variant once, in a freshly shuffled order. A variant's time for the round is the median,
+/// over its sub-slices, of the sub-slice time divided by its iterations: a sub-slice the OS preempted (or that
+/// another process disturbed) is an outlier the median drops, while each sub-slice is long enough that the timer
+/// costs nothing. On the shared 2-core development host a fifth of the slices were preempted; plain slice means
+/// made the per-round ratios 3-8 times noisier.
 pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Result<Rounds> {
     let start = Instant::now();
     let (warm_runs, warm_time, slice) =
@@ -60,31 +97,28 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
     for v in variants {
         fastest = fastest.min(warm_up(v, warm_runs, warm_time)?);
     }
-    // Every slice (k back-to-back runs of one variant) lasts at least `slice`, so timer and switching overheads
-    // stay small against it.
-    let iters = ((slice.as_secs_f64() / fastest.max(1e-9)).ceil() as usize).clamp(1, 100_000);
+    let plan = Plan::new(fastest, Duration::from_micros(50), slice, Duration::from_millis(60));
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0072_6f75_6e64);
     let mut order = [UNFUSED, CONTROL, EXTENDED, ALL];
-    let mut rounds = Rounds { times: Default::default(), iters, budget_exhausted: false };
+    let mut rounds = Rounds { times: Default::default(), iters: plan.iters(), budget_exhausted: false };
     let mut next_check = opts.min_rounds.max(2);
     let max_rounds = opts.max_rounds.max(opts.min_rounds).max(1);
+    let mut subs = vec![0.0; plan.subs];
     let mut exp_raw: Vec<String> = Vec::new();
     loop {
         order.shuffle(&mut rng);
         for &i in &order {
             let v = &variants[i];
-            let cs0 = exp_nivcsw();
-            let t = Instant::now();
-            let mut its = Vec::with_capacity(iters);
-            for _ in 0..iters {
-                let ti = Instant::now();
-                v.run_bound()?;
-                its.push(ti.elapsed().as_secs_f64());
+            for s in subs.iter_mut() {
+                let t = Instant::now();
+                for _ in 0..plan.sub_iters {
+                    v.run_bound()?;
+                }
+                *s = t.elapsed().as_secs_f64() / plan.sub_iters as f64;
             }
-            let tot = t.elapsed().as_secs_f64();
-            rounds.times[i].push(tot / iters as f64);
-            exp_raw.push(format!("[{i},{tot},{},{:?}]", exp_nivcsw() - cs0, its));
+            exp_raw.push(format!("[{i},{:?}]", subs));
+            rounds.times[i].push(crate::estimate::median(&subs));
         }
         let n = rounds.times[0].len();
         if n >= max_rounds {
@@ -104,15 +138,26 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
         }
     }
     if let Ok(p) = std::env::var("FUSEVAL_EXP_DUMP") {
-        let s: Vec<String> = rounds.times.iter().map(|v| format!("{:?}", v)).collect();
-        let _ = std::fs::write(format!("{p}.{}", opts.seed), format!("[{}]", s.join(",")));
         let _ = std::fs::write(format!("{p}.{}.raw", opts.seed), format!("[{}]", exp_raw.join(",")));
     }
     Ok(rounds)
 }
 
-fn exp_nivcsw() -> i64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-    u.ru_nivcsw as i64
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        // 0.6 ms iterations: one per sub-slice, 7 sub-slices fill 4 ms.
+        assert_eq!(Plan::new(600e-6, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 7 });
+        // 2 us iterations: 25 per sub-slice, 80 sub-slices.
+        assert_eq!(Plan::new(2e-6, us(50), ms(4), ms(60)), Plan { sub_iters: 25, subs: 80 });
+        // 15 ms: still 3 sub-slices (45 ms) so the median can drop one.
+        assert_eq!(Plan::new(15e-3, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 3 });
+        // 100 ms: one run per slice.
+        assert_eq!(Plan::new(0.1, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 1 });
+    }
 }
