@@ -129,7 +129,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             let cal = bench(&p, &opts)?;
             print!("{}", report::summary::summary_text(&cal));
-            for w in report::warnings::warnings(&cal) {
+            for w in report::warnings::measurement_warnings(&cal) {
                 eprintln!("warning: {w}");
             }
             let written = report::write_outputs(&out, &cal, &p.loaded, &p.graph, &p.detection)?;

@@ -165,6 +165,38 @@ impl Drop for TempDir {
     }
 }
 
+/// Intra-op threads of the environment's shared pool (fixed when the environment is created).
+static POOL_THREADS: OnceLock<usize> = OnceLock::new();
+
+fn default_pool_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Fix the size of the shared intra-op thread pool that multi-threaded measurements use (default: all logical
+/// cores). ONNX Runtime allows one environment per process, so this only works before the environment exists,
+/// or with the size it already has.
+///
+/// Why a shared pool: each session owning its own workers made identical sessions differ by up to 3% at
+/// 2 threads (the OS placed each session's workers differently); one pool gives every session the same threads.
+pub fn configure_pool(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Err(crate::error::user("threads must be at least 1"));
+    }
+    let fixed = *POOL_THREADS.get_or_init(|| threads);
+    if fixed != threads {
+        return Err(crate::error::user(format!(
+            "this process already runs ONNX Runtime with a shared pool of {fixed} threads; measure with 1 or {fixed} \
+             threads, or use a separate process for {threads}"
+        )));
+    }
+    Ok(())
+}
+
+/// Size of the shared pool, once decided (by [`configure_pool`] or by creating the environment).
+pub fn pool_threads() -> Option<usize> {
+    POOL_THREADS.get().copied()
+}
+
 struct Loaded {
     env: ort::environment::Environment,
     path: PathBuf,
@@ -172,7 +204,8 @@ struct Loaded {
 
 static ENV: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
 
-/// The process-wide ONNX Runtime environment, created on first use (loads the library).
+/// The process-wide ONNX Runtime environment, created on first use (loads the library). It carries the shared CPU
+/// arena and, with more than one core, the shared intra-op pool (see [`configure_pool`]).
 /// A failure is remembered: later calls return the same error.
 pub fn environment() -> Result<&'static ort::environment::Environment> {
     loaded().map(|l| &l.env)
@@ -189,10 +222,16 @@ fn loaded() -> Result<&'static Loaded> {
 fn init() -> Result<Loaded> {
     let path = ort_library()?;
     let builder = ort::init_from(&path).map_err(|e| anyhow!("{e}")).with_context(|| format!("loading {}", path.display()))?;
+    let threads = *POOL_THREADS.get_or_init(default_pool_threads);
     let mut builder = builder;
-    if let Some(n) = std::env::var("FUSEVAL_EXP_GLOBAL").ok().and_then(|v| v.parse::<usize>().ok()) {
-        let o = ort::environment::GlobalThreadPoolOptions::default().with_intra_threads(n).and_then(|o| o.with_inter_threads(1)).and_then(|o| o.with_spin_control(false)).map_err(|e| anyhow!("{e}"))?;
-        builder = builder.with_global_thread_pool(o);
+    if threads > 1 {
+        let pool = ort::environment::GlobalThreadPoolOptions::default()
+            .with_intra_threads(threads)
+            .and_then(|o| o.with_inter_threads(1))
+            .and_then(|o| o.with_spin_control(false))
+            .map_err(|e| anyhow!("{e}"))
+            .context("configuring the shared thread pool")?;
+        builder = builder.with_global_thread_pool(pool);
     }
     let env = builder
         .with_name("fuseval")

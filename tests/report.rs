@@ -243,7 +243,7 @@ fn graph_json_links_measurements_to_groups() {
     assert_eq!(input["to"], "/conv/Conv");
     assert_eq!(input["shape"], serde_json::json!([1, 8, 16, 16]));
     assert_eq!(input["dtype"], "f32");
-    assert_eq!(input["bytes"], 1 * 8 * 16 * 16 * 4);
+    assert_eq!(input["bytes"], 8 * 16 * 16 * 4, "f32 bytes of 1x8x16x16");
     let output = edges.iter().find(|e| e["to"].is_null()).unwrap();
     assert_eq!(output["from"], "/Relu");
     assert!(edges.iter().any(|e| e["from"] == "/conv/Conv" && e["to"] == "/bn/BatchNormalization"));
@@ -260,11 +260,7 @@ fn cluster_attrs<'a>(dot: &'a str, label: &str) -> &'a str {
 #[test]
 fn graph_dot_colours_clusters_by_verdict() {
     let p = conv_bn_relu();
-    let cases = [
-        (2.5, "faster", dot::FASTER.0),
-        (0.5, "slower", dot::SLOWER.0),
-        (1.0, "within noise", dot::NOISE.0),
-    ];
+    let cases = [(2.5, "faster", dot::FASTER.0), (0.5, "slower", dot::SLOWER.0), (1.0, "within noise", dot::NOISE.0)];
     for (speedup, word, colour) in cases {
         let cal = calibration(&p, Shape { speedup, ..Default::default() });
         let text = dot::graph_dot(&cal, &p.graph, &p.detection);
@@ -272,7 +268,11 @@ fn graph_dot_colours_clusters_by_verdict() {
         let head = cluster_attrs(&text, "Conv2d_BN_ReLU");
         assert!(head.contains(&format!("color=\"{colour}\"")), "{word}: {head}");
         assert!(!head.contains("dashed"), "{word}: {head}");
-        assert!(text.contains(&format!("Conv2d_BN_ReLU {speedup:.2}× [{:.2}, {:.2}] {word}", speedup - 0.05, speedup + 0.05)));
+        assert!(text.contains(&format!(
+            "Conv2d_BN_ReLU {speedup:.2}× [{:.2}, {:.2}] {word}",
+            speedup - 0.05,
+            speedup + 0.05
+        )));
         // the skipped sub-match nests inside, dashed grey
         let inner = cluster_attrs(&text, "Conv2d_BN: skipped");
         assert!(inner.contains("dashed") && inner.contains(dot::NOISE.0), "{inner}");
@@ -431,7 +431,8 @@ fn annotated_onnx_keeps_fields_fuseval_does_not_read() {
     assert_eq!(before, after);
     let annotated = decode(&dir.path().join("annotated.onnx"));
     let with_doc = annotated.graph.unwrap().node.iter().filter(|n| n.doc_string.contains("fuseval: ")).count();
-    let in_patterns: std::collections::BTreeSet<&String> = cal.fusion_profiles.iter().flat_map(|f| f.instances.iter().flatten()).collect();
+    let in_patterns: std::collections::BTreeSet<&String> =
+        cal.fusion_profiles.iter().flat_map(|f| f.instances.iter().flatten()).collect();
     assert_eq!(with_doc, in_patterns.len());
     assert!(with_doc > 100);
 }
@@ -540,7 +541,10 @@ fn summary_reports_results_skips_totals_and_the_whole_model() {
     assert!(!s.contains("untrustworthy"), "{s}");
     let w = warnings::warnings(&cal);
     assert_eq!(w.last().map(String::as_str), Some("a warning from loading"));
-    assert!(w.iter().any(|w| w.contains("1 instance (1 distinct) could not be measured") && w.contains(SKIP_REASON)), "{w:#?}");
+    assert!(
+        w.iter().any(|w| w.contains("1 instance (1 distinct) could not be measured") && w.contains(SKIP_REASON)),
+        "{w:#?}"
+    );
     assert!(!w.iter().any(|w| w.contains("A/A") || w.contains("budget") || w.contains("--quick")), "{w:#?}");
 }
 
@@ -682,4 +686,27 @@ fn inspect_resnet_counts() {
     let t = inspect::inspect_text(&r);
     assert!(t.contains("Conv2d + BatchNorm (Conv2d_BN): 20 longest-match / 53 all matches"), "{t}");
     assert!(t.contains("(7x7, stride 2x2, Conv+BatchNormalization+Relu+MaxPool)"), "{t}");
+}
+
+/// `write_outputs` on a real-size model (`models/bert-base.onnx`, 440 MB, when present):
+/// `cargo test --release --test report -- --ignored`.
+#[test]
+#[ignore]
+fn write_outputs_on_bert_base() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/bert-base.onnx");
+    if !path.exists() {
+        eprintln!("{} not present: skipped", path.display());
+        return;
+    }
+    let t = std::time::Instant::now();
+    let p = prepared(&path);
+    let loaded_s = t.elapsed().as_secs_f64();
+    let cal = calibration(&p, Shape::default());
+    let dir = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    report::write_outputs(dir.path(), &cal, &p.loaded, &p.graph, &p.detection).unwrap();
+    eprintln!("load {loaded_s:.1} s, write_outputs {:.1} s", t.elapsed().as_secs_f64());
+    let size = |f: &str| std::fs::metadata(dir.path().join(f)).unwrap().len();
+    assert!(size("annotated.onnx") >= std::fs::metadata(&path).unwrap().len());
+    let _ = summary::summary_text(&cal);
 }

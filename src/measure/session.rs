@@ -71,25 +71,26 @@ fn ort_level(level: Level) -> GraphOptimizationLevel {
     }
 }
 
-/// Session options shared by every variant:
-/// - `threads` intra-op threads, 1 inter-op thread, sequential execution;
-/// - intra-op spinning off: each session owns its pool, and a spinning pool keeps busy-waiting after its run, on
-///   the cores the next session needs (on a 2-core host it doubled some timings);
-/// - the environment's shared CPU arena (see `runtime`), so all variants place intermediates alike.
+/// Session options shared by every variant. Sessions must not get different luck from the OS or the allocator:
+/// - 1 thread: no pool at all, everything runs on the calling thread;
+/// - N > 1 threads: the environment's shared pool of N threads (see `runtime::configure_pool`), spinning off:
+///   per-session pools made identical sessions differ by up to 3%, and spinning workers steal the cores the next
+///   session needs;
+/// - sequential execution, and the environment's shared CPU arena (see `runtime`), so all variants place
+///   intermediates alike.
 fn configure(level: Level, threads: usize, optimized: Option<&Path>) -> ort::Result<SessionBuilder> {
     let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
     let mut b = Session::builder(env)?
         .with_optimization_level(ort_level(level))?
-        .with_env_allocators()?;
-    if std::env::var("FUSEVAL_EXP_GLOBAL").is_err() {
-        b = b.with_intra_threads(threads)?
-        .with_inter_threads(1)?
         .with_parallel_execution(false)?
-        .with_config_entry("session.intra_op.allow_spinning", "0")?
-        .with_config_entry("session.inter_op.allow_spinning", "0")?;
-    }
-    if let Ok(a) = std::env::var("FUSEVAL_EXP_AFF") {
-        b = b.with_config_entry("session.intra_op_thread_affinities", a)?;
+        .with_env_allocators()?;
+    if threads == 1 {
+        b = b
+            .with_independent_thread_pool()?
+            .with_intra_threads(1)?
+            .with_inter_threads(1)?
+            .with_config_entry("session.intra_op.allow_spinning", "0")?
+            .with_config_entry("session.inter_op.allow_spinning", "0")?;
     }
     if let Some(p) = optimized {
         b = b.with_optimized_model_path(p)?;

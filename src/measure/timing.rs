@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::session::Variant;
 use super::MeasureOptions;
-use crate::estimate::bootstrap_median_ci;
+use crate::estimate::median_ci;
 
 /// Index of each variant in the slice passed to [`run_rounds`].
 pub(crate) const UNFUSED: usize = 0;
@@ -81,8 +81,8 @@ fn ceil(x: f64) -> f64 {
     (x - 1e-9).ceil()
 }
 
-/// Warm up, plan the slices, then run shuffled rounds until both fused speedups are tight enough, the budget
-/// runs out, or `max_rounds`.
+/// Warm up, plan the slices, then run shuffled rounds until both fused speedups and the A/A control are tight
+/// enough (a noisy control means the host was disturbed: keep measuring), the budget runs out, or `max_rounds`.
 ///
 /// A round runs every variant once, in a freshly shuffled order. A variant's time for the round is the median,
 /// over its sub-slices, of the sub-slice time divided by its iterations: a sub-slice the OS preempted (or that
@@ -127,8 +127,8 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
         if n >= next_check {
             // Stride grows with n so the bootstrap costs little next to the timing.
             next_check = n + (n / 50).max(1);
-            let tight = |den: usize| bootstrap_median_ci(&rounds.ratios(UNFUSED, den), CHECK_RESAMPLES, opts.seed).rel_half_width() <= opts.target_rel_ci;
-            if n >= opts.min_rounds && tight(EXTENDED) && tight(ALL) {
+            let tight = |den: usize| median_ci(&rounds.ratios(UNFUSED, den), CHECK_RESAMPLES, opts.seed).rel_half_width() <= opts.target_rel_ci;
+            if n >= opts.min_rounds && tight(EXTENDED) && tight(ALL) && tight(CONTROL) {
                 break;
             }
         }

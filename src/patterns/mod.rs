@@ -14,7 +14,7 @@ use std::fmt;
 use petgraph::graph::NodeIndex;
 use serde::{Deserialize, Serialize};
 
-use crate::graph::ModelGraph;
+use crate::graph::{Attr, ModelGraph};
 
 pub mod conv;
 pub mod elementwise;
@@ -215,7 +215,9 @@ impl Instance {
             .iter()
             .map(|&n| {
                 let n = g.node(n);
-                format!("{}{}", n.qualified_op(), serde_json::to_string(&n.attributes).unwrap_or_default())
+                let attrs: BTreeMap<&String, &Attr> =
+                    n.attributes.iter().filter(|(k, v)| !is_default_attr(k, v)).collect();
+                format!("{}{}", n.qualified_op(), serde_json::to_string(&attrs).unwrap_or_default())
             })
             .collect();
         format!(
@@ -227,6 +229,18 @@ impl Instance {
             self.outputs.iter().map(t).collect::<Vec<_>>().join(","),
             ops.join(";")
         )
+    }
+}
+
+/// Attributes spelled out at their default value (`pads=[0,0,0,0]`, `group=1`, ...) change nothing:
+/// they must not split identical instances.
+fn is_default_attr(name: &str, v: &Attr) -> bool {
+    match (name, v) {
+        ("pads", Attr::Ints(p)) => p.iter().all(|&x| x == 0),
+        ("strides" | "dilations", Attr::Ints(p)) => p.iter().all(|&x| x == 1),
+        ("group", Attr::Int(1)) => true,
+        ("auto_pad", Attr::Str(s)) => s == "NOTSET",
+        _ => false,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::graph::ModelGraph;
 use crate::load::dims_string;
 use crate::patterns::Detection;
 
-use super::{aa_off, fmt_estimate, fmt_speedup, levels, verdict_word, Links};
+use super::{aa_off, fmt_aa, fmt_speedup, headline_speedup, verdict_word, Links};
 
 /// Border and fill colours of a cluster.
 pub const FASTER: (&str, &str) = ("#2e7d32", "#e8f5e9");
@@ -114,12 +114,8 @@ impl Cluster {
 /// rest, nested inside a cluster that holds all their nodes; a partial overlap is left out.
 fn place_clusters(g: &ModelGraph, det: &Detection, links: &Links) -> Vec<Cluster> {
     let longest: BTreeSet<usize> = det.longest.iter().copied().collect();
-    let mut candidates: Vec<(usize, usize)> = det
-        .all
-        .iter()
-        .enumerate()
-        .filter_map(|(i, inst)| Some((i, links.index(&inst.node_names(g))?)))
-        .collect();
+    let mut candidates: Vec<(usize, usize)> =
+        det.all.iter().enumerate().filter_map(|(i, inst)| Some((i, links.index(&inst.node_names(g))?))).collect();
     candidates.sort_by_key(|&(i, _)| (!longest.contains(&i), std::cmp::Reverse(det.all[i].nodes.len()), i));
     let mut roots: Vec<Cluster> = vec![];
     for (i, profile) in candidates {
@@ -197,19 +193,14 @@ fn cluster_label(p: &FusionCalibration) -> String {
     if !p.equivalent {
         return format!("{}: outputs disagree\nspeedup not reported", p.fusion_pattern);
     }
-    let speedup = levels(p).0.map(|l| l.speedup).unwrap_or(crate::estimate::Estimate {
-        point: p.speedup_factor,
-        lo: p.speedup_ci_low,
-        hi: p.speedup_ci_high,
-    });
     let mut label = format!(
         "{} {} {}",
         p.fusion_pattern,
-        fmt_speedup(&speedup),
+        fmt_speedup(&headline_speedup(p)),
         p.verdict.map(verdict_word).unwrap_or("no verdict")
     );
     if aa_off(p) {
-        let aa = p.aa_control.as_ref().map(fmt_estimate).unwrap_or_else(|| "missing".into());
+        let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "missing".into());
         label.push_str(&format!("\nuntrustworthy: A/A control {aa}"));
     }
     label

@@ -156,11 +156,8 @@ pub fn inspect_text(r: &InspectReport) -> String {
                 None => groups.push((i.distinct, vec![i])),
             }
         }
-        let _ = writeln!(
-            s,
-            "  {title} ({key}): {longest} longest-match / {all} all matches, {} distinct",
-            groups.len()
-        );
+        let _ =
+            writeln!(s, "  {title} ({key}): {longest} longest-match / {all} all matches, {} distinct", groups.len());
         for (_, group) in &groups {
             let first = group[0];
             let note = if first.measurable { "" } else { "  [shapes unresolved: cannot be measured]" };
@@ -217,10 +214,7 @@ fn shapes(ts: &[TensorShape]) -> String {
     if ts.is_empty() {
         return "-".into();
     }
-    ts.iter()
-        .map(|t| t.shape.as_deref().map(dims_string).unwrap_or_else(|| "?".into()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    ts.iter().map(|t| t.shape.as_deref().map(dims_string).unwrap_or_else(|| "?".into())).collect::<Vec<_>>().join(", ")
 }
 
 /// `a, b, c` for short lists; `a, ... (+8), z` for long ones.

@@ -43,13 +43,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: it names no file", path.display()))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let name = path.file_name().with_context(|| format!("cannot write {}: it names no file", path.display()))?;
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let tmp = dir.join(format!(".{}.{}.{nanos}.tmp", name.to_string_lossy(), std::process::id()));
     let written = (|| -> Result<()> {
         let mut f = File::options()
@@ -181,6 +177,17 @@ pub(crate) fn fmt_estimate(e: &Estimate) -> String {
     format!("{} [{}, {}]", fmt_ratio(e.point), fmt_ratio(e.lo), fmt_ratio(e.hi))
 }
 
+/// An A/A control: like `fmt_estimate`, with three decimals when two would round a bound of a control
+/// that misses 1.00 to `1.00`.
+pub(crate) fn fmt_aa(e: &Estimate) -> String {
+    let near = |x: f64| fmt_ratio(x) == "1.00";
+    if !crate::measure::aa_ok(e) && (near(e.lo) || near(e.hi)) {
+        format!("{:.3} [{:.3}, {:.3}]", e.point, e.lo, e.hi)
+    } else {
+        fmt_estimate(e)
+    }
+}
+
 /// An absolute error: `3e-6`, `0`, or `incomparable` for the measure module's `f64::MAX` marker.
 pub(crate) fn fmt_err(x: f64) -> String {
     if x == 0.0 {
@@ -233,7 +240,7 @@ pub(crate) fn distrust(p: &FusionCalibration) -> Vec<String> {
         why.push(format!("outputs disagree{at}"));
     }
     if aa_off(p) {
-        let aa = p.aa_control.as_ref().map(fmt_estimate).unwrap_or_else(|| "missing".into());
+        let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "missing".into());
         why.push(format!("A/A control {aa} is off 1.00"));
     }
     why
@@ -248,10 +255,7 @@ pub(crate) fn aa_off(p: &FusionCalibration) -> bool {
 
 /// The largest max-abs-error over both fused levels.
 pub(crate) fn max_abs_err(p: &FusionCalibration) -> f64 {
-    [&p.extended, &p.all]
-        .iter()
-        .filter_map(|l| l.as_ref().map(|l| l.equivalence.max_abs_err))
-        .fold(0.0, f64::max)
+    [&p.extended, &p.all].iter().filter_map(|l| l.as_ref().map(|l| l.equivalence.max_abs_err)).fold(0.0, f64::max)
 }
 
 /// Short description of the shapes: `1x64x56x56 → 1x64x56x56`.
@@ -299,19 +303,27 @@ pub(crate) fn params_list(extra: &std::collections::BTreeMap<String, serde_json:
     v
 }
 
-/// One-line result of a record: `2.63× [2.58, 2.69] faster`, `skipped: <reason>`, ...
+/// The headline speedup with its CI (from the level result, or the flat fields when it is missing).
+pub(crate) fn headline_speedup(p: &FusionCalibration) -> Estimate {
+    levels(p).0.map(|l| l.speedup).unwrap_or(Estimate {
+        point: p.speedup_factor,
+        lo: p.speedup_ci_low,
+        hi: p.speedup_ci_high,
+    })
+}
+
+/// One-line result of a record: `2.63× [2.58, 2.69] faster`, `skipped: <reason>`, `speedup not
+/// reported (outputs disagree ...)`, with what makes it untrustworthy.
 pub(crate) fn result_line(p: &FusionCalibration) -> String {
     if p.status != Status::Measured {
         return format!("skipped: {}", p.skip_reason.as_deref().unwrap_or("no reason given"));
     }
-    let (head, _) = levels(p);
-    let speedup = head.map(|l| l.speedup).unwrap_or(Estimate {
-        point: p.speedup_factor,
-        lo: p.speedup_ci_low,
-        hi: p.speedup_ci_high,
-    });
-    let mut s = format!("{} {}", fmt_speedup(&speedup), p.verdict.map(verdict_word).unwrap_or("no verdict"));
     let why = distrust(p);
+    if !p.equivalent {
+        return format!("speedup not reported ({})", why.join("; "));
+    }
+    let verdict = p.verdict.map(verdict_word).unwrap_or("no verdict");
+    let mut s = format!("{} {verdict}", fmt_speedup(&headline_speedup(p)));
     if !why.is_empty() {
         s.push_str(&format!(" (untrustworthy: {})", why.join("; ")));
     }
@@ -332,6 +344,8 @@ mod tests {
         assert_eq!(fmt_ms(f64::NAN), "n/a");
         assert_eq!(fmt_err(3.2e-6), "3e-6");
         assert_eq!(fmt_err(f64::MAX), "incomparable");
+        assert_eq!(fmt_aa(&Estimate { point: 0.91, lo: 0.82, hi: 0.998 }), "0.910 [0.820, 0.998]");
+        assert_eq!(fmt_aa(&Estimate { point: 0.93, lo: 0.90, hi: 0.96 }), "0.93 [0.90, 0.96]");
         assert_eq!(fmt_speedup(&Estimate { point: 2.634, lo: 2.581, hi: 2.69 }), "2.63× [2.58, 2.69]");
     }
 

@@ -19,7 +19,7 @@ use crate::calibration::{CalibrationFile, FusionCalibration, Status};
 use crate::graph::ModelGraph;
 use crate::load::Loaded;
 
-use super::{distrust, fmt_ms, fmt_speedup, level_name, levels, result_line, shapes_text};
+use super::{fmt_ms, fmt_speedup, level_name, levels, result_line, shapes_text};
 
 /// Protobuf cannot encode or parse a message of 2 GiB or more.
 const PROTOBUF_LIMIT: usize = i32::MAX as usize;
@@ -34,9 +34,8 @@ pub fn annotated_model(cal: &CalibrationFile, loaded: &Loaded, g: &ModelGraph) -
     let meta = metadata_entries(cal);
     let nodes = loaded.proto.graph.as_ref().map(|gr| gr.node.len()).unwrap_or(0);
     // copy the file's own bytes when possible; fall back to re-encoding what was loaded
-    let spliced = std::fs::read(&loaded.path)
-        .ok()
-        .and_then(|original| splice_model(&original, &docs, &meta, nodes).ok());
+    let spliced =
+        std::fs::read(&loaded.path).ok().and_then(|original| splice_model(&original, &docs, &meta, nodes).ok());
     let bytes = match spliced {
         Some(b) => b,
         None => reencode(loaded, &docs, &meta)?,
@@ -104,13 +103,7 @@ pub fn doc_line(p: &FusionCalibration) -> String {
             p.skip_reason.as_deref().unwrap_or("no reason given")
         );
     }
-    let mut parts = vec![];
-    if p.equivalent {
-        parts.push(format!("{DOC_PREFIX} {} {}", p.fusion_pattern, result_line(p)));
-    } else {
-        let why = distrust(p).join("; ");
-        parts.push(format!("{DOC_PREFIX} {} speedup not reported ({why})", p.fusion_pattern));
-    }
+    let mut parts = vec![format!("{DOC_PREFIX} {} {}", p.fusion_pattern, result_line(p))];
     let ops = if p.ort_fused_into.is_empty() { "(no ops)".to_string() } else { p.ort_fused_into.join(", ") };
     parts.push(format!("ORT {} → {ops}", level_name(&p.headline_level)));
     parts.push(format!("unfused {}, fused {}", fmt_ms(p.unfused_latency_ms), fmt_ms(p.fused_latency_ms)));
@@ -205,7 +198,8 @@ pub fn splice_model(
     meta: &[(String, String)],
     expect_nodes: usize,
 ) -> Result<Vec<u8>> {
-    let extra: usize = docs.values().map(|d| d.len() + 16).sum::<usize>() + meta.iter().map(|(k, v)| k.len() + v.len() + 16).sum::<usize>();
+    let extra: usize = docs.values().map(|d| d.len() + 16).sum::<usize>()
+        + meta.iter().map(|(k, v)| k.len() + v.len() + 16).sum::<usize>();
     let mut out = Vec::with_capacity(original.len() + extra);
     let mut node = 0usize;
     for f in fields(original) {

@@ -9,8 +9,8 @@ use crate::load::dims_string;
 use crate::patterns::Pattern;
 
 use super::{
-    aa_off, params_list, distrust, fmt_err, fmt_estimate, fmt_ms, fmt_ratio, fmt_speedup, level_name, levels, max_abs_err, shapes_text,
-    verdict_word,
+    aa_off, distrust, fmt_aa, fmt_err, fmt_ms, fmt_ratio, fmt_speedup, headline_speedup, level_name, levels,
+    max_abs_err, params_list, shapes_text, verdict_word,
 };
 
 const WIDTH: usize = 80;
@@ -32,7 +32,8 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
     );
     let _ = writeln!(s, "{rule}");
     let inputs: Vec<String> = m.model_inputs.iter().map(|(n, d)| format!("{n}={}", dims_string(d))).collect();
-    let _ = writeln!(s, "Model: {} ({})", m.model, if inputs.is_empty() { "no inputs".into() } else { inputs.join(", ") });
+    let _ =
+        writeln!(s, "Model: {} ({})", m.model, if inputs.is_empty() { "no inputs".into() } else { inputs.join(", ") });
     let mode = if m.quick { "--quick" } else { "full" };
     let _ = writeln!(
         s,
@@ -67,18 +68,12 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
 fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
     let title = Pattern::from_key(&p.fusion_pattern).map(|p| p.title()).unwrap_or_else(|| p.fusion_pattern.clone());
     let n = p.instances.len();
-    let _ = writeln!(
-        s,
-        "{title} ({}{}, ×{n} instance{}):",
-        shapes_text(p),
-        params(p),
-        if n == 1 { "" } else { "s" }
-    );
+    let _ = writeln!(s, "{title} ({}{}, ×{n} instance{}):", shapes_text(p), params(p), if n == 1 { "" } else { "s" });
     if p.status != Status::Measured {
         let _ = writeln!(s, "  Skipped: {}", p.skip_reason.as_deref().unwrap_or("no reason given"));
         return;
     }
-    let (head, other) = levels(p);
+    let (_, other) = levels(p);
     let _ = writeln!(s, "  Unfused: {}{}", fmt_ms(p.unfused_latency_ms), gflops(p.unfused_gflops));
     let ort = if p.ort_fused_into.is_empty() { "(no ops)".to_string() } else { p.ort_fused_into.join(", ") };
     let not_fused = if p.fused_by_ort { "" } else { " (not fused)" };
@@ -91,25 +86,30 @@ fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
     );
 
     let mut speed = if p.equivalent {
-        let head = head.map(|h| h.speedup).unwrap_or(crate::estimate::Estimate {
-            point: p.speedup_factor,
-            lo: p.speedup_ci_low,
-            hi: p.speedup_ci_high,
-        });
-        format!("  Speedup: {}  {}", fmt_speedup(&head), p.verdict.map(verdict_word).unwrap_or("no verdict"))
+        format!(
+            "  Speedup: {}  {}",
+            fmt_speedup(&headline_speedup(p)),
+            p.verdict.map(verdict_word).unwrap_or("no verdict")
+        )
     } else {
         "  Speedup: not reported (outputs disagree)".to_string()
     };
     if let Some((name, o)) = other {
         if o.equivalence.passed {
-            let _ = write!(speed, "     {} level: {} ({})", level_name(name), fmt_speedup(&o.speedup), o.ort_ops.join(", "));
+            let _ = write!(
+                speed,
+                "     {} level: {} ({})",
+                level_name(name),
+                fmt_speedup(&o.speedup),
+                o.ort_ops.join(", ")
+            );
         } else {
             let _ = write!(speed, "     {} level: not reported (outputs disagree)", level_name(name));
         }
     }
     let _ = writeln!(s, "{speed}");
 
-    let aa = p.aa_control.as_ref().map(fmt_estimate).unwrap_or_else(|| "n/a".into());
+    let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "n/a".into());
     let agree = if p.equivalent { "outputs agree" } else { "OUTPUTS DISAGREE" };
     let _ = writeln!(
         s,
@@ -191,11 +191,11 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
     let untrusted = measured.iter().filter(|p| !distrust(p).is_empty()).count();
     let _ = writeln!(
         s,
-        "Instances: {} measured ({} distinct), {} skipped ({} distinct){}",
+        "Instances: {} measured ({} distinct), {} skipped{}{}",
         instances(&measured),
         measured.len(),
         instances(&skipped),
-        skipped.len(),
+        if skipped.is_empty() { String::new() } else { format!(" ({} distinct)", skipped.len()) },
         if untrusted > 0 { format!("; {untrusted} distinct untrustworthy") } else { String::new() }
     );
     let count = |v: Verdict| measured.iter().filter(|p| p.equivalent && p.verdict == Some(v)).count();

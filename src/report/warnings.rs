@@ -5,7 +5,7 @@ use crate::calibration::{CalibrationFile, FusionCalibration, Status};
 use crate::runtime::Ep;
 
 use super::summary::pct;
-use super::{aa_off, fmt_err, fmt_estimate, level_name};
+use super::{aa_off, fmt_aa, fmt_err, level_name};
 
 /// Individual A/A or disagreement warnings before the rest are counted in one line.
 const MAX_LISTED: usize = 3;
@@ -56,7 +56,7 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
 
     let off: Vec<&&FusionCalibration> = measured.iter().filter(|p| aa_off(p)).collect();
     for p in off.iter().take(MAX_LISTED) {
-        let aa = p.aa_control.as_ref().map(fmt_estimate).unwrap_or_else(|| "missing".into());
+        let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "missing".into());
         v.push(format!("the A/A control of {} is {aa}: {busy}", who(p)));
     }
     if off.len() > MAX_LISTED {
@@ -101,10 +101,7 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
     if let Some(w) = &cal.whole_model {
         let wm = &w.measurement;
         if !wm.aa_ok {
-            v.push(format!(
-                "the whole model's A/A control is {}: {busy}",
-                fmt_estimate(&wm.aa_control)
-            ));
+            v.push(format!("the whole model's A/A control is {}: {busy}", fmt_aa(&wm.aa_control)));
         }
         if !(wm.equivalence_extended.passed && wm.equivalence_all.passed) {
             v.push(format!(
@@ -113,8 +110,9 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
             ));
         }
         if wm.budget_exhausted {
+            let what = if m.quick { "rerun without --quick for a larger budget" } else { "its CI is wider than asked" };
             v.push(format!(
-                "the whole-model timing hit its time budget before its CI reached ±{}%",
+                "the whole-model timing hit its time budget before its CI reached ±{}%: {what}",
                 pct(m.target_rel_ci)
             ));
         }
@@ -122,13 +120,13 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
     v
 }
 
-/// `Conv2d_BN_ReLU at `n4` (and 11 identical instances)`.
+/// ``Conv2d_BN_ReLU at `n4` (and 11 identical instances)``.
 fn who(p: &FusionCalibration) -> String {
     let at = p.instances.first().and_then(|n| n.first()).map(|n| format!(" at `{n}`")).unwrap_or_default();
     let more = match p.instances.len() {
         0 | 1 => String::new(),
-        2 => " and 1 identical instance".into(),
-        n => format!(" and {} identical instances", n - 1),
+        2 => " (and 1 identical instance)".into(),
+        n => format!(" (and {} identical instances)", n - 1),
     };
     format!("{}{at}{more}", p.fusion_pattern)
 }
