@@ -20,7 +20,7 @@ Both files are single-file ONNX (weights inline, < 2 GB, no .onnx.data).
 Each model is checked in onnxruntime against torch, and its op histogram and
 fusible-pattern counts (fixtures/onnx_patterns.py) are printed.
 
-How: /opt/fxvenv/bin/python models/make_models.py [resnet50] [bert-base]
+How: python3 models/make_models.py [resnet50] [bert-base]
      (from the repo root; no argument = both). See models/README.md.
 """
 import os

@@ -114,6 +114,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             if threads == 0 {
                 return Err(crate::error::user("--threads must be at least 1"));
             }
+            // before anything starts ONNX Runtime: its shared thread pool is sized once per process
+            crate::runtime::configure_pool(threads)?;
             let p = prepare(&model, &parse_inputs(&inputs)?)?;
             for w in &p.loaded.warnings {
                 eprintln!("warning: {w}");

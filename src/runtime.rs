@@ -64,20 +64,25 @@ pub fn cache_dir(vars: &LibraryVars) -> Result<PathBuf> {
 
 /// Resolve the library path: `ORT_DYLIB_PATH` (must exist), else the cached copy, else `fetch(path)`
 /// to create the cached copy.
-pub fn resolve_library(vars: &LibraryVars, fetch: &mut dyn FnMut(&Path) -> Result<()>) -> Result<PathBuf> {
+pub fn resolve_library(
+    vars: &LibraryVars,
+    fetch: &mut dyn FnMut(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     if let Some(p) = &vars.ort_dylib_path {
         let path = PathBuf::from(p);
         if !path.is_file() {
-            bail!(
+            return Err(crate::error::user(format!(
                 "ORT_DYLIB_PATH points at {}, which does not exist (or is not a file); set it to the ONNX Runtime \
                  {ORT_VERSION} library, e.g. .../site-packages/onnxruntime/capi/{ORT_LIB_NAME}, or unset it to let \
                  fuseval fetch one",
                 path.display()
-            );
+            )));
         }
         return Ok(path);
     }
-    let path = cache_dir(vars)?.join(format!("onnxruntime-{ORT_VERSION}")).join(ORT_LIB_NAME);
+    let path = cache_dir(vars)?
+        .join(format!("onnxruntime-{ORT_VERSION}"))
+        .join(ORT_LIB_NAME);
     if path.is_file() {
         return Ok(path);
     }
@@ -90,7 +95,10 @@ pub fn resolve_library(vars: &LibraryVars, fetch: &mut dyn FnMut(&Path) -> Resul
         )
     })?;
     if !path.is_file() {
-        bail!("fetching ONNX Runtime reported success but {} is missing", path.display());
+        bail!(
+            "fetching ONNX Runtime reported success but {} is missing",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -98,22 +106,61 @@ pub fn resolve_library(vars: &LibraryVars, fetch: &mut dyn FnMut(&Path) -> Resul
 /// Download the `onnxruntime` wheel with pip and extract the library to `dest` (atomically: temp name + rename,
 /// so concurrent processes are safe).
 fn fetch_into_cache(dest: &Path) -> Result<()> {
-    let dir = dest.parent().context("cache path has no parent directory")?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating cache directory {}", dir.display()))?;
+    let dir = dest
+        .parent()
+        .context("cache path has no parent directory")?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating cache directory {}", dir.display()))?;
     let tmp = TempDir::new(dir).context("creating a download directory in the cache")?;
 
-    let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-        .arg(format!("onnxruntime=={ORT_VERSION}"))
-        .arg("-d")
-        .arg(&tmp.0)
-        .output()
-        .context("running `python3 -m pip download` (is python3 installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "`python3 -m pip download onnxruntime=={ORT_VERSION}` failed ({}):\n{}",
+    // The library does not depend on the Python version: try the interpreter's own wheel first, then a fixed
+    // CPython 3.12 manylinux one (for interpreters onnxruntime ships no wheel for).
+    let fixed = [
+        "--python-version".to_string(),
+        "3.12".into(),
+        "--implementation".into(),
+        "cp".into(),
+        "--abi".into(),
+        "cp312".into(),
+        "--platform".into(),
+        format!("manylinux_2_28_{}", std::env::consts::ARCH),
+    ];
+    let mut errors = Vec::new();
+    for extra in [&[][..], &fixed[..]] {
+        let out = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+            ])
+            .args(extra)
+            .arg(format!("onnxruntime=={ORT_VERSION}"))
+            .arg("-d")
+            .arg(&tmp.0)
+            .output()
+            .context("running `python3 -m pip download` (is python3 installed?)")?;
+        if out.status.success() {
+            errors.clear();
+            break;
+        }
+        errors.push(format!(
+            "{} ({}):\n{}",
+            if extra.is_empty() {
+                "pip download"
+            } else {
+                "pip download for cp312/manylinux_2_28"
+            },
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if !errors.is_empty() {
+        bail!(
+            "`python3 -m pip download onnxruntime=={ORT_VERSION}` failed:\n{}",
+            errors.join("\n")
         );
     }
     let wheel = std::fs::read_dir(&tmp.0)
@@ -143,7 +190,8 @@ fn fetch_into_cache(dest: &Path) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    std::fs::rename(&part, dest).with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
+    std::fs::rename(&part, dest)
+        .with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
     Ok(())
 }
 
@@ -152,7 +200,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(parent: &Path) -> Result<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let path = parent.join(format!(".download-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(TempDir(path))
@@ -169,7 +220,9 @@ impl Drop for TempDir {
 static POOL_THREADS: OnceLock<usize> = OnceLock::new();
 
 fn default_pool_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Fix the size of the shared intra-op thread pool that multi-threaded measurements use (default: all logical
@@ -202,7 +255,8 @@ struct Loaded {
     path: PathBuf,
 }
 
-static ENV: OnceLock<std::result::Result<Loaded, String>> = OnceLock::new();
+/// The environment, or why it could not be created (message, and whether it is the user's to fix).
+static ENV: OnceLock<std::result::Result<Loaded, (String, bool)>> = OnceLock::new();
 
 /// The process-wide ONNX Runtime environment, created on first use (loads the library). It carries the shared CPU
 /// arena and, with more than one core, the shared intra-op pool (see [`configure_pool`]).
@@ -212,16 +266,22 @@ pub fn environment() -> Result<&'static ort::environment::Environment> {
 }
 
 fn loaded() -> Result<&'static Loaded> {
-    let state = ENV.get_or_init(|| init().map_err(|e| format!("{e:#}")));
+    let state =
+        ENV.get_or_init(|| init().map_err(|e| (format!("{e:#}"), crate::error::is_user_error(&e))));
     match state {
         Ok(l) => Ok(l),
-        Err(msg) => Err(anyhow!("{msg}")).context("initialising ONNX Runtime"),
+        Err((msg, true)) => {
+            Err(crate::error::user(msg.clone())).context("initialising ONNX Runtime")
+        }
+        Err((msg, false)) => Err(anyhow!("{msg}")).context("initialising ONNX Runtime"),
     }
 }
 
 fn init() -> Result<Loaded> {
     let path = ort_library()?;
-    let builder = ort::init_from(&path).map_err(|e| anyhow!("{e}")).with_context(|| format!("loading {}", path.display()))?;
+    let builder = ort::init_from(&path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("loading {}", path.display()))?;
     let threads = *POOL_THREADS.get_or_init(default_pool_threads);
     let mut builder = builder;
     if threads > 1 {
@@ -250,9 +310,17 @@ fn init() -> Result<Loaded> {
 fn register_shared_cpu_arena(env: &ort::environment::Environment) -> Result<()> {
     use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
     use ort::AsPointer;
-    let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default).map_err(|e| anyhow!("{e}"))?;
+    let info = MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Arena,
+        MemoryType::Default,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
     // SAFETY: env and info are live; a null arena config means ORT's defaults; the status is taken over below.
-    let status = unsafe { (ort::api().CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), std::ptr::null()) };
+    let status = unsafe {
+        (ort::api().CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), std::ptr::null())
+    };
     unsafe { ort::Error::result_from_status(status) }.map_err(|e| anyhow!("{e}"))
 }
 
@@ -288,7 +356,8 @@ fn version_from_library(path: &Path) -> Option<String> {
         let version = if sym.is_null() {
             None
         } else {
-            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
+            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
+                std::mem::transmute(sym);
             let base = get_base();
             if base.is_null() {
                 None
@@ -330,20 +399,28 @@ impl std::str::FromStr for Ep {
             "cuda" => Ok(Ep::Cuda { device_id: 0 }),
             _ => match s.strip_prefix("cuda:").map(str::parse::<i32>) {
                 Some(Ok(id)) if id >= 0 => Ok(Ep::Cuda { device_id: id }),
-                _ => Err(crate::error::user(format!("unknown execution provider `{s}` (expected cpu, cuda or cuda:N)"))),
+                _ => Err(crate::error::user(format!(
+                    "unknown execution provider `{s}` (expected cpu, cuda or cuda:N)"
+                ))),
             },
         }
     }
 }
 
 /// Register `ep` on a session builder, strictly: any failure is an error that says why. CPU needs nothing.
-pub fn register_ep(builder: ort::session::builder::SessionBuilder, ep: Ep) -> Result<ort::session::builder::SessionBuilder> {
+pub fn register_ep(
+    builder: ort::session::builder::SessionBuilder,
+    ep: Ep,
+) -> Result<ort::session::builder::SessionBuilder> {
     match ep {
         Ep::Cpu => Ok(builder),
         Ep::Cuda { device_id } => {
             use ort::ep::ExecutionProvider;
             let compiled_in = ort::ep::CUDA::is_available().unwrap_or(false);
-            let dispatch = ort::ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
+            let dispatch = ort::ep::CUDA::default()
+                .with_device_id(device_id)
+                .build()
+                .error_on_failure();
             match builder.with_execution_providers([dispatch]) {
                 Ok(b) => Ok(b),
                 Err(e) => {
@@ -354,7 +431,8 @@ pub fn register_ep(builder: ort::session::builder::SessionBuilder, ep: Ep) -> Re
                         "this ONNX Runtime build has no CUDA execution provider (the PyPI `onnxruntime` wheel is \
                          CPU-only); install `onnxruntime-gpu` and set ORT_DYLIB_PATH to its libonnxruntime.so"
                     };
-                    Err(anyhow!("{}", e.message())).context(format!("cannot use CUDA device {device_id}: {why}"))
+                    Err(anyhow!("{}", e.message()))
+                        .context(format!("cannot use CUDA device {device_id}: {why}"))
                 }
             }
         }
@@ -377,17 +455,35 @@ pub fn hardware() -> Hardware {
         .iter()
         .find_map(|key| field(&cpuinfo, key))
         .unwrap_or_else(|| "unknown".to_string());
-    let logical_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let logical_cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_bytes = field(&meminfo, "MemTotal")
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .and_then(|v| {
+            v.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
         .map(|kib| kib * 1024)
         .unwrap_or(0);
     let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let pretty = field_eq(&release, "PRETTY_NAME").unwrap_or_else(|| std::env::consts::OS.to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
-    let os = if kernel.is_empty() { pretty } else { format!("{pretty} (kernel {kernel}, {})", std::env::consts::ARCH) };
-    Hardware { cpu_model, logical_cores, memory_bytes, os }
+    let pretty =
+        field_eq(&release, "PRETTY_NAME").unwrap_or_else(|| std::env::consts::OS.to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let os = if kernel.is_empty() {
+        pretty
+    } else {
+        format!("{pretty} (kernel {kernel}, {})", std::env::consts::ARCH)
+    };
+    Hardware {
+        cpu_model,
+        logical_cores,
+        memory_bytes,
+        os,
+    }
 }
 
 /// `key : value` lookup in /proc-style text.
@@ -422,7 +518,10 @@ mod tests {
 
     #[test]
     fn cache_dir_precedence() {
-        let mut v = LibraryVars { home: Some("/h".into()), ..Default::default() };
+        let mut v = LibraryVars {
+            home: Some("/h".into()),
+            ..Default::default()
+        };
         assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/h/.cache/fuseval"));
         v.xdg_cache_home = Some("/x".into());
         assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/x/fuseval"));
@@ -433,7 +532,13 @@ mod tests {
 
     #[test]
     fn proc_fields() {
-        assert_eq!(field("model name\t: Xeon\nflags : x", "model name").as_deref(), Some("Xeon"));
-        assert_eq!(field_eq("NAME=x\nPRETTY_NAME=\"Debian 12\"", "PRETTY_NAME").as_deref(), Some("Debian 12"));
+        assert_eq!(
+            field("model name\t: Xeon\nflags : x", "model name").as_deref(),
+            Some("Xeon")
+        );
+        assert_eq!(
+            field_eq("NAME=x\nPRETTY_NAME=\"Debian 12\"", "PRETTY_NAME").as_deref(),
+            Some("Debian 12")
+        );
     }
 }

@@ -26,7 +26,14 @@ pub struct Equivalence {
 impl Equivalence {
     /// Nothing compared yet (passes vacuously; `outputs_compared == 0` tells).
     pub fn empty() -> Self {
-        Equivalence { passed: true, max_abs_err: 0.0, max_rel_err: 0.0, atol: 0.0, rtol: 0.0, outputs_compared: 0 }
+        Equivalence {
+            passed: true,
+            max_abs_err: 0.0,
+            max_rel_err: 0.0,
+            atol: 0.0,
+            rtol: 0.0,
+            outputs_compared: 0,
+        }
     }
 
     /// Combine two comparisons (e.g. two input sets): passes only if both do; errors and tolerances are maxima.
@@ -69,14 +76,33 @@ pub struct OutputValues {
 
 impl OutputValues {
     /// Decode little-endian bytes of `dtype`.
-    pub fn from_bytes(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Self {
-        let values = if dtype.is_float() { Values::Float(decode_f64(dtype, bytes)) } else { Values::Int(decode_i64(dtype, bytes)) };
-        OutputValues { name: name.into(), dtype, shape, values }
+    pub fn from_bytes(
+        name: impl Into<String>,
+        dtype: DType,
+        shape: Vec<usize>,
+        bytes: &[u8],
+    ) -> Self {
+        let values = if dtype.is_float() {
+            Values::Float(decode_f64(dtype, bytes))
+        } else {
+            Values::Int(decode_i64(dtype, bytes))
+        };
+        OutputValues {
+            name: name.into(),
+            dtype,
+            shape,
+            values,
+        }
     }
 
     /// Float output from f32 values (handy in tests).
     pub fn f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
-        OutputValues { name: name.into(), dtype: DType::F32, shape, values: Values::Float(values.iter().map(|&v| v as f64).collect()) }
+        OutputValues {
+            name: name.into(),
+            dtype: DType::F32,
+            shape,
+            values: Values::Float(values.iter().map(|&v| v as f64).collect()),
+        }
     }
 }
 
@@ -106,7 +132,10 @@ pub fn check_equivalence(reference: &[OutputValues], candidate: &[OutputValues])
 }
 
 fn compare_one(r: &OutputValues, c: &OutputValues) -> Equivalence {
-    let mut eq = Equivalence { outputs_compared: 1, ..Equivalence::empty() };
+    let mut eq = Equivalence {
+        outputs_compared: 1,
+        ..Equivalence::empty()
+    };
     if r.dtype != c.dtype || r.shape != c.shape {
         return eq.incomparable();
     }
@@ -131,7 +160,11 @@ fn compare_one(r: &OutputValues, c: &OutputValues) -> Equivalence {
             }
             let (rtol, unit) = tolerance(r.dtype);
             let finite: Vec<f64> = refv.iter().copied().filter(|v| v.is_finite()).collect();
-            let rms = if finite.is_empty() { 0.0 } else { (finite.iter().map(|v| v * v).sum::<f64>() / finite.len() as f64).sqrt() };
+            let rms = if finite.is_empty() {
+                0.0
+            } else {
+                (finite.iter().map(|v| v * v).sum::<f64>() / finite.len() as f64).sqrt()
+            };
             let atol = unit * rms.max(1.0);
             eq.atol = atol;
             eq.rtol = rtol;

@@ -3,11 +3,12 @@
 //! [`compare`] builds four sessions of the same model in the same environment: unfused A (`Disable`),
 //! unfused B (`Disable`, an independent second session: the A/A control), fused-extended and fused-all.
 //! All four get the same seeded random inputs, bound once with pre-allocated outputs (IoBinding), so
-//! allocation and page faults stay out of the timing. After checking the fused outputs against unfused A,
-//! it times interleaved rounds: each round runs every session for `k` back-to-back iterations in a
-//! freshly shuffled order, and the speedups are per-round ratios `A / fused`, summarised by their median
-//! with a bootstrap CI. The A/A ratio `A / B` must come out at 1.00; if it does not, the host is too noisy
-//! to trust the other numbers ([`Comparison::aa_ok`]).
+//! allocation and page faults stay out of the timing. After checking the fused outputs against unfused A
+//! (on two input sets, and through the binding), it times interleaved rounds: each round runs every session
+//! for `k` back-to-back iterations in a freshly shuffled order (cut into sub-slices whose median drops
+//! preempted ones), and the speedups are per-round ratios `A / fused`, summarised by their median with a
+//! 95% CI. The A/A ratio `A / B` must come out at 1.00; if it does not, the host was too noisy to trust the
+//! other numbers ([`Comparison::aa_ok`]).
 //!
 //! Sameness: the four sessions read the same input tensors, write the same output tensors, take
 //! intermediates from one shared arena and (with more than one thread) run on one shared thread pool, so
@@ -25,7 +26,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ort::session::Session;
 use ort::value::TensorElementType;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use self::equivalence::{check_equivalence, tolerance, Equivalence, OutputValues, Values};
@@ -186,7 +191,8 @@ pub enum ModelSource<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeasureOptions {
     pub ep: Ep,
-    /// Intra-op threads per session (>= 1).
+    /// Intra-op threads: 1 (everything on the calling thread), or the size of the shared pool
+    /// (see [`crate::runtime::configure_pool`]; the first multi-threaded comparison fixes it).
     pub threads: usize,
     pub quick: bool,
     /// Seeds inputs, round order and bootstrap.
@@ -203,9 +209,27 @@ impl MeasureOptions {
     /// Defaults: full = ±2% target, 10 s budget, 15..2000 rounds; quick = ±5%, 1.5 s, 7..500 rounds.
     pub fn new(ep: Ep, threads: usize, quick: bool) -> Self {
         if quick {
-            MeasureOptions { ep, threads, quick, seed: 42, target_rel_ci: 0.05, budget: Duration::from_millis(1500), min_rounds: 7, max_rounds: 500 }
+            MeasureOptions {
+                ep,
+                threads,
+                quick,
+                seed: 42,
+                target_rel_ci: 0.05,
+                budget: Duration::from_millis(1500),
+                min_rounds: 7,
+                max_rounds: 500,
+            }
         } else {
-            MeasureOptions { ep, threads, quick, seed: 42, target_rel_ci: 0.02, budget: Duration::from_secs(10), min_rounds: 15, max_rounds: 2000 }
+            MeasureOptions {
+                ep,
+                threads,
+                quick,
+                seed: 42,
+                target_rel_ci: 0.02,
+                budget: Duration::from_secs(10),
+                min_rounds: 15,
+                max_rounds: 2000,
+            }
         }
     }
 
@@ -213,8 +237,11 @@ impl MeasureOptions {
         if self.threads == 0 {
             return Err(crate::error::user("threads must be at least 1"));
         }
-        if !(self.target_rel_ci > 0.0) {
-            return Err(crate::error::user(format!("target relative CI must be > 0, got {}", self.target_rel_ci)));
+        if self.target_rel_ci.is_nan() || self.target_rel_ci <= 0.0 {
+            return Err(crate::error::user(format!(
+                "target relative CI must be > 0, got {}",
+                self.target_rel_ci
+            )));
         }
         Ok(())
     }
@@ -224,7 +251,7 @@ impl MeasureOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub median_ms: f64,
-    /// Bootstrap 95% CI of the median per-iteration time, in ms.
+    /// 95% CI of the median per-iteration time, in ms ([`median_ci`]).
     pub ci_ms: Estimate,
     pub min_ms: f64,
     /// Rounds (one per-iteration time per round).
@@ -235,7 +262,12 @@ impl Latency {
     fn from_seconds(xs: &[f64], seed: u64) -> Latency {
         let ci_ms = median_ci(xs, RESAMPLES, seed).scale(1e3);
         let min_ms = xs.iter().copied().fold(f64::INFINITY, f64::min) * 1e3;
-        Latency { median_ms: ci_ms.point, ci_ms, min_ms: if min_ms.is_finite() { min_ms } else { 0.0 }, samples: xs.len() }
+        Latency {
+            median_ms: ci_ms.point,
+            ci_ms,
+            min_ms: if min_ms.is_finite() { min_ms } else { 0.0 },
+            samples: xs.len(),
+        }
     }
 }
 
@@ -273,12 +305,17 @@ pub struct Comparison {
 /// Median per-round ratio with its CI ([`median_ci`]), widened to at least `±SESSION_FLOOR`.
 pub fn ratio_estimate(ratios: &[f64], seed: u64) -> Estimate {
     let e = median_ci(ratios, RESAMPLES, seed);
-    Estimate { point: e.point, lo: e.lo.min(e.point * (1.0 - SESSION_FLOOR)), hi: e.hi.max(e.point * (1.0 + SESSION_FLOOR)) }
+    Estimate {
+        point: e.point,
+        lo: e.lo.min(e.point * (1.0 - SESSION_FLOOR)),
+        hi: e.hi.max(e.point * (1.0 + SESSION_FLOOR)),
+    }
 }
 
 /// Whether an A/A control estimate is consistent with 1.00 (see [`Comparison::aa_ok`]).
 pub fn aa_ok(aa_control: &Estimate) -> bool {
-    aa_control.contains(1.0) || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
+    aa_control.contains(1.0)
+        || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
 }
 
 /// The whole model timed at each level (same four-session design as [`compare`]).
@@ -336,12 +373,17 @@ static MEASURE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Time a whole model file: `Disable` (twice, A/A) vs `Extended` vs `All`.
 pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<WholeModel> {
-    let c = compare(ModelSource::Path(path), inputs, opts).with_context(|| format!("timing the whole model {}", path.display()))?;
+    let c = compare(ModelSource::Path(path), inputs, opts)
+        .with_context(|| format!("timing the whole model {}", path.display()))?;
     Ok(c.into())
 }
 
 /// Build the four sessions, check equivalence, time them, and summarise. See the module docs.
-pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<Comparison> {
+pub fn compare(
+    model: ModelSource<'_>,
+    inputs: &[InputSpec],
+    opts: &MeasureOptions,
+) -> Result<Comparison> {
     opts.validate()?;
     let _guard = MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let wall = Instant::now();
@@ -354,14 +396,16 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
     let model_bytes: &[u8] = match model {
         ModelSource::Bytes(b) => b,
         ModelSource::Path(p) => {
-            owned_bytes = std::fs::read(p).with_context(|| format!("reading model {}", p.display()))?;
+            owned_bytes =
+                std::fs::read(p).with_context(|| format!("reading model {}", p.display()))?;
             &owned_bytes
         }
     };
-    let unfused_ops = model_ops(model_bytes).context("listing the model's ops")?;
+    let unfused_ops = model_ops(model_bytes).context("parsing the model as ONNX")?;
 
     let set1 = random_inputs(inputs, opts.seed).context("generating inputs")?;
-    let set2 = random_inputs(inputs, opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15)).context("generating the second input set")?;
+    let set2 = random_inputs(inputs, opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15))
+        .context("generating the second input set")?;
     let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
     let values1 = session::to_ort_values(&set1)?;
     let values2 = session::to_ort_values(&set2)?;
@@ -370,30 +414,51 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
     let plan: [(&'static str, Level, Option<PathBuf>); 4] = [
         ("unfused", Level::Disable, None),
         ("unfused control", Level::Disable, None),
-        ("fused extended", Level::Extended, Some(tmp.0.join("extended.onnx"))),
+        (
+            "fused extended",
+            Level::Extended,
+            Some(tmp.0.join("extended.onnx")),
+        ),
         ("fused all", Level::All, Some(tmp.0.join("all.onnx"))),
     ];
 
-    // Sessions, plain runs on both input sets, and bindings. All four share the input tensors and, when the shapes
-    // agree (they should: same model), one set of output tensors, so every session reads and writes the very same
-    // memory and no session gets luckier cache placement than another.
-    let mut sessions = Vec::with_capacity(4);
-    let mut plain1 = Vec::with_capacity(4);
-    let mut plain2 = Vec::with_capacity(4);
-    let mut fused_ops = Vec::with_capacity(2);
-    for (label, level, optimized) in &plan {
+    // Sessions and their plain runs on both input sets, built in a seeded random order: the first session
+    // created gets first pick of the shared arena, and that must not always be the same role.
+    let mut build_order = [UNFUSED, CONTROL, EXTENDED, ALL];
+    build_order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0062_7569_6c64));
+    let mut built: [Option<Built>; 4] = Default::default();
+    let mut ops: [Vec<String>; 4] = Default::default();
+    for (n, &i) in build_order.iter().enumerate() {
+        let (label, level, optimized) = &plan[i];
         let mut s = session::build_session(model, *level, opts, optimized.as_deref(), label)?;
-        if sessions.is_empty() {
+        if n == 0 {
             session::check_inputs(&s, &set1).context("checking inputs against the model")?;
         }
         if let Some(p) = optimized {
-            let bytes = std::fs::read(p).with_context(|| format!("reading the {label} optimised model ORT saved at {}", p.display()))?;
-            fused_ops.push(model_ops(&bytes).with_context(|| format!("listing the {label} model's ops"))?);
+            let bytes = std::fs::read(p).with_context(|| {
+                format!(
+                    "reading the {label} optimised model ORT saved at {}",
+                    p.display()
+                )
+            })?;
+            ops[i] =
+                model_ops(&bytes).with_context(|| format!("listing the {label} model's ops"))?;
         }
-        plain1.push(session::run_plain(&mut s, &names, &values1, label)?);
-        plain2.push(session::run_plain(&mut s, &names, &values2, label)?);
-        sessions.push((s, *label));
+        let out1 = session::run_plain(&mut s, &names, &values1, label)?;
+        let out2 = session::run_plain(&mut s, &names, &values2, label)?;
+        built[i] = Some((s, out1, out2));
     }
+    let mut sessions = Vec::with_capacity(4);
+    let mut plain1 = Vec::with_capacity(4);
+    let mut plain2 = Vec::with_capacity(4);
+    for (i, b) in built.into_iter().enumerate() {
+        let (s, out1, out2) = b.with_context(|| format!("internal: session {i} was not built"))?;
+        sessions.push((s, plan[i].0));
+        plain1.push(out1);
+        plain2.push(out2);
+    }
+    // All four share the input tensors and, when the shapes agree (they should: same model), one set of output
+    // tensors, so every session reads and writes the very same memory.
     let mut out_sets = vec![session::Outputs::allocate(&plain1[UNFUSED])?];
     let mut out_set_of = Vec::with_capacity(4);
     let mut variants = Vec::with_capacity(4);
@@ -407,18 +472,22 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
         out_set_of.push(k);
         variants.push(session::bind(s, &names, &values1, &mut out_sets[k], label)?);
     }
-    let variants: [Variant; 4] = variants.try_into().map_err(|_| anyhow::anyhow!("internal: expected four sessions"))?;
+    let variants: [Variant; 4] = variants
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("internal: expected four sessions"))?;
 
     // What the bound runs (the timed path) compute, read right after each one.
     let mut bound = Vec::with_capacity(4);
     for (v, &k) in variants.iter().zip(&out_set_of) {
         v.run_bound()?;
-        bound.push(out_sets[k].read().with_context(|| format!("reading {} outputs", v.label))?);
+        bound.push(
+            out_sets[k]
+                .read()
+                .with_context(|| format!("reading {} outputs", v.label))?,
+        );
     }
 
-    let rounds = timing::run_rounds(&variants, opts).context("timing rounds")?;
-
-    // Equivalence on both input sets and through the binding.
+    // Equivalence on both input sets and through the binding, before spending the time budget.
     let equiv = |i: usize| {
         check_equivalence(&plain1[UNFUSED], &plain1[i])
             .merge(check_equivalence(&plain2[UNFUSED], &plain2[i]))
@@ -426,14 +495,19 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
     };
     let control = equiv(CONTROL);
     if !control.passed {
-        bail!("the two unfused sessions disagree (max abs err {:e}): the model is not deterministic, so fusion cannot be checked", control.max_abs_err);
+        bail!(
+            "the two unfused sessions disagree (max abs err {:e}): the model is not deterministic, \
+             so neither fusion nor timing can be checked",
+            control.max_abs_err
+        );
     }
     let equivalence_extended = equiv(EXTENDED);
     let equivalence_all = equiv(ALL);
 
+    let rounds = timing::run_rounds(&variants, opts).context("timing rounds")?;
+
     let seed = opts.seed;
     let aa_control = ratio_estimate(&rounds.ratios(UNFUSED, CONTROL), seed ^ 1);
-    let mut fused_ops = fused_ops.into_iter();
     Ok(Comparison {
         unfused: Latency::from_seconds(&rounds.times[UNFUSED], seed ^ 2),
         unfused_control: Latency::from_seconds(&rounds.times[CONTROL], seed ^ 3),
@@ -445,8 +519,8 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
         aa_control,
         equivalence_extended,
         equivalence_all,
-        fused_ops_extended: fused_ops.next().unwrap_or_default(),
-        fused_ops_all: fused_ops.next().unwrap_or_default(),
+        fused_ops_extended: std::mem::take(&mut ops[EXTENDED]),
+        fused_ops_all: std::mem::take(&mut ops[ALL]),
         unfused_ops,
         rounds: rounds.times[UNFUSED].len(),
         iters_per_round: rounds.iters,
@@ -457,12 +531,18 @@ pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptio
     })
 }
 
+/// A session with its outputs on the two input sets.
+type Built = (Session, Vec<OutputValues>, Vec<OutputValues>);
+
 /// A private temporary directory, removed on drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Result<Self> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let path = std::env::temp_dir().join(format!("fuseval-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(TempDir(path))

@@ -34,12 +34,20 @@ impl Outputs {
 
     /// Whether these tensors can receive outputs like `like` (same names, dtypes and shapes, same order).
     pub fn fits(&self, like: &[OutputValues]) -> bool {
-        self.0.len() == like.len() && self.0.iter().zip(like).all(|((n, d, s, _), o)| *n == o.name && *d == o.dtype && *s == o.shape)
+        self.0.len() == like.len()
+            && self
+                .0
+                .iter()
+                .zip(like)
+                .all(|((n, d, s, _), o)| *n == o.name && *d == o.dtype && *s == o.shape)
     }
 
     /// Current contents.
     pub fn read(&self) -> Result<Vec<OutputValues>> {
-        self.0.iter().map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t)).collect()
+        self.0
+            .iter()
+            .map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t))
+            .collect()
     }
 }
 
@@ -57,8 +65,16 @@ impl Variant {
     pub fn run_bound(&self) -> Result<()> {
         // SAFETY: session and binding are live for `self`; RunWithBinding takes (session, null run options, binding)
         // and returns a status that `result_from_status` takes ownership of. Calls are serialised by the caller.
-        let status = unsafe { (ort::api().RunWithBinding)(self.session.ptr().cast_mut(), std::ptr::null(), self.binding.ptr()) };
-        unsafe { ort::Error::result_from_status(status) }.map_err(|e| anyhow!("{e}")).with_context(|| format!("running {} session", self.label))
+        let status = unsafe {
+            (ort::api().RunWithBinding)(
+                self.session.ptr().cast_mut(),
+                std::ptr::null(),
+                self.binding.ptr(),
+            )
+        };
+        unsafe { ort::Error::result_from_status(status) }
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("running {} session", self.label))
     }
 }
 
@@ -78,7 +94,11 @@ fn ort_level(level: Level) -> GraphOptimizationLevel {
 ///   session needs;
 /// - sequential execution, and the environment's shared CPU arena (see `runtime`), so all variants place
 ///   intermediates alike.
-fn configure(level: Level, threads: usize, optimized: Option<&Path>) -> ort::Result<SessionBuilder> {
+fn configure(
+    level: Level,
+    threads: usize,
+    optimized: Option<&Path>,
+) -> ort::Result<SessionBuilder> {
     let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
     let mut b = Session::builder(env)?
         .with_optimization_level(ort_level(level))?
@@ -106,10 +126,21 @@ fn commit(mut b: SessionBuilder, source: ModelSource<'_>) -> ort::Result<Session
 }
 
 /// Build a session for `level`; when `optimized` is given, ORT saves the optimised graph there.
-pub(crate) fn build_session(source: ModelSource<'_>, level: Level, opts: &MeasureOptions, optimized: Option<&Path>, label: &str) -> Result<Session> {
-    let b = configure(level, opts.threads, optimized).map_err(|e| anyhow!("{e}")).with_context(|| format!("configuring {label} session"))?;
-    let b = runtime::register_ep(b, opts.ep).with_context(|| format!("registering {} on the {label} session", opts.ep))?;
-    commit(b, source).map_err(|e| anyhow!("{e}")).with_context(|| format!("creating {label} session (level {level}, ep {})", opts.ep))
+pub(crate) fn build_session(
+    source: ModelSource<'_>,
+    level: Level,
+    opts: &MeasureOptions,
+    optimized: Option<&Path>,
+    label: &str,
+) -> Result<Session> {
+    let b = configure(level, opts.threads, optimized)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("configuring {label} session"))?;
+    let b = runtime::register_ep(b, opts.ep)
+        .with_context(|| format!("registering {} on the {label} session", opts.ep))?;
+    commit(b, source)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("creating {label} session (level {level}, ep {})", opts.ep))
 }
 
 /// Host tensors as ORT values (CPU memory). The same values are bound to every session.
@@ -122,7 +153,13 @@ pub(crate) fn to_ort_values(inputs: &[HostTensor]) -> Result<Vec<DynTensor>> {
                 .with_context(|| format!("allocating input `{}`", h.name))?;
             let ptr = t.data_ptr_mut().cast::<u8>();
             if ptr.is_null() || h.data.len() != element_count(&h.shape)? * h.dtype.size_bytes() {
-                bail!("input `{}` has {} bytes, which does not match shape {:?} of {:?}", h.name, h.data.len(), h.shape, h.dtype);
+                bail!(
+                    "input `{}` has {} bytes, which does not match shape {:?} of {:?}",
+                    h.name,
+                    h.data.len(),
+                    h.shape,
+                    h.dtype
+                );
             }
             // SAFETY: `t` was just allocated on the CPU with exactly this many bytes (checked above).
             unsafe { std::ptr::copy_nonoverlapping(h.data.as_ptr(), ptr, h.data.len()) };
@@ -135,63 +172,125 @@ pub(crate) fn to_ort_values(inputs: &[HostTensor]) -> Result<Vec<DynTensor>> {
 pub(crate) fn check_inputs(session: &Session, inputs: &[HostTensor]) -> Result<()> {
     for outlet in session.inputs() {
         let Some(h) = inputs.iter().find(|h| h.name == outlet.name()) else {
-            return Err(crate::error::user(format!("the model needs input `{}` but no value was given for it", outlet.name())));
+            return Err(crate::error::user(format!(
+                "the model needs input `{}` but no value was given for it",
+                outlet.name()
+            )));
         };
         let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
             bail!("model input `{}` is not a tensor", outlet.name());
         };
         if DType::from_ort(*ty) != Some(h.dtype) {
-            return Err(crate::error::user(format!("input `{}`: the model expects {ty:?}, got {:?}", h.name, h.dtype)));
+            return Err(crate::error::user(format!(
+                "input `{}`: the model expects {ty:?}, got {:?}",
+                h.name, h.dtype
+            )));
         }
-        let dims_ok = shape.len() == h.shape.len() && shape.iter().zip(&h.shape).all(|(&d, &g)| d < 0 || d as usize == g);
+        let dims_ok = shape.len() == h.shape.len()
+            && shape
+                .iter()
+                .zip(&h.shape)
+                .all(|(&d, &g)| d < 0 || d as usize == g);
         if !dims_ok {
             let want: Vec<i64> = shape.iter().copied().collect();
-            return Err(crate::error::user(format!("input `{}`: the model expects shape {want:?} (-1 = any), got {:?}", h.name, h.shape)));
+            return Err(crate::error::user(format!(
+                "input `{}`: the model expects shape {want:?} (-1 = any), got {:?}",
+                h.name, h.shape
+            )));
         }
     }
     for h in inputs {
         if !session.inputs().iter().any(|o| o.name() == h.name) {
-            return Err(crate::error::user(format!("`{}` is not an input of the model", h.name)));
+            return Err(crate::error::user(format!(
+                "`{}` is not an input of the model",
+                h.name
+            )));
         }
     }
     Ok(())
 }
 
 /// One plain (allocating) run; returns the outputs in session output order.
-pub(crate) fn run_plain(session: &mut Session, names: &[String], values: &[DynTensor], label: &str) -> Result<Vec<OutputValues>> {
-    let feed: Vec<(&str, SessionInputValue<'_>)> = names.iter().map(|n| n.as_str()).zip(values.iter().map(SessionInputValue::from)).collect();
-    let out_names: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
-    let outputs = session.run(feed).map_err(|e| anyhow!("{e}")).with_context(|| format!("running {label} session"))?;
+pub(crate) fn run_plain(
+    session: &mut Session,
+    names: &[String],
+    values: &[DynTensor],
+    label: &str,
+) -> Result<Vec<OutputValues>> {
+    let feed: Vec<(&str, SessionInputValue<'_>)> = names
+        .iter()
+        .map(|n| n.as_str())
+        .zip(values.iter().map(SessionInputValue::from))
+        .collect();
+    let out_names: Vec<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
+    let outputs = session
+        .run(feed)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("running {label} session"))?;
     out_names
         .iter()
         .map(|name| {
-            let v = outputs.get(name).with_context(|| format!("{label}: output `{name}` missing from the run"))?;
+            let v = outputs
+                .get(name)
+                .with_context(|| format!("{label}: output `{name}` missing from the run"))?;
             let (dtype, shape) = tensor_type(name, v.dtype())?;
-            let t = v.view().downcast::<DynTensorValueType>().map_err(|e| anyhow!("{e}")).with_context(|| format!("output `{name}`"))?;
+            let t = v
+                .view()
+                .downcast::<DynTensorValueType>()
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("output `{name}`"))?;
             read_tensor(name, dtype, &shape, &t)
         })
         .collect()
 }
 
 /// Bind `values` as inputs and `outputs` as outputs.
-pub(crate) fn bind(session: Session, names: &[String], values: &[DynTensor], outputs: &mut Outputs, label: &'static str) -> Result<Variant> {
+pub(crate) fn bind(
+    session: Session,
+    names: &[String],
+    values: &[DynTensor],
+    outputs: &mut Outputs,
+    label: &'static str,
+) -> Result<Variant> {
     let wrap = |e: ort::Error| anyhow!("{e}");
-    let mut binding = session.create_binding().map_err(wrap).with_context(|| format!("creating the {label} I/O binding"))?;
+    let mut binding = session
+        .create_binding()
+        .map_err(wrap)
+        .with_context(|| format!("creating the {label} I/O binding"))?;
     for (n, v) in names.iter().zip(values) {
-        binding.bind_input(n.as_str(), v).map_err(wrap).with_context(|| format!("binding input `{n}` ({label})"))?;
+        binding
+            .bind_input(n.as_str(), v)
+            .map_err(wrap)
+            .with_context(|| format!("binding input `{n}` ({label})"))?;
     }
     for (name, _, _, t) in outputs.0.iter_mut() {
-        binding.bind_output(name.as_str(), &mut *t).map_err(wrap).with_context(|| format!("binding output `{name}` ({label})"))?;
+        binding
+            .bind_output(name.as_str(), &mut *t)
+            .map_err(wrap)
+            .with_context(|| format!("binding output `{name}` ({label})"))?;
     }
-    Ok(Variant { label, session, binding })
+    Ok(Variant {
+        label,
+        session,
+        binding,
+    })
 }
 
 fn tensor_type(name: &str, vt: &ValueType) -> Result<(DType, Vec<usize>)> {
     let ValueType::Tensor { ty, shape, .. } = vt else {
         bail!("output `{name}` is not a tensor ({vt:?}); fuseval measures tensor outputs only");
     };
-    let dtype = DType::from_ort(*ty).with_context(|| format!("output `{name}` has unsupported element type {ty:?}"))?;
-    let shape = shape.iter().map(|&d| usize::try_from(d)).collect::<std::result::Result<Vec<_>, _>>().with_context(|| format!("output `{name}` has a negative dimension"))?;
+    let dtype = DType::from_ort(*ty)
+        .with_context(|| format!("output `{name}` has unsupported element type {ty:?}"))?;
+    let shape = shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .with_context(|| format!("output `{name}` has a negative dimension"))?;
     Ok((dtype, shape))
 }
 
@@ -220,6 +319,12 @@ pub fn model_ops(bytes: &[u8]) -> Result<Vec<String>> {
     Ok(graph
         .node
         .iter()
-        .map(|n| if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) })
+        .map(|n| {
+            if n.domain.is_empty() || n.domain == "ai.onnx" {
+                n.op_type.clone()
+            } else {
+                format!("{}.{}", n.domain, n.op_type)
+            }
+        })
         .collect())
 }

@@ -32,7 +32,11 @@ pub(crate) struct Rounds {
 impl Rounds {
     /// Per-round ratio `times[num] / times[den]`.
     pub fn ratios(&self, num: usize, den: usize) -> Vec<f64> {
-        self.times[num].iter().zip(&self.times[den]).map(|(a, b)| a / b).collect()
+        self.times[num]
+            .iter()
+            .zip(&self.times[den])
+            .map(|(a, b)| a / b)
+            .collect()
     }
 }
 
@@ -91,21 +95,32 @@ fn ceil(x: f64) -> f64 {
 /// made the per-round ratios 3-8 times noisier.
 pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Result<Rounds> {
     let start = Instant::now();
-    let (warm_runs, warm_time, slice) =
-        if opts.quick { (3, Duration::from_millis(30), Duration::from_millis(2)) } else { (5, Duration::from_millis(60), Duration::from_millis(4)) };
+    let (warm_runs, warm_time, slice) = if opts.quick {
+        (3, Duration::from_millis(30), Duration::from_millis(2))
+    } else {
+        (5, Duration::from_millis(60), Duration::from_millis(4))
+    };
     let mut fastest = f64::INFINITY;
     for v in variants {
         fastest = fastest.min(warm_up(v, warm_runs, warm_time)?);
     }
-    let plan = Plan::new(fastest, Duration::from_micros(50), slice, Duration::from_millis(60));
+    let plan = Plan::new(
+        fastest,
+        Duration::from_micros(50),
+        slice,
+        Duration::from_millis(60),
+    );
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0072_6f75_6e64);
     let mut order = [UNFUSED, CONTROL, EXTENDED, ALL];
-    let mut rounds = Rounds { times: Default::default(), iters: plan.iters(), budget_exhausted: false };
+    let mut rounds = Rounds {
+        times: Default::default(),
+        iters: plan.iters(),
+        budget_exhausted: false,
+    };
     let mut next_check = opts.min_rounds.max(2);
     let max_rounds = opts.max_rounds.max(opts.min_rounds).max(1);
     let mut subs = vec![0.0; plan.subs];
-    let mut exp_raw: Vec<String> = Vec::new();
     loop {
         order.shuffle(&mut rng);
         for &i in &order {
@@ -117,7 +132,6 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
                 }
                 *s = t.elapsed().as_secs_f64() / plan.sub_iters as f64;
             }
-            exp_raw.push(format!("[{i},{:?}]", subs));
             rounds.times[i].push(crate::estimate::median(&subs));
         }
         let n = rounds.times[0].len();
@@ -127,7 +141,10 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
         if n >= next_check {
             // Stride grows with n so the bootstrap costs little next to the timing.
             next_check = n + (n / 50).max(1);
-            let tight = |den: usize| median_ci(&rounds.ratios(UNFUSED, den), CHECK_RESAMPLES, opts.seed).rel_half_width() <= opts.target_rel_ci;
+            let tight = |den: usize| {
+                median_ci(&rounds.ratios(UNFUSED, den), CHECK_RESAMPLES, opts.seed).rel_half_width()
+                    <= opts.target_rel_ci
+            };
             if n >= opts.min_rounds && tight(EXTENDED) && tight(ALL) && tight(CONTROL) {
                 break;
             }
@@ -136,9 +153,6 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
             rounds.budget_exhausted = true;
             break;
         }
-    }
-    if let Ok(p) = std::env::var("FUSEVAL_EXP_DUMP") {
-        let _ = std::fs::write(format!("{p}.{}.raw", opts.seed), format!("[{}]", exp_raw.join(",")));
     }
     Ok(rounds)
 }
@@ -152,12 +166,36 @@ mod tests {
         let ms = Duration::from_millis;
         let us = Duration::from_micros;
         // 0.6 ms iterations: one per sub-slice, 7 sub-slices fill 4 ms.
-        assert_eq!(Plan::new(600e-6, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 7 });
+        assert_eq!(
+            Plan::new(600e-6, us(50), ms(4), ms(60)),
+            Plan {
+                sub_iters: 1,
+                subs: 7
+            }
+        );
         // 2 us iterations: 25 per sub-slice, 80 sub-slices.
-        assert_eq!(Plan::new(2e-6, us(50), ms(4), ms(60)), Plan { sub_iters: 25, subs: 80 });
+        assert_eq!(
+            Plan::new(2e-6, us(50), ms(4), ms(60)),
+            Plan {
+                sub_iters: 25,
+                subs: 80
+            }
+        );
         // 15 ms: still 3 sub-slices (45 ms) so the median can drop one.
-        assert_eq!(Plan::new(15e-3, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 3 });
+        assert_eq!(
+            Plan::new(15e-3, us(50), ms(4), ms(60)),
+            Plan {
+                sub_iters: 1,
+                subs: 3
+            }
+        );
         // 100 ms: one run per slice.
-        assert_eq!(Plan::new(0.1, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 1 });
+        assert_eq!(
+            Plan::new(0.1, us(50), ms(4), ms(60)),
+            Plan {
+                sub_iters: 1,
+                subs: 1
+            }
+        );
     }
 }
