@@ -131,6 +131,15 @@ pub struct WholeModelResult {
     pub explained_fraction: Option<f64>,
 }
 
+/// Ops that only move or relabel data (reshapes, NCHWc reorders), which ORT adds around the kernels
+/// it fuses: MatMul+Add becomes Reshape, Gemm, Reshape.
+const PLUMBING: &[&str] = &["Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "ReorderInput", "ReorderOutput"];
+
+/// How many compute kernels a list of ops holds, plumbing left out.
+pub fn kernel_count(ops: &[String]) -> usize {
+    ops.iter().filter(|o| !PLUMBING.contains(&o.rsplit('.').next().unwrap_or(o))).count()
+}
+
 /// Floating-point operations of an instance, counted from shapes.
 pub fn flops(g: &ModelGraph, inst: &Instance) -> u64 {
     inst.nodes.iter().map(|&n| node_flops(g, n)).sum()
@@ -286,7 +295,7 @@ impl FusionCalibration {
             latency: latency.clone(),
             speedup: *speedup,
             ort_ops: ops.clone(),
-            fused_by_ort: ops.len() < n_nodes,
+            fused_by_ort: kernel_count(ops) < n_nodes,
             equivalence: eq.clone(),
         };
         let ext = level(&c.fused_extended, &c.speedup_extended, &c.fused_ops_extended, &c.equivalence_extended);
