@@ -17,6 +17,9 @@ use crate::patterns::Instance;
 /// A carved model.
 #[derive(Clone, Debug)]
 pub struct Carved {
+    pub pattern: crate::patterns::Pattern,
+    /// The form that matched (see `Instance::form`).
+    pub form: String,
     pub model: pb::ModelProto,
     pub bytes: Vec<u8>,
     /// (name, ONNX element type, dims) of each input.
@@ -222,5 +225,5 @@ pub fn carve(loaded: &Loaded, g: &ModelGraph, inst: &Instance, consts: &ConstVal
     };
     let model = pb::ModelProto { graph: Some(sub), ..model_header(&loaded.proto) };
     let bytes = model.encode_to_vec();
-    Ok(Carved { model, bytes, inputs, outputs: inst.outputs.clone() })
+    Ok(Carved { pattern: inst.pattern, form: inst.form.clone(), model, bytes, inputs, outputs: inst.outputs.clone() })
 }

@@ -1,8 +1,9 @@
 //! Patterns: find the subgraphs a graph partitioner would fuse.
 //!
 //! A rule is a function `fn(&ModelGraph, NodeIndex) -> Option<Instance>` anchored at the first node of
-//! the pattern; the `guard!` macro bails out on the first mismatch. One file per pattern family:
-//! `conv`, `linear` (with `gelu` for the activation's forms), `elementwise`, `layernorm`.
+//! the pattern; the `guard!` macro bails out on the first mismatch. One file per pattern, each with a
+//! doc header saying which forms it accepts and what breaks it; `forms` holds the building blocks
+//! several share (a convolution, a linear layer, GELU and layer-norm forms).
 //!
 //! A match is fusible only if every intermediate tensor is read inside the pattern alone and is not a
 //! model output. Overlapping matches are all kept; `Detection::longest` picks, greedily from the
@@ -16,11 +17,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::graph::{Attr, ModelGraph};
 
-pub mod conv;
-pub mod elementwise;
-pub mod gelu;
-pub mod layernorm;
-pub mod linear;
+pub mod forms;
+
+pub mod conv_bias;
+pub mod conv_bn;
+pub mod conv_bn_relu;
+pub mod conv_bn_relu_maxpool;
+pub mod conv_relu;
+
+pub mod linear_bias;
+pub mod linear_bias_gelu;
+pub mod linear_bias_relu;
+pub mod linear_bias_relu_dropout;
+pub mod mlp;
+
+pub mod attention_head;
+pub mod multihead_linear;
+pub mod qk_softmax;
+pub mod softmax_v;
+
+pub mod add_layernorm;
+pub mod add_relu;
+pub mod mul_add_relu;
+pub mod sigmoid_mul;
 
 /// Return `None` from a rule when a condition does not hold.
 macro_rules! guard {
@@ -53,25 +72,46 @@ pub enum Pattern {
     LinearBiasGelu,
     #[serde(rename = "Linear_Bias_ReLU_Linear_Bias")]
     Mlp,
+    #[serde(rename = "Linear_Bias_ReLU_Dropout")]
+    LinearBiasReluDropout,
+    #[serde(rename = "QK_Softmax")]
+    QkSoftmax,
+    #[serde(rename = "Softmax_V")]
+    SoftmaxV,
+    #[serde(rename = "Attention_Head")]
+    AttentionHead,
+    #[serde(rename = "MultiHead_Linear")]
+    MultiHeadLinear,
     #[serde(rename = "Add_ReLU")]
     AddRelu,
     #[serde(rename = "Add_LayerNorm")]
     AddLayerNorm,
+    #[serde(rename = "Mul_Add_ReLU")]
+    MulAddRelu,
+    #[serde(rename = "Sigmoid_Mul")]
+    SigmoidMul,
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 11] = [
+    pub const ALL: [Pattern; 18] = [
+        Pattern::LinearBias,
+        Pattern::LinearBiasRelu,
+        Pattern::LinearBiasReluDropout,
+        Pattern::LinearBiasGelu,
+        Pattern::Mlp,
         Pattern::ConvBias,
         Pattern::ConvBn,
         Pattern::ConvBnRelu,
         Pattern::ConvRelu,
         Pattern::ConvBnReluMaxPool,
-        Pattern::LinearBias,
-        Pattern::LinearBiasRelu,
-        Pattern::LinearBiasGelu,
-        Pattern::Mlp,
+        Pattern::QkSoftmax,
+        Pattern::SoftmaxV,
+        Pattern::AttentionHead,
+        Pattern::MultiHeadLinear,
         Pattern::AddRelu,
         Pattern::AddLayerNorm,
+        Pattern::MulAddRelu,
+        Pattern::SigmoidMul,
     ];
 
     /// Stable key, as in the design's `fusion_pattern` field.
@@ -86,8 +126,15 @@ impl Pattern {
             Pattern::LinearBiasRelu => "Linear_Bias_ReLU",
             Pattern::LinearBiasGelu => "Linear_Bias_GELU",
             Pattern::Mlp => "Linear_Bias_ReLU_Linear_Bias",
+            Pattern::LinearBiasReluDropout => "Linear_Bias_ReLU_Dropout",
+            Pattern::QkSoftmax => "QK_Softmax",
+            Pattern::SoftmaxV => "Softmax_V",
+            Pattern::AttentionHead => "Attention_Head",
+            Pattern::MultiHeadLinear => "MultiHead_Linear",
             Pattern::AddRelu => "Add_ReLU",
             Pattern::AddLayerNorm => "Add_LayerNorm",
+            Pattern::MulAddRelu => "Mul_Add_ReLU",
+            Pattern::SigmoidMul => "Sigmoid_Mul",
         }
     }
 
@@ -108,8 +155,15 @@ impl Pattern {
             Pattern::LinearBiasRelu => &["Linear", "Bias", "ReLU"],
             Pattern::LinearBiasGelu => &["Linear", "Bias", "GELU"],
             Pattern::Mlp => &["Linear", "Bias", "ReLU", "Linear", "Bias"],
+            Pattern::LinearBiasReluDropout => &["Linear", "Bias", "ReLU", "Dropout"],
+            Pattern::QkSoftmax => &["Q@K.T", "Softmax"],
+            Pattern::SoftmaxV => &["Softmax", "@V"],
+            Pattern::AttentionHead => &["Q@K.T", "Softmax", "@V"],
+            Pattern::MultiHeadLinear => &["MultiHead(Q,K,V)", "Linear"],
             Pattern::AddRelu => &["Add", "ReLU"],
             Pattern::AddLayerNorm => &["Add", "LayerNorm"],
+            Pattern::MulAddRelu => &["Mul", "Add", "ReLU"],
+            Pattern::SigmoidMul => &["Sigmoid", "Mul"],
         }
     }
 
@@ -248,17 +302,24 @@ type Rule = fn(&ModelGraph, NodeIndex) -> Option<Instance>;
 
 /// Every rule, anchored at each node in turn.
 const RULES: &[Rule] = &[
-    conv::conv_bias,
-    conv::conv_bn,
-    conv::conv_bn_relu,
-    conv::conv_relu,
-    conv::conv_bn_relu_maxpool,
-    linear::linear_bias,
-    linear::linear_bias_relu,
-    linear::linear_bias_gelu,
-    linear::mlp,
-    elementwise::add_relu,
-    layernorm::add_layernorm,
+    conv_bias::rule,
+    conv_bn::rule,
+    conv_bn_relu::rule,
+    conv_relu::rule,
+    conv_bn_relu_maxpool::rule,
+    linear_bias::rule,
+    linear_bias_relu::rule,
+    linear_bias_relu_dropout::rule,
+    linear_bias_gelu::rule,
+    mlp::rule,
+    qk_softmax::rule,
+    softmax_v::rule,
+    attention_head::rule,
+    multihead_linear::rule,
+    add_relu::rule,
+    add_layernorm::rule,
+    mul_add_relu::rule,
+    sigmoid_mul::rule,
 ];
 
 /// All matches in a graph, and the non-overlapping longest-match cover.

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use petgraph::graph::NodeIndex;
 
-use super::{guard, out};
+use crate::patterns::{guard, out};
 use crate::graph::ModelGraph;
 
 const ERF_OPS: &[&str] = &["Div", "Mul", "Erf", "Add"];

@@ -1,7 +1,7 @@
-//! Element-wise family: Add+ReLU (the residual connection).
+//! Add + ReLU, the residual connection.
 //!
 //! Accepts: `Add`, or `Sum` of two or more tensors, whose inputs are all non-constant (a constant
-//! operand makes it a bias, which the conv and linear families own), followed by `Relu`.
+//! operand makes it a bias, which the conv and linear patterns own), followed by `Relu`.
 //! Breaks it: the sum read by another node or exported as a model output; a constant operand.
 
 use petgraph::graph::NodeIndex;
@@ -9,7 +9,7 @@ use petgraph::graph::NodeIndex;
 use super::{guard, is_op, next_op, Instance, Pattern};
 use crate::graph::ModelGraph;
 
-pub fn add_relu(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
+pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let form = if is_op(g, n, "Add") {
         "Add+Relu"
     } else if is_op(g, n, "Sum") {

@@ -1,0 +1,12 @@
+//! MultiHead(Q,K,V) + Linear (the transformer attention block).
+//!
+//! Not detected yet.
+
+use petgraph::graph::NodeIndex;
+
+use super::Instance;
+use crate::graph::ModelGraph;
+
+pub fn rule(_g: &ModelGraph, _n: NodeIndex) -> Option<Instance> {
+    None
+}

@@ -1,0 +1,12 @@
+//! Softmax @ V (attention output).
+//!
+//! Not detected yet.
+
+use petgraph::graph::NodeIndex;
+
+use super::Instance;
+use crate::graph::ModelGraph;
+
+pub fn rule(_g: &ModelGraph, _n: NodeIndex) -> Option<Instance> {
+    None
+}
