@@ -1,5 +1,6 @@
 //! Bench: the whole pipeline for one model. Load, build the graph, detect patterns, carve each distinct
-//! instance, measure it unfused and fused, time the whole model, and assemble the calibration file.
+//! instance, rewrite it into ORT's fused kernel where one exists (`crate::fuse`), measure it unfused,
+//! runtime-fused and explicit-fused, time the whole model, and assemble the calibration file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL};
+use crate::calibration::{
+    CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, EXPLICIT_FAILED, HEADLINE_LEVEL,
+};
 use crate::carve::{carve, ConstValues};
 use crate::graph::ModelGraph;
 use crate::load::{load, InputOverride, Loaded};
@@ -110,6 +113,16 @@ fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
         .collect()
 }
 
+/// The explicit-fused model of a carved instance (`crate::fuse`), or why there is none: ORT's reason for
+/// having no kernel as is, a failed rewrite prefixed with [`EXPLICIT_FAILED`].
+fn explicit_model(c: &crate::carve::Carved, ep: Ep) -> std::result::Result<crate::fuse::Explicit, String> {
+    match crate::fuse::explicit_fused(c, ep) {
+        Ok(crate::fuse::Availability::Fused(e)) => Ok(e),
+        Ok(crate::fuse::Availability::NoKernel(why)) => Err(why),
+        Err(e) => Err(format!("{EXPLICIT_FAILED}the explicit rewrite failed: {e:#}")),
+    }
+}
+
 /// Check that the execution provider can be registered before any work starts: a missing CUDA provider
 /// or device is the user's to fix (exit code 2), never a silent fallback or a run of skipped results.
 pub fn check_ep(ep: Ep) -> Result<()> {
@@ -148,17 +161,33 @@ pub fn bench(p: &Prepared, opts: &BenchOptions) -> Result<CalibrationFile> {
     for (sig, group) in &groups {
         let inst = group[0];
         bar.set_message(format!("{} ({})", inst.pattern.key(), inst.node_names(g).first().cloned().unwrap_or_default()));
+        // the explicit rewrite's kernels and note, or why there is none
+        let mut kernels = vec![];
+        let mut note = None;
+        let mut unavailable = None;
         let result = if !inst.resolved(g) {
             Err("a tensor's shape could not be resolved; fix the model's dynamic dimensions with --input".to_string())
         } else {
             carve(&p.loaded, g, inst, &consts)
                 .and_then(|c| {
                     let specs = carved_specs(&c)?;
-                    measure::compare(ModelSource::Bytes(&c.bytes), &specs, &mopts)
+                    let explicit = match explicit_model(&c, opts.ep) {
+                        Ok(e) => {
+                            kernels = e.kernels;
+                            note = Some(e.note);
+                            Some(e.bytes)
+                        }
+                        Err(why) => {
+                            unavailable = Some(why);
+                            None
+                        }
+                    };
+                    measure::compare_variants(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts)
                 })
                 .map_err(|e| format!("{e:#}"))
         };
-        profiles.push(FusionCalibration::new(g, group, result.as_ref().map_err(|e| e.clone()), sig.clone()));
+        let rec = FusionCalibration::new(g, group, result.as_ref().map_err(|e| e.clone()), sig.clone());
+        profiles.push(rec.with_explicit(kernels, note, unavailable));
         bar.inc(1);
     }
 

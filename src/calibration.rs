@@ -106,6 +106,25 @@ pub struct FusionCalibration {
     pub fused_by_ort: bool,
     pub extended: Option<LevelResult>,
     pub all: Option<LevelResult>,
+    /// fuseval's explicit rewrite into ORT's fused kernel, run with optimisations disabled; `ort_ops` are
+    /// the explicit model's ops. Null when there is no such kernel, the rewrite or its session failed, or
+    /// the record is skipped (see `explicit_unavailable`).
+    #[serde(default)]
+    pub explicit: Option<LevelResult>,
+    /// The fused kernels the explicit rewrite used, e.g. `["com.microsoft.FusedConv"]`.
+    #[serde(default)]
+    pub explicit_kernels: Vec<String>,
+    /// What the rewrite did beyond the kernel (e.g. BN folded into the Conv weights).
+    #[serde(default)]
+    pub explicit_note: Option<String>,
+    /// Why there is no explicit result: ORT has no fused kernel for this pattern on this provider, or
+    /// (prefixed `failed: `) the rewrite or its session failed.
+    #[serde(default)]
+    pub explicit_unavailable: Option<String>,
+    /// `unfused`, `runtime_extended`, `runtime_all` or `explicit`: the fastest variant whose outputs agree
+    /// and that is faster than unfused beyond the noise band; `unfused` when none is.
+    #[serde(default = "unfused_variant")]
+    pub best_variant: String,
     pub unfused_ops: Vec<String>,
     pub aa_control: Option<Estimate>,
     /// False when the A/A control misses 1.00 by more than its CI, or outputs disagree.
@@ -275,6 +294,11 @@ impl FusionCalibration {
             fused_by_ort: false,
             extended: None,
             all: None,
+            explicit: None,
+            explicit_kernels: vec![],
+            explicit_note: None,
+            explicit_unavailable: None,
+            best_variant: BEST_UNFUSED.into(),
             unfused_ops: inst.nodes.iter().map(|&n| g.node(n).qualified_op()).collect(),
             aa_control: None,
             trustworthy: false,
@@ -292,7 +316,7 @@ impl FusionCalibration {
         };
         let n_nodes = inst.nodes.len();
         let level = |latency: &Latency, speedup: &Estimate, ops: &Vec<String>, eq: &Equivalence| LevelResult {
-            latency: latency.clone(),
+            latency: *latency,
             speedup: *speedup,
             ort_ops: ops.clone(),
             fused_by_ort: kernel_count(ops) < n_nodes,
@@ -320,10 +344,59 @@ impl FusionCalibration {
         rec.aa_control = Some(c.aa_control);
         rec.trustworthy = c.aa_ok && rec.equivalent;
         rec.verdict = Some(crate::estimate::verdict(&head.speedup, NOISE));
+        if let Some(x) = &c.explicit {
+            rec.explicit = Some(level(&x.latency, &x.speedup, &x.ops, &x.equivalence));
+        }
+        if let Some(e) = &c.explicit_error {
+            rec.explicit_unavailable = Some(format!("{EXPLICIT_FAILED}{e}"));
+        }
         rec.extended = Some(ext);
         rec.all = Some(all);
+        rec.best_variant = best_variant(&rec).into();
         rec
     }
+
+    /// Record what the explicit rewrite gave: its kernels and note, or why there is no explicit variant
+    /// (kept when the measurement already said why).
+    pub fn with_explicit(mut self, kernels: Vec<String>, note: Option<String>, unavailable: Option<String>) -> Self {
+        self.explicit_kernels = kernels;
+        self.explicit_note = note.filter(|n| !n.is_empty());
+        if self.explicit_unavailable.is_none() {
+            self.explicit_unavailable = unavailable;
+        }
+        self
+    }
+
+    /// Whether the explicit variant was measured and its outputs agree with unfused.
+    pub fn explicit_agrees(&self) -> bool {
+        self.explicit.as_ref().is_some_and(|x| x.equivalence.passed)
+    }
+}
+
+/// Prefix of `explicit_unavailable` when the rewrite or its session failed (rather than ORT lacking a kernel).
+pub const EXPLICIT_FAILED: &str = "failed: ";
+
+/// `best_variant` when no fused variant is faster beyond the noise band.
+pub const BEST_UNFUSED: &str = "unfused";
+
+fn unfused_variant() -> String {
+    BEST_UNFUSED.into()
+}
+
+/// The fastest variant (lowest median latency) among those whose outputs agree and whose speedup CI lies
+/// above the noise band; `unfused` when there is none.
+pub fn best_variant(p: &FusionCalibration) -> &'static str {
+    let candidates = [("runtime_extended", &p.extended), ("runtime_all", &p.all), ("explicit", &p.explicit)];
+    candidates
+        .iter()
+        .filter_map(|(name, l)| {
+            let l = l.as_ref()?;
+            let faster = crate::estimate::verdict(&l.speedup, NOISE) == crate::estimate::Verdict::Faster;
+            (l.equivalence.passed && faster).then_some((*name, l.latency.median_ms))
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(name, _)| name)
+        .unwrap_or(BEST_UNFUSED)
 }
 
 /// Relative band around 1.00 inside which a speedup is called noise.

@@ -44,8 +44,10 @@ impl ConstValues {
                 if g.initializers.contains_key(c) || values.contains_key(c) || needed.contains(c) {
                     continue;
                 }
-                // a Constant node's value can be read straight from its attribute
-                if let Some(t) = constant_attribute(g, graph, c) {
+                // a value fixed by the input shapes, or a Constant node's attribute, is read directly
+                if let Some(t) = known_value(g, c) {
+                    values.insert(c.clone(), t);
+                } else if let Some(t) = constant_attribute(g, graph, c) {
                     values.insert(c.clone(), t);
                 } else {
                     needed.push(c.clone());
@@ -63,6 +65,19 @@ impl ConstValues {
     pub fn get(&self, name: &str) -> Option<&pb::TensorProto> {
         self.values.get(name)
     }
+}
+
+/// A small integer tensor whose value shape analysis found, as a tensor proto.
+fn known_value(g: &ModelGraph, tensor: &str) -> Option<pb::TensorProto> {
+    let t = g.tensor(tensor)?;
+    let v = t.value.as_ref()?;
+    let dims = t.shape.as_ref()?.iter().map(|&d| d as i64).collect();
+    let raw_data = match t.elem_type {
+        7 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        6 => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+        _ => return None,
+    };
+    Some(pb::TensorProto { name: tensor.into(), dims, data_type: t.elem_type, raw_data, ..Default::default() })
 }
 
 fn constant_attribute(g: &ModelGraph, graph: &pb::GraphProto, tensor: &str) -> Option<pb::TensorProto> {
@@ -88,10 +103,15 @@ fn run_constant_subgraph(loaded: &Loaded, g: &ModelGraph, needed: &[String]) -> 
     }
     let order: Vec<_> = g.order.iter().copied().filter(|n| nodes.contains(n)).collect();
     let mut used_inits = HashSet::new();
+    let mut known = vec![];
+    let produced: HashSet<&str> = order.iter().flat_map(|&n| g.node(n).outputs.iter().map(|s| s.as_str())).collect();
     for &n in &order {
         for i in g.node(n).real_inputs() {
             if g.initializers.contains_key(i) {
                 used_inits.insert(i.to_string());
+            } else if !produced.contains(i) && !known.iter().any(|t: &pb::TensorProto| t.name == i) {
+                // a value fixed by the input shapes enters as an initializer
+                known.push(known_value(g, i).ok_or_else(|| anyhow!("constant `{i}` has no known value"))?);
             }
         }
     }
@@ -101,6 +121,7 @@ fn run_constant_subgraph(loaded: &Loaded, g: &ModelGraph, needed: &[String]) -> 
         initializer: (0..graph.initializer.len())
             .filter(|&ix| used_inits.contains(&graph.initializer[ix].name))
             .map(|ix| loaded.initializer(ix))
+            .chain(known.into_iter().map(Ok))
             .collect::<Result<_>>()?,
         output: needed.iter().map(|t| value_info(t, g.tensor(t).map(|t| t.elem_type).unwrap_or(1), None)).collect(),
         ..Default::default()

@@ -1,4 +1,4 @@
-//! The command line: `fuseval inspect` and `fuseval bench`. Exit codes: 0 success; 2 bad input (a
+//! The command line: `fuseval inspect` (a model, or `--patterns`: the catalog) and `fuseval bench`. Exit codes: 0 success; 2 bad input (a
 //! model, a flag or an output directory the user must fix); 1 any other failure.
 
 use std::path::PathBuf;
@@ -20,9 +20,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Load a model, resolve its shapes and list every fusible pattern. No timing.
+    /// Load a model, resolve its shapes and list every fusible pattern. No timing. With --patterns, list
+    /// the pattern catalog instead: forms and fused kernels.
     Inspect {
-        model: PathBuf,
+        /// The model (not needed with --patterns).
+        #[arg(required_unless_present = "patterns", conflicts_with = "patterns")]
+        model: Option<PathBuf>,
+        /// List every pattern fuseval knows, its forms, and the fused kernel it maps to on CPU and CUDA.
+        #[arg(long)]
+        patterns: bool,
         /// Fix a dynamic input: NAME=DIMS, e.g. input_ids=1x128. Repeatable.
         #[arg(long = "input", value_name = "NAME=DIMS")]
         inputs: Vec<String>,
@@ -93,7 +99,17 @@ pub fn main() -> i32 {
 
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Inspect { model, inputs, json } => {
+        Command::Inspect { patterns: true, json, .. } => {
+            let c = report::catalog::catalog();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                print!("{}", report::catalog::catalog_text(&c));
+            }
+            Ok(0)
+        }
+        Command::Inspect { model, inputs, json, .. } => {
+            let model = model.ok_or_else(|| crate::error::user("inspect needs a MODEL (or --patterns)"))?;
             let p = prepare(&model, &parse_inputs(&inputs)?)?;
             let r = report::inspect::inspect_report(&p.loaded, &p.graph, &p.detection);
             if json {

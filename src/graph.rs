@@ -81,8 +81,11 @@ pub struct Tensor {
     pub dtype: &'static str,
     pub shape: Option<Vec<usize>>,
     pub bytes: Option<u64>,
-    /// An initializer, a `Constant` output, or computed only from constants.
+    /// An initializer, a `Constant` output, computed only from constants, or a small integer tensor
+    /// fixed by the input shapes (`Shape` arithmetic).
     pub constant: bool,
+    /// The value of a small integer tensor, where the fixed input shapes decide it.
+    pub value: Option<Vec<i64>>,
     pub initializer: bool,
     pub graph_input: bool,
     pub graph_output: bool,
@@ -177,8 +180,16 @@ impl ModelGraph {
             }
         }
 
-        // constants: initializers, then every deterministic node whose inputs are all constant
+        // constants: initializers, integer tensors whose value the fixed input shapes decide (shape
+        // arithmetic), then every deterministic node whose inputs are all constant
         let mut constant: HashSet<String> = initializers.keys().cloned().collect();
+        constant.extend(
+            loaded
+                .tensors
+                .iter()
+                .filter(|(n, t)| t.value.is_some() && producer.contains_key(*n))
+                .map(|(n, _)| n.clone()),
+        );
         for &id in &order {
             let n = &graph[id];
             if NONDETERMINISTIC.contains(&n.op.as_str()) {
@@ -211,6 +222,7 @@ impl ModelGraph {
                     shape,
                     bytes,
                     constant: constant.contains(&name),
+                    value: info.and_then(|i| i.value.clone()),
                     initializer: initializers.contains_key(&name),
                     graph_input: inputs.contains(&name),
                     graph_output: outputs.contains(&name),
@@ -276,10 +288,14 @@ impl ModelGraph {
     }
 
     /// Upstream nodes that compute the constant `tensor` (empty for initializers), in topological order.
+    /// The walk stops at tensors whose value is already known (shape arithmetic).
     pub fn constant_subgraph(&self, tensor: &str) -> Vec<NodeIndex> {
         let mut seen = HashSet::new();
         let mut stack = vec![tensor.to_string()];
         while let Some(t) = stack.pop() {
+            if t != tensor && self.tensors.get(&t).is_some_and(|x| x.value.is_some()) {
+                continue;
+            }
             if let Some(&p) = self.producer.get(&t) {
                 if seen.insert(p) {
                     stack.extend(self.graph[p].real_inputs().map(String::from));

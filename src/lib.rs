@@ -7,6 +7,7 @@ pub mod load;
 pub mod graph;
 pub mod patterns;
 pub mod carve;
+pub mod fuse;
 pub mod bench;
 pub mod runtime;
 pub mod estimate;

@@ -64,12 +64,17 @@ pub fn dims_string(dims: &[usize]) -> String {
     dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
 }
 
-/// A tensor's element type (ONNX code) and, when resolved, its concrete shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A tensor's element type (ONNX code), when resolved its concrete shape, and for small integer
+/// tensors whose value the fixed input shapes decide (`Shape` → `Gather` → `Concat` ...) that value.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TensorInfo {
     pub elem_type: i32,
     pub shape: Option<Vec<usize>>,
+    pub value: Option<Vec<i64>>,
 }
+
+/// Integer tensors up to this many elements keep the value tract found for them.
+const KNOWN_VALUE_MAX: usize = 64;
 
 /// A model input with its dimensions fixed.
 #[derive(Clone, Debug)]
@@ -370,9 +375,18 @@ fn tract_shapes(
         let shape = fact.shape.concretize().and_then(|dims| {
             dims.iter().map(|d| d.to_i64().ok().filter(|&v| v >= 0).map(|v| v as usize)).collect()
         });
-        out.insert(name.clone(), TensorInfo { elem_type, shape });
+        let value = if matches!(elem_type, 6 | 7) { fact.value.concretize().and_then(|t| int_values(&t)) } else { None };
+        out.insert(name.clone(), TensorInfo { elem_type, shape, value });
     }
     Ok(out)
+}
+
+fn int_values(t: &Tensor) -> Option<Vec<i64>> {
+    if t.len() > KNOWN_VALUE_MAX {
+        return None;
+    }
+    let t = t.cast_to::<i64>().ok()?;
+    t.to_plain_array_view::<i64>().ok().map(|a| a.iter().copied().collect())
 }
 
 /// Initializers above this many elements reach tract as typed inputs, not values: shapes never depend
@@ -435,16 +449,16 @@ fn fill_from_annotations(
 ) {
     for t in &graph.initializer {
         let shape = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
-        tensors.insert(t.name.clone(), TensorInfo { elem_type: t.data_type, shape });
+        tensors.insert(t.name.clone(), TensorInfo { elem_type: t.data_type, shape, value: None });
     }
     for i in inputs {
-        tensors.insert(i.name.clone(), TensorInfo { elem_type: i.elem_type, shape: Some(i.dims.clone()) });
+        tensors.insert(i.name.clone(), TensorInfo { elem_type: i.elem_type, shape: Some(i.dims.clone()), value: None });
     }
     for vi in graph.value_info.iter().chain(&graph.output) {
         let (elem_type, dims) = value_info_dims(vi);
         let entry = tensors
             .entry(vi.name.clone())
-            .or_insert(TensorInfo { elem_type: 0, shape: None });
+            .or_insert(TensorInfo::default());
         if entry.elem_type == 0 {
             entry.elem_type = elem_type;
         }

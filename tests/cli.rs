@@ -72,13 +72,18 @@ fn bench_quick_writes_four_outputs() {
     assert_eq!(cal.metadata.threads, 1);
     assert!(cal.metadata.quick);
     assert_eq!(cal.metadata.model_inputs["input_ids"], [1, 32]);
-    assert_eq!(cal.patterns_found_longest["Linear_Bias"], 11);
+    // per layer (2 layers): one attention block with its output linear, one FFN GELU, two Add+LayerNorm;
+    // plus the FFN's second linear per layer and the pooler
+    assert_eq!(cal.patterns_found_longest["MultiHead_Linear"], 2);
+    assert_eq!(cal.patterns_found_longest["Linear_Bias"], 3);
     assert_eq!(cal.patterns_found_longest["Linear_Bias_GELU"], 2);
     assert_eq!(cal.patterns_found_longest["Add_LayerNorm"], 5);
+    let longest: usize = cal.patterns_found_longest.values().sum();
+    assert_eq!(longest, 12);
     // every longest-match instance is covered by exactly one distinct result
     let covered: usize = cal.fusion_profiles.iter().map(|p| p.instances.len()).sum();
-    assert_eq!(covered, 18);
-    assert!(cal.fusion_profiles.len() < 18, "identical instances are measured once");
+    assert_eq!(covered, longest);
+    assert!(cal.fusion_profiles.len() < longest, "identical instances are measured once");
     for p in &cal.fusion_profiles {
         assert_eq!(p.status, Status::Measured, "{}: {:?}", p.fusion_pattern, p.skip_reason);
         assert!(p.unfused_latency_ms > 0.0 && p.fused_latency_ms > 0.0);
@@ -97,12 +102,12 @@ fn bench_quick_writes_four_outputs() {
     assert!(g["nodes"].as_array().unwrap().len() > 100);
     assert!(!g["edges"].as_array().unwrap().is_empty());
     let groups = g["groups"].as_array().unwrap();
-    assert!(groups.iter().filter(|x| !x["measurement"].is_null()).count() >= 18);
+    assert!(groups.iter().filter(|x| !x["measurement"].is_null()).count() >= longest);
 
     // graph.dot: one cluster per measured instance
     let dot = std::fs::read_to_string(out.join("graph.dot")).unwrap();
     assert!(dot.starts_with("digraph"));
-    assert!(dot.matches("subgraph cluster_").count() >= 18);
+    assert!(dot.matches("subgraph cluster_").count() >= longest);
 
     // annotated.onnx: loads back in ONNX Runtime, with results on the nodes
     let annotated = out.join("annotated.onnx");
@@ -110,7 +115,7 @@ fn bench_quick_writes_four_outputs() {
     let bytes = std::fs::read(&annotated).unwrap();
     let m: fuseval_pb::ModelProto = prost::Message::decode(bytes.as_slice()).unwrap();
     let g = m.graph.unwrap();
-    assert!(g.node.iter().filter(|n| n.doc_string.contains("fuseval")).count() >= 18 * 2);
+    assert!(g.node.iter().filter(|n| n.doc_string.contains("fuseval")).count() >= longest * 2);
     assert!(m.metadata_props.iter().any(|p| p.key == "fuseval.summary"));
 
     // a second run into the same directory is refused without --force
@@ -175,4 +180,74 @@ fn cuda_without_a_gpu_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("CUDA"), "{t}");
     assert!(!out.join("calibration.json").exists());
+}
+
+/// `bench --quick` of one single-pattern fixture; returns its calibration file and printed summary.
+fn bench_fixture(fixture: &str, name: &str) -> (CalibrationFile, String) {
+    let out = tmp(name);
+    let o = fuseval(&["bench", fixture, "--quick", "--threads", "1", "--no-whole-model", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cal: CalibrationFile = serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    (cal, String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn bench_measures_the_explicit_fused_kernel() {
+    let (cal, summary) = bench_fixture("fixtures/patterns/conv_bn_relu.onnx", "explicit-conv");
+    let p = cal.fusion_profiles.iter().find(|p| p.fusion_pattern == "Conv2d_BN_ReLU").expect("Conv2d_BN_ReLU measured");
+    assert_eq!(p.status, Status::Measured, "{:?}", p.skip_reason);
+    assert!(p.explicit_unavailable.is_none(), "{:?}", p.explicit_unavailable);
+    assert!(p.explicit_kernels.contains(&"com.microsoft.FusedConv".to_string()), "{:?}", p.explicit_kernels);
+    let x = p.explicit.as_ref().expect("explicit variant measured");
+    assert!(x.ort_ops.contains(&"com.microsoft.FusedConv".to_string()), "{:?}", x.ort_ops);
+    assert!(x.equivalence.passed, "{:?}", x.equivalence);
+    assert!(x.latency.median_ms > 0.0 && x.speedup.lo <= x.speedup.point && x.speedup.point <= x.speedup.hi);
+    assert!(["unfused", "runtime_extended", "runtime_all", "explicit"].contains(&p.best_variant.as_str()));
+    assert!(summary.contains("  Explicit: ") && summary.contains("com.microsoft.FusedConv"), "{summary}");
+    assert!(summary.contains("best: "), "{summary}");
+}
+
+#[test]
+fn bench_says_when_there_is_no_fused_kernel() {
+    let (cal, summary) = bench_fixture("fixtures/patterns/add_relu.onnx", "explicit-add-relu");
+    let p = cal.fusion_profiles.iter().find(|p| p.fusion_pattern == "Add_ReLU").expect("Add_ReLU measured");
+    assert_eq!(p.status, Status::Measured, "{:?}", p.skip_reason);
+    assert!(p.explicit.is_none());
+    let why = p.explicit_unavailable.as_deref().expect("explicit_unavailable says why");
+    assert!(!why.starts_with("failed"), "no kernel is not a failure: {why}");
+    assert!(summary.contains(&format!("  Explicit: none — {why}")), "{summary}");
+    // the runtime numbers are still there
+    assert!(p.unfused_latency_ms > 0.0 && p.fused_latency_ms > 0.0);
+}
+
+#[test]
+fn inspect_patterns_lists_the_catalog() {
+    let o = fuseval(&["inspect", "--patterns", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entries = v.as_array().unwrap();
+    assert_eq!(entries.len(), 18);
+    let keys: Vec<&str> = entries.iter().map(|e| e["key"].as_str().unwrap()).collect();
+    let want: Vec<&str> = fuseval::patterns::Pattern::ALL.iter().map(|p| p.key()).collect();
+    assert_eq!(keys, want);
+    for e in entries {
+        assert!(!e["forms"].as_array().unwrap().is_empty(), "{e}");
+        assert!(!e["kernel_cpu"].as_str().unwrap().is_empty() && !e["kernel_cuda"].as_str().unwrap().is_empty(), "{e}");
+    }
+    let cbr = entries.iter().find(|e| e["key"] == "Conv2d_BN_ReLU").unwrap();
+    assert!(cbr["kernel_cpu"].as_str().unwrap().contains("FusedConv"), "{cbr}");
+
+    let o = fuseval(&["inspect", "--patterns"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.starts_with("Pattern catalog: 18 patterns"), "{s}");
+    for k in want {
+        assert!(s.contains(&format!("\n{k} (")), "{k} missing in\n{s}");
+    }
+    assert_eq!(s.matches("  kernel: CPU ").count(), 18, "{s}");
+
+    // no model and no --patterns is a usage error
+    let o = fuseval(&["inspect"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use fuseval::estimate::Estimate;
 use fuseval::measure::{
-    check_equivalence, compare, random_inputs, Comparison, DType, InputSpec, Level, MeasureOptions,
-    ModelSource, OutputValues,
+    check_equivalence, compare, compare_variants, random_inputs, Comparison, DType, InputSpec,
+    Level, MeasureOptions, ModelSource, OutputValues,
 };
 use fuseval::runtime::{self, Ep, LibraryVars};
 use prost::Message;
@@ -88,6 +88,66 @@ fn model(
         ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// Like [`model`], also importing the `com.microsoft` contrib domain.
+fn ms_model(
+    nodes: Vec<pb::NodeProto>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: Vec<pb::ValueInfoProto>,
+    inits: Vec<pb::TensorProto>,
+) -> Vec<u8> {
+    let mut m = pb::ModelProto::decode(model(nodes, inputs, outputs, inits).as_slice()).unwrap();
+    m.opset_import.push(pb::OperatorSetIdProto {
+        domain: "com.microsoft".into(),
+        version: 1,
+    });
+    m.encode_to_vec()
+}
+
+fn ms_node(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+    pb::NodeProto {
+        domain: "com.microsoft".into(),
+        ..node(op, inputs, outputs)
+    }
+}
+
+fn string_attr(name: &str, v: &str) -> pb::AttributeProto {
+    pb::AttributeProto {
+        name: name.into(),
+        r#type: 3, // STRING
+        s: v.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// [`matmul_add_relu`] as one `com.microsoft.FusedGemm` (Gemm semantics, then `activation`), same weights,
+/// same input and output names.
+fn fused_gemm(activation: &str) -> Vec<u8> {
+    let mut n = ms_node("FusedGemm", &["x", "w", "bias"], &["y"]);
+    n.attribute.push(string_attr("activation", activation));
+    ms_model(
+        vec![n],
+        vec![value_info("x", DType::F32, &[64, 256])],
+        vec![value_info("y", DType::F32, &[64, 256])],
+        vec![
+            f32_initializer("w", &[256, 256], 1),
+            f32_initializer("bias", &[256], 2),
+        ],
+    )
+}
+
+/// [`matmul_add_relu`] with the Relu dropped: a plain `Gemm`, which computes something else.
+fn gemm_without_relu() -> Vec<u8> {
+    model(
+        vec![node("Gemm", &["x", "w", "bias"], &["y"])],
+        vec![value_info("x", DType::F32, &[64, 256])],
+        vec![value_info("y", DType::F32, &[64, 256])],
+        vec![
+            f32_initializer("w", &[256, 256], 1),
+            f32_initializer("bias", &[256], 2),
+        ],
+    )
 }
 
 const ADD_RELU_SHAPE: [i64; 4] = [1, 256, 56, 56];
@@ -239,6 +299,115 @@ fn model_from_a_path_works() {
     assert!(w.equivalence_all.passed);
 }
 
+// ---------- the explicit-fused variant ----------
+
+#[test]
+fn explicit_fused_gemm_agrees_and_is_timed_with_the_rest() {
+    setup();
+    let (bytes, inputs) = matmul_add_relu();
+    let explicit = fused_gemm("Relu");
+    let c = compare_variants(
+        ModelSource::Bytes(&bytes),
+        Some(&explicit),
+        &inputs,
+        &quick_opts(),
+    )
+    .expect("compare");
+    let x = c.explicit.as_ref().expect("explicit measured");
+    eprintln!(
+        "matmul+add+relu with explicit FusedGemm: {}\n  explicit {:.4} ms, speedup {:?}",
+        show(&c),
+        x.latency.median_ms,
+        x.speedup
+    );
+    assert_eq!(c.explicit_error, None);
+    assert_eq!(x.ops, ["com.microsoft.FusedGemm"]);
+    assert!(x.equivalence.passed, "{:?}", x.equivalence);
+    // two input sets and the bound outputs, like the other variants
+    assert_eq!(x.equivalence.outputs_compared, 3);
+    assert!(x.equivalence.max_abs_err < 1e-3);
+    assert_eq!(x.latency.samples, c.rounds, "timed in every round");
+    assert!(x.latency.median_ms > 0.0);
+    assert!(x.speedup.lo <= x.speedup.point && x.speedup.point <= x.speedup.hi);
+    // the other four are measured as before
+    assert!(c.equivalence_extended.passed && c.equivalence_all.passed);
+    assert_eq!(c.fused_ops_extended, ["com.microsoft.FusedGemm"]);
+    assert_eq!(c.unfused_ops, ["MatMul", "Add", "Relu"]);
+    // ORT's extended level makes the same FusedGemm: the two fused variants run the same kernel
+    let ratio = x.latency.median_ms / c.fused_extended.median_ms;
+    assert!((0.7..1.4).contains(&ratio), "explicit vs extended {ratio}");
+    let back: Comparison = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back.explicit.as_ref().map(|x| &x.ops), Some(&x.ops));
+}
+
+#[test]
+fn explicit_that_computes_something_else_fails_equivalence() {
+    setup();
+    let (bytes, inputs) = matmul_add_relu();
+    let wrong = gemm_without_relu();
+    let c = compare_variants(
+        ModelSource::Bytes(&bytes),
+        Some(&wrong),
+        &inputs,
+        &quick_opts(),
+    )
+    .expect("compare");
+    let x = c.explicit.as_ref().expect("explicit measured");
+    eprintln!("explicit without relu: {:?}", x.equivalence);
+    assert_eq!(x.ops, ["Gemm"]);
+    assert!(!x.equivalence.passed, "dropping the Relu must be caught");
+    assert!(x.equivalence.max_abs_err > 0.1, "{:?}", x.equivalence);
+    assert!(c.explicit_error.is_none());
+    // the runtime-fused variants are unaffected
+    assert!(c.equivalence_extended.passed && c.equivalence_all.passed);
+    assert!(c.aa_control.point > 0.0);
+}
+
+#[test]
+fn explicit_that_cannot_run_is_an_explicit_error_not_a_failure() {
+    setup();
+    let (bytes, inputs) = matmul_add_relu();
+    let unknown = ms_model(
+        vec![ms_node("NoSuchFusedOp", &["x", "w", "bias"], &["y"])],
+        vec![value_info("x", DType::F32, &[64, 256])],
+        vec![value_info("y", DType::F32, &[64, 256])],
+        vec![
+            f32_initializer("w", &[256, 256], 1),
+            f32_initializer("bias", &[256], 2),
+        ],
+    );
+    let c = compare_variants(
+        ModelSource::Bytes(&bytes),
+        Some(&unknown),
+        &inputs,
+        &quick_opts(),
+    )
+    .expect("the comparison goes on without the explicit variant");
+    let why = c.explicit_error.as_deref().expect("explicit_error set");
+    eprintln!("unknown op: {why}");
+    assert!(why.contains("NoSuchFusedOp"), "{why}");
+    assert!(c.explicit.is_none());
+    assert!(c.equivalence_extended.passed && c.equivalence_all.passed);
+    assert!(c.unfused.median_ms > 0.0 && c.fused_extended.median_ms > 0.0);
+    assert!(c.rounds >= quick_opts().min_rounds || c.budget_exhausted);
+
+    // an explicit model with other input names, and one that is not ONNX at all
+    let mut renamed = pb::ModelProto::decode(fused_gemm("Relu").as_slice()).unwrap();
+    let g = renamed.graph.as_mut().unwrap();
+    g.input[0].name = "x2".into();
+    g.node[0].input[0] = "x2".into();
+    let renamed = renamed.encode_to_vec();
+    for (what, m) in [
+        ("renamed input", renamed.as_slice()),
+        ("garbage", b"not onnx".as_slice()),
+    ] {
+        let c = compare_variants(ModelSource::Bytes(&bytes), Some(m), &inputs, &quick_opts())
+            .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+        eprintln!("{what}: {:?}", c.explicit_error);
+        assert!(c.explicit_error.is_some() && c.explicit.is_none(), "{what}");
+    }
+}
+
 // ---------- the A/A control ----------
 
 #[test]
@@ -293,6 +462,48 @@ fn aa_control_is_near_one_with_two_threads() {
             (0.97..=1.03).contains(&s.point),
             "identical graphs differ: {s:?}"
         );
+    }
+}
+
+/// Five sessions (an explicit model identical to the unfused one) must not unsettle the A/A control, and the
+/// identical explicit session must read 1.00 against unfused A too.
+#[test]
+fn aa_control_holds_with_five_sessions() {
+    setup();
+    let (bytes, inputs) = add_relu();
+    for threads in [1, 2] {
+        let mut opts = MeasureOptions::new(Ep::Cpu, threads, false);
+        opts.budget = std::time::Duration::from_secs(4);
+        let c = compare_variants(ModelSource::Bytes(&bytes), Some(&bytes), &inputs, &opts)
+            .expect("compare");
+        let x = c.explicit.as_ref().expect("explicit measured");
+        eprintln!(
+            "A/A add+relu, 5 sessions, threads={threads}: {}; explicit {:?}",
+            show(&c),
+            x.speedup
+        );
+        assert!(x.equivalence.passed);
+        assert_eq!(x.ops, ["Add", "Relu"]);
+        assert!(
+            (0.98..=1.02).contains(&c.aa_control.point),
+            "A/A point {:?}",
+            c.aa_control
+        );
+        if threads == 1 {
+            assert!(c.aa_ok, "A/A control {:?}", c.aa_control);
+        }
+        // the fifth session runs the same graph at the same level as unfused A
+        assert!(
+            (0.98..=1.02).contains(&x.speedup.point),
+            "identical explicit session differs: {:?}",
+            x.speedup
+        );
+        for s in [&c.speedup_extended, &c.speedup_all] {
+            assert!(
+                (0.97..=1.03).contains(&s.point),
+                "identical graphs differ: {s:?}"
+            );
+        }
     }
 }
 

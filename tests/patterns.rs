@@ -63,10 +63,20 @@ fn mini_resnet50_dynamo_counts() {
 
 fn assert_bert_counts(path: &str, gelu_form: &str, ln_form: &str) {
     let p = prep(path);
-    // per layer: Q, K, V, attention output and FFN output projections; plus the pooler
+    // per layer: the attention block (it swallows the Q, K, V and attention-output projections), the
+    // FFN's Linear+Bias+GELU and output projection, two Add+LayerNorm; plus the embeddings' LayerNorm
+    // and the pooler
     assert_eq!(
         counts(&p, true),
-        expect(&[(LinearBias, 11), (LinearBiasGelu, 2), (AddLayerNorm, 5)]),
+        expect(&[(MultiHeadLinear, 2), (LinearBias, 3), (LinearBiasGelu, 2), (AddLayerNorm, 5)]),
+        "{path}: longest-match counts"
+    );
+    // the projections are still found as sub-matches: Q, K, V, attention output, FFN in (inside the
+    // GELU match) and FFN out per layer, and the pooler
+    assert_eq!(counts(&p, false).get(&LinearBias), Some(&13), "{path}: all matches");
+    assert_eq!(
+        counts(&p, true),
+        expect(&[(MultiHeadLinear, 2), (LinearBias, 3), (LinearBiasGelu, 2), (AddLayerNorm, 5)]),
         "{path}: longest-match counts"
     );
     for i in p.detection.longest_instances() {
@@ -130,6 +140,21 @@ fn pattern_fixtures_positive() {
         ("add_relu", AddRelu, "Add+Relu"),
         ("add_layernorm_op", AddLayerNorm, "LayerNormalization"),
         ("add_layernorm_decomposed", AddLayerNorm, "decomposed"),
+        // issue 3: ReLU6 as Clip (bounds as inputs at opset 17, as attributes at opset 10)
+        ("conv_relu6", ConvRelu, "Conv+Clip"),
+        ("linear_relu6", LinearBiasRelu, "Gemm+Clip"),
+        // inference Dropout, added with onnx.helper (torch drops it from eval exports)
+        ("linear_bias_relu_dropout", LinearBiasReluDropout, "Gemm+Relu+Dropout (no-op in inference)"),
+        ("mlp_dropout", Mlp, "Gemm+Relu+Dropout+Gemm (Dropout: no-op in inference)"),
+        ("mul_add_relu", MulAddRelu, "Mul+Add+Relu"),
+        ("mul_add_relu_scalar", MulAddRelu, "Mul+Add+Relu"),
+        ("silu", SigmoidMul, "Sigmoid+Mul (SiLU)"),
+        ("sigmoid_gate", SigmoidMul, "Sigmoid+Mul (gated x·σ(g))"),
+        ("quickgelu", SigmoidMul, "Mul+Sigmoid+Mul (QuickGELU x·σ(αx))"),
+        ("hardswish", SigmoidMul, "HardSigmoid+Mul (hard-swish)"),
+        // the dequantization belongs to the pattern (ORT fuses it into MatMulNBits)
+        ("linear_quantized", LinearBias, "MatMul+Add (quantized weight)"),
+        ("linear_quantized_cast", LinearBias, "MatMul+Add (quantized weight)"),
     ];
     for (file, pattern, form) in cases {
         let p = prep(&format!("fixtures/patterns/{file}.onnx"));
@@ -163,6 +188,73 @@ fn middle_graph_output_prevents_the_match() {
 fn non_constant_weight_prevents_the_match() {
     let p = prep("fixtures/patterns/neg_nonconst_weight.onnx");
     assert!(p.detection.all.is_empty(), "{:?}", p.detection.all.iter().map(|i| i.pattern).collect::<Vec<_>>());
+}
+
+#[test]
+fn swiglu_is_found_beside_its_linears() {
+    let p = prep("fixtures/patterns/swiglu.onnx");
+    assert_eq!(counts(&p, true), expect(&[(LinearBias, 2), (SigmoidMul, 1)]));
+    let s = p.detection.longest_instances().find(|i| i.pattern == SigmoidMul).unwrap();
+    assert_eq!(s.form, "Sigmoid+Mul+Mul (SwiGLU x·SiLU(g))");
+    assert_eq!(s.node_names(&p.graph), ["/Sigmoid", "/Mul", "/Mul_1"]);
+    assert_eq!(s.inputs.len(), 2, "the gate and the up projection: {:?}", s.inputs);
+}
+
+#[test]
+fn quickgelu_keeps_its_gated_sub_match() {
+    let p = prep("fixtures/patterns/quickgelu.onnx");
+    let forms: Vec<&str> = p.detection.all.iter().map(|i| i.form.as_str()).collect();
+    assert_eq!(forms.len(), 2, "{forms:?}");
+    assert!(forms.contains(&"Sigmoid+Mul (gated x·σ(g))"), "{forms:?}");
+}
+
+#[test]
+fn a_shared_quantized_weight_is_dequantized_outside() {
+    // one DequantizeLinear feeds two MatMuls: each linear matches, the dequantization stays a constant
+    let p = prep("fixtures/patterns/linear_quantized_shared.onnx");
+    assert_eq!(counts(&p, true), expect(&[(LinearBias, 2)]));
+    for i in p.detection.longest_instances() {
+        assert_eq!(i.form, "MatMul+Add (quantized weight)");
+        assert_eq!(i.nodes.len(), 2, "{:?}", i.node_names(&p.graph));
+    }
+}
+
+#[test]
+fn a_read_dropout_mask_prevents_the_match() {
+    // the Dropout's mask is a model output: the Dropout is not a no-op to drop
+    let p = prep("fixtures/patterns/neg_dropout_mask.onnx");
+    assert_eq!(counts(&p, true), expect(&[(LinearBiasRelu, 1)]));
+    assert_eq!(counts(&p, false).get(&LinearBiasReluDropout), None);
+}
+
+#[test]
+fn dropout_in_training_mode_prevents_the_match() {
+    // torch keeps Dropout only in a training export, with a training_mode input: not a no-op
+    let p = prep("fixtures/patterns/neg_dropout_training.onnx");
+    assert_eq!(counts(&p, true), expect(&[(LinearBiasRelu, 1)]));
+    assert_eq!(counts(&p, false).get(&LinearBiasReluDropout), None);
+}
+
+#[test]
+fn non_constant_scale_prevents_mul_add_relu() {
+    let p = prep("fixtures/patterns/neg_mul_add_relu.onnx");
+    assert!(p.detection.all.is_empty(), "{:?}", p.detection.all.iter().map(|i| &i.form).collect::<Vec<_>>());
+}
+
+#[test]
+fn sigmoid_fan_out_prevents_silu() {
+    // σ(x) is read by the SiLU's Mul and by a second Mul
+    let p = prep("fixtures/patterns/neg_silu_fanout.onnx");
+    assert!(p.detection.all.is_empty(), "{:?}", p.detection.all.iter().map(|i| &i.form).collect::<Vec<_>>());
+}
+
+#[test]
+fn layernorm_over_another_axis_prevents_the_match() {
+    // decomposed: ReduceMean over axis 1 of [1,16,64]; op: LayerNormalization with axis=-2
+    for file in ["neg_layernorm_axis", "neg_layernorm_op_axis"] {
+        let p = prep(&format!("fixtures/patterns/{file}.onnx"));
+        assert_eq!(counts(&p, false).get(&AddLayerNorm), None, "{file}");
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use fuseval::calibration::{
     CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL, SCHEMA_VERSION,
 };
 use fuseval::estimate::{Estimate, Verdict};
-use fuseval::measure::{aa_ok, Comparison, Equivalence, Latency, WholeModel};
+use fuseval::measure::{aa_ok, Comparison, Equivalence, ExplicitResult, Latency, WholeModel};
 use fuseval::patterns::{Instance, Pattern};
 use fuseval::report::{self, dot, inspect, summary, warnings};
 use fuseval::runtime::{Ep, Hardware};
@@ -46,16 +46,33 @@ fn equivalence(passed: bool, err: f64) -> Equivalence {
 #[derive(Clone, Copy)]
 struct Shape {
     speedup: f64,
+    /// Speedup at the full level.
+    all: f64,
     aa: Estimate,
     agree: bool,
     budget_exhausted: bool,
+    /// The explicit-fused variant: its speedup and whether its outputs agree; `None`: no kernel.
+    explicit: Option<(f64, bool)>,
+    /// The explicit session failed (overrides `explicit`).
+    explicit_error: bool,
 }
 
 impl Default for Shape {
     fn default() -> Self {
-        Shape { speedup: 2.5, aa: est(1.0, 0.01), agree: true, budget_exhausted: false }
+        Shape {
+            speedup: 2.5,
+            all: 2.2,
+            aa: est(1.0, 0.01),
+            agree: true,
+            budget_exhausted: false,
+            explicit: Some((2.7, true)),
+            explicit_error: false,
+        }
     }
 }
+
+const NO_KERNEL: &str = "ORT has no fused Conv+BN+ReLU kernel on CPU";
+const EXPLICIT_NOTE: &str = "BN folded into the Conv weights";
 
 fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
     let fused = unfused_ms / s.speedup;
@@ -63,9 +80,9 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
         unfused: latency(unfused_ms),
         unfused_control: latency(unfused_ms),
         fused_extended: latency(fused),
-        fused_all: latency(unfused_ms / 2.2),
+        fused_all: latency(unfused_ms / s.all),
         speedup_extended: est(s.speedup, 0.05),
-        speedup_all: est(2.2, 0.05),
+        speedup_all: est(s.all, 0.05),
         aa_ok: aa_ok(&s.aa),
         aa_control: s.aa,
         equivalence_extended: equivalence(s.agree, if s.agree { 3e-6 } else { 0.2 }),
@@ -73,6 +90,13 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
         fused_ops_extended: vec!["com.microsoft.FusedConv".into()],
         fused_ops_all: vec!["ReorderInput".into(), "com.microsoft.nchwc.Conv".into(), "ReorderOutput".into()],
         unfused_ops: vec!["Conv".into(), "BatchNormalization".into(), "Relu".into()],
+        explicit: s.explicit.filter(|_| !s.explicit_error).map(|(speedup, agree)| ExplicitResult {
+            latency: latency(unfused_ms / speedup),
+            speedup: est(speedup, 0.05),
+            equivalence: equivalence(agree, if agree { 2e-6 } else { 0.5 }),
+            ops: vec!["com.microsoft.FusedConv".into()],
+        }),
+        explicit_error: s.explicit_error.then(|| "creating explicit fused session: no kernel for NoSuchOp".into()),
         rounds: 30,
         iters_per_round: 8,
         budget_exhausted: s.budget_exhausted,
@@ -117,7 +141,12 @@ fn calibration(p: &Prepared, shape: Shape) -> CalibrationFile {
         let group: Vec<&Instance> = vec![inst];
         let rec = if longest.contains(&i) {
             let c = comparison(1.0, shape);
-            FusionCalibration::new(g, &group, Ok(&c), inst.signature(g))
+            let rec = FusionCalibration::new(g, &group, Ok(&c), inst.signature(g));
+            if shape.explicit.is_some() {
+                rec.with_explicit(vec!["com.microsoft.FusedConv".into()], Some(EXPLICIT_NOTE.into()), None)
+            } else {
+                rec.with_explicit(vec![], None, Some(NO_KERNEL.into()))
+            }
         } else {
             FusionCalibration::new(g, &group, Err(SKIP_REASON.into()), inst.signature(g))
         };
@@ -632,13 +661,18 @@ fn reports_survive_odd_input() {
 fn inspect_counts_longest_and_all_matches() {
     let p = prepared(&fixture("tiny_bert_legacy.onnx"));
     let r = inspect::inspect_report(&p.loaded, &p.graph, &p.detection);
+    // per layer: one attention block (its Q/K/V and output linears inside), one FFN GELU, two
+    // Add+LayerNorm; plus the embeddings' Add+LayerNorm, each layer's second FFN linear and the pooler
     let want: BTreeMap<String, usize> =
-        [("Add_LayerNorm", 5), ("Linear_Bias", 11), ("Linear_Bias_GELU", 2)].map(|(k, v)| (k.to_string(), v)).into();
+        [("Add_LayerNorm", 5), ("Linear_Bias", 3), ("Linear_Bias_GELU", 2), ("MultiHead_Linear", 2)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
     assert_eq!(r.patterns_longest, want);
-    // the two GELU layers each hold a Linear+Bias sub-match
+    // the GELU layers and the attention blocks hold Linear+Bias sub-matches, the blocks an attention head
     assert_eq!(r.patterns_all["Linear_Bias"], 13);
+    assert_eq!(r.patterns_all["Attention_Head"], 2);
     assert_eq!(r.instances.len(), r.patterns_all.values().sum::<usize>());
-    assert_eq!(r.instances.iter().filter(|i| i.longest).count(), 18);
+    assert_eq!(r.instances.iter().filter(|i| i.longest).count(), 12);
     assert!(r.instances.iter().all(|i| i.measurable));
     assert_eq!(r.num_nodes, 335);
     assert_eq!(r.opset, 14);
@@ -654,20 +688,21 @@ fn inspect_counts_longest_and_all_matches() {
         "Model: ",
         "input_ids  i64  1x128",
         "Constant 107",
-        "Linear + Bias (Linear_Bias): 11 longest-match / 13 all matches, 3 distinct",
+        "Linear + Bias (Linear_Bias): 3 longest-match / 13 all matches, 2 distinct",
         "Linear + Bias + GELU (Linear_Bias_GELU): 2 longest-match / 2 all matches, 1 distinct",
-        "Add + LayerNorm (Add_LayerNorm): 5 longest-match / 5 all matches, 1 distinct",
-        "×8 1x128x64 → 1x128x64  (W 64x64, MatMul+Add)",
-        "+ 2 inside longer matches (1 distinct; measured only with --all-patterns)",
+        "Add + LayerNorm (Add_LayerNorm): 5 longest-match / 5 all matches, 2 distinct",
+        "×2 1x128x128 → 1x128x64  (W 128x64, MatMul+Add)",
+        "+ 10 inside longer matches (2 distinct; measured only with --all-patterns)",
+        "MultiHead(Q,K,V) + Linear (MultiHead_Linear): 2 longest-match / 2 all matches",
         "/m/encoder/layer.0/intermediate/dense/MatMul, ... (+5), /m/encoder/layer.0/intermediate/intermediate_act_fn/Mul_1",
-        "... and 5 more",
-        "Total: 18 longest-match instances (5 distinct, what `fuseval bench` measures) / 20 all matches",
+        "... and 1 more",
+        "Total: 12 longest-match instances (7 distinct, what `fuseval bench` measures) / 28 all matches",
         "warning: input `input_ids` axis 0",
     ] {
         assert!(t.contains(e), "missing {e:?} in\n{t}");
     }
     let json = serde_json::to_value(&r).unwrap();
-    assert_eq!(json["patterns_longest"]["Linear_Bias"], 11);
+    assert_eq!(json["patterns_longest"]["Linear_Bias"], 3);
     assert_eq!(json["instances"][0]["input_shapes"][0]["shape"], serde_json::json!([1, 128, 64]));
 }
 
@@ -709,4 +744,135 @@ fn write_outputs_on_bert_base() {
     let size = |f: &str| std::fs::metadata(dir.path().join(f)).unwrap().len();
     assert!(size("annotated.onnx") >= std::fs::metadata(&path).unwrap().len());
     let _ = summary::summary_text(&cal);
+}
+
+// ---------- the explicit-fused variant and the best variant ----------
+
+#[test]
+fn explicit_variant_in_summary_dot_onnx_and_json() {
+    let p = conv_bn_relu();
+    let cal = calibration(&p, Shape::default());
+    let rec = cal.fusion_profiles.iter().find(|f| f.status == Status::Measured).unwrap();
+    assert_eq!(rec.best_variant, "explicit", "2.7× beats 2.5× and 2.2×");
+    assert_eq!(rec.explicit_kernels, ["com.microsoft.FusedConv"]);
+    assert_eq!(rec.explicit_note.as_deref(), Some(EXPLICIT_NOTE));
+    assert!(rec.explicit_unavailable.is_none());
+    let x = rec.explicit.as_ref().unwrap();
+    assert_eq!(x.ort_ops, ["com.microsoft.FusedConv"]);
+    assert!(x.fused_by_ort && x.equivalence.passed);
+    // the headline stays the runtime extended level
+    assert_eq!(rec.speedup_factor, 2.5);
+
+    let s = summary::summary_text(&cal);
+    for e in [
+        "  Explicit: 0.37 ms  com.microsoft.FusedConv  2.70× [2.65, 2.75]  outputs agree  (BN folded into the Conv weights)",
+        "best: explicit",
+        "Explicit-fused: 1 of 1 distinct measured (1 with outputs that agree); best variant: explicit 1, runtime_extended 0, runtime_all 0, unfused 0",
+    ] {
+        assert!(s.contains(e), "missing {e:?} in\n{s}");
+    }
+    // the explicit line is the third line of the entry
+    let entry: Vec<&str> = s.lines().skip_while(|l| !l.starts_with("Conv2d + BatchNorm + ReLU")).take(4).collect();
+    assert!(entry[1].starts_with("  Unfused:") && entry[2].starts_with("  Fused:") && entry[3].starts_with("  Explicit:"), "{entry:#?}");
+
+    let dot = dot::graph_dot(&cal, &p.graph, &p.detection);
+    assert!(dot.contains("explicit FusedConv 2.70× [2.65, 2.75]; best explicit"), "{dot}");
+
+    let doc = report::onnx::doc_line(rec);
+    assert!(doc.contains("; explicit com.microsoft.FusedConv 2.70× [2.65, 2.75], 0.37 ms; best explicit; A/A 1.00"), "{doc}");
+
+    // graph.json groups embed the record, so they carry all three variants and the best
+    let g = serde_json::to_value(report::graph_json::graph_json(&cal, &p.graph, &p.detection)).unwrap();
+    let group = g["groups"].as_array().unwrap().iter().find(|x| x["pattern"] == "Conv2d_BN_ReLU").unwrap();
+    let m = &group["measurement"];
+    assert_eq!(m["best_variant"], "explicit");
+    for k in ["extended", "all", "explicit"] {
+        assert!(m[k]["latency"]["median_ms"].as_f64().unwrap() > 0.0, "{k}: {m}");
+    }
+    assert_eq!(m["explicit"]["ort_ops"], serde_json::json!(["com.microsoft.FusedConv"]));
+}
+
+#[test]
+fn no_kernel_says_so_and_best_is_runtime() {
+    let p = conv_bn_relu();
+    let cal = calibration(&p, Shape { explicit: None, ..Default::default() });
+    let rec = cal.fusion_profiles.iter().find(|f| f.status == Status::Measured).unwrap();
+    assert!(rec.explicit.is_none());
+    assert_eq!(rec.explicit_unavailable.as_deref(), Some(NO_KERNEL));
+    assert_eq!(rec.best_variant, "runtime_extended", "0.40 ms beats the full level's 0.45 ms");
+    let s = summary::summary_text(&cal);
+    assert!(s.contains(&format!("  Explicit: none — {NO_KERNEL}")), "{s}");
+    assert!(s.contains("best: runtime_extended"), "{s}");
+    assert!(dot::graph_dot(&cal, &p.graph, &p.detection).contains("explicit: none; best runtime_extended"));
+    assert!(report::onnx::doc_line(rec).contains(&format!("explicit: none ({NO_KERNEL}); best runtime_extended")));
+    // no kernel is not a problem to warn about
+    assert!(!warnings::warnings(&cal).iter().any(|w| w.contains("explicit")), "{:#?}", warnings::warnings(&cal));
+}
+
+#[test]
+fn explicit_that_disagrees_is_reported_not_a_speedup() {
+    let p = conv_bn_relu();
+    let cal = calibration(&p, Shape { explicit: Some((5.0, false)), ..Default::default() });
+    let rec = cal.fusion_profiles.iter().find(|f| f.status == Status::Measured).unwrap();
+    assert!(!rec.explicit_agrees());
+    assert_eq!(rec.best_variant, "runtime_extended", "a wrong kernel is never best, however fast");
+    // the runtime levels still agree: the record itself stays trustworthy
+    assert!(rec.equivalent && rec.trustworthy);
+    let s = summary::summary_text(&cal);
+    assert!(s.contains("  Explicit: 0.20 ms  com.microsoft.FusedConv  speedup not reported: OUTPUTS DISAGREE (max abs err 5e-1)"), "{s}");
+    assert!(!s.contains("5.00×"), "{s}");
+    let w = warnings::warnings(&cal);
+    assert!(
+        w.iter().any(|w| w.starts_with("the explicit-fused model of Conv2d_BN_ReLU at `/conv/Conv` computes something else (max abs err 5e-1)")),
+        "{w:#?}"
+    );
+    assert!(dot::graph_dot(&cal, &p.graph, &p.detection).contains("explicit FusedConv outputs disagree; best runtime_extended"));
+    assert!(report::onnx::doc_line(rec).contains("explicit com.microsoft.FusedConv outputs disagree"));
+}
+
+#[test]
+fn explicit_session_failure_is_recorded_and_warned() {
+    let p = conv_bn_relu();
+    let cal = calibration(&p, Shape { explicit_error: true, ..Default::default() });
+    let rec = cal.fusion_profiles.iter().find(|f| f.status == Status::Measured).unwrap();
+    assert!(rec.explicit.is_none());
+    let why = rec.explicit_unavailable.as_deref().unwrap();
+    assert!(why.starts_with("failed: ") && why.contains("NoSuchOp"), "{why}");
+    // the kernels the rewrite used are still recorded
+    assert_eq!(rec.explicit_kernels, ["com.microsoft.FusedConv"]);
+    assert_eq!(rec.best_variant, "runtime_extended");
+    let s = summary::summary_text(&cal);
+    assert!(s.contains("  Explicit: failed: creating explicit fused session"), "{s}");
+    let w = warnings::warnings(&cal);
+    assert!(
+        w.iter().any(|w| w.starts_with("1 explicit-fused variant could not be measured; the first, Conv2d_BN_ReLU at `/conv/Conv`: creating explicit")),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn best_is_unfused_when_nothing_is_faster_beyond_noise() {
+    let p = conv_bn_relu();
+    let cal = calibration(&p, Shape { speedup: 1.01, all: 0.9, explicit: Some((1.0, true)), ..Default::default() });
+    let rec = cal.fusion_profiles.iter().find(|f| f.status == Status::Measured).unwrap();
+    assert_eq!(rec.best_variant, "unfused");
+    // a skipped record has nothing faster either
+    let skipped = cal.fusion_profiles.iter().find(|f| f.status == Status::Skipped).unwrap();
+    assert_eq!(skipped.best_variant, "unfused");
+    assert!(skipped.explicit.is_none());
+}
+
+#[test]
+fn calibration_json_without_explicit_fields_still_parses() {
+    let p = conv_bn_relu();
+    let cal = calibration(&p, Shape::default());
+    let mut v = serde_json::to_value(&cal).unwrap();
+    for rec in v["fusion_profiles"].as_array_mut().unwrap() {
+        let o = rec.as_object_mut().unwrap();
+        for k in ["explicit", "explicit_kernels", "explicit_note", "explicit_unavailable", "best_variant"] {
+            assert!(o.remove(k).is_some(), "{k} is written");
+        }
+    }
+    let back: CalibrationFile = serde_json::from_value(v).unwrap();
+    assert!(back.fusion_profiles.iter().all(|r| r.explicit.is_none() && r.best_variant == "unfused"));
 }

@@ -1,19 +1,22 @@
-//! The timing harness: one model, four ORT sessions, honest statistics.
+//! The timing harness: one model, four (or five) ORT sessions, honest statistics.
 //!
 //! [`compare`] builds four sessions of the same model in the same environment: unfused A (`Disable`),
 //! unfused B (`Disable`, an independent second session: the A/A control), fused-extended and fused-all.
-//! All four get the same seeded random inputs, bound once with pre-allocated outputs (IoBinding), so
-//! allocation and page faults stay out of the timing. After checking the fused outputs against unfused A
-//! (on two input sets, and through the binding), it times interleaved rounds: each round runs every session
-//! for `k` back-to-back iterations in a freshly shuffled order (cut into sub-slices whose median drops
+//! [`compare_variants`] may add a fifth: an explicit-fused model (the same computation rewritten by
+//! `crate::fuse` into ORT's fused kernel) at `Disable`, so it measures the kernel and not the optimiser.
+//! All sessions get the same seeded random inputs, bound once with pre-allocated outputs (IoBinding), so
+//! allocation and page faults stay out of the timing. After checking every fused variant's outputs against
+//! unfused A (on two input sets, and through the binding), it times interleaved rounds: each round runs every
+//! session for `k` back-to-back iterations in a freshly shuffled order (cut into sub-slices whose median drops
 //! preempted ones), and the speedups are per-round ratios `A / fused`, summarised by their median with a
 //! 95% CI. The A/A ratio `A / B` must come out at 1.00; if it does not, the host was too noisy to trust the
-//! other numbers ([`Comparison::aa_ok`]).
+//! other numbers ([`Comparison::aa_ok`]). An explicit model that fails to build or run is dropped with its
+//! reason ([`Comparison::explicit_error`]); the other four are measured regardless.
 //!
-//! Sameness: the four sessions read the same input tensors, write the same output tensors, take
-//! intermediates from one shared arena and (with more than one thread) run on one shared thread pool, so
-//! no session is luckier than another in cache placement or thread scheduling. All measurement in a
-//! process is serialised by one global lock.
+//! Sameness: the sessions read the same input tensors, write the same output tensors, take intermediates from
+//! one shared arena and (with more than one thread) run on one shared thread pool, so no session is luckier
+//! than another in cache placement or thread scheduling. All measurement in a process is serialised by one
+//! global lock.
 
 mod equivalence;
 mod inputs;
@@ -37,7 +40,7 @@ pub use self::equivalence::{check_equivalence, tolerance, Equivalence, OutputVal
 pub use self::inputs::{f16_to_f32, f32_to_f16, random_inputs, HostTensor};
 pub use self::session::model_ops;
 use self::session::Variant;
-use self::timing::{ALL, CONTROL, EXTENDED, UNFUSED};
+use self::timing::{ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
 use crate::estimate::{median_ci, Estimate};
 use crate::runtime::Ep;
 
@@ -197,7 +200,8 @@ pub struct MeasureOptions {
     pub quick: bool,
     /// Seeds inputs, round order and bootstrap.
     pub seed: u64,
-    /// Stop once both fused speedup CIs are within ± this fraction of their point.
+    /// Stop once the A/A and every fused speedup CI (explicit too, when its outputs agree) are within ± this
+    /// fraction of their point.
     pub target_rel_ci: f64,
     /// Time budget per comparison (warm-up and rounds; session building not included).
     pub budget: Duration,
@@ -294,12 +298,30 @@ pub struct Comparison {
     pub fused_ops_extended: Vec<String>,
     pub fused_ops_all: Vec<String>,
     pub unfused_ops: Vec<String>,
+    /// The explicit-fused model's result, when one was given and it ran.
+    #[serde(default)]
+    pub explicit: Option<ExplicitResult>,
+    /// Why an explicit-fused model that was given could not be built or run (the other variants are measured).
+    #[serde(default)]
+    pub explicit_error: Option<String>,
     pub rounds: usize,
     pub iters_per_round: usize,
     pub budget_exhausted: bool,
     pub wall_s: f64,
     pub threads: usize,
     pub ep: Ep,
+}
+
+/// The explicit-fused variant: fuseval's rewrite into ORT's fused kernel, run with optimisations disabled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExplicitResult {
+    pub latency: Latency,
+    /// `unfused A / explicit`, per round, like the other speedups. Meaningless when `equivalence` failed.
+    pub speedup: Estimate,
+    /// Against unfused A, like the runtime-fused levels.
+    pub equivalence: Equivalence,
+    /// Ops of the explicit model as given, e.g. `["com.microsoft.FusedConv"]`.
+    pub ops: Vec<String>,
 }
 
 /// Median per-round ratio with its CI ([`median_ci`]), widened to at least `±SESSION_FLOOR`.
@@ -379,8 +401,22 @@ pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> 
 }
 
 /// Build the four sessions, check equivalence, time them, and summarise. See the module docs.
+/// The same as [`compare_variants`] without an explicit-fused model.
 pub fn compare(
     model: ModelSource<'_>,
+    inputs: &[InputSpec],
+    opts: &MeasureOptions,
+) -> Result<Comparison> {
+    compare_variants(model, None, inputs, opts)
+}
+
+/// [`compare`], plus an optional explicit-fused model: the same computation rewritten into a fused kernel (same
+/// input and output names and shapes). It becomes a fifth session at [`Level::Disable`], interleaved in the same
+/// rounds and checked against unfused A. If it cannot be built or run, [`Comparison::explicit_error`] says why
+/// and the other four are measured as usual.
+pub fn compare_variants(
+    model: ModelSource<'_>,
+    explicit: Option<&[u8]>,
     inputs: &[InputSpec],
     opts: &MeasureOptions,
 ) -> Result<Comparison> {
@@ -411,7 +447,7 @@ pub fn compare(
     let values2 = session::to_ort_values(&set2)?;
 
     let tmp = TempDir::new().context("creating a temporary directory for optimised models")?;
-    let plan: [(&'static str, Level, Option<PathBuf>); 4] = [
+    let plan: [(&'static str, Level, Option<PathBuf>); 5] = [
         ("unfused", Level::Disable, None),
         ("unfused control", Level::Disable, None),
         (
@@ -420,19 +456,48 @@ pub fn compare(
             Some(tmp.0.join("extended.onnx")),
         ),
         ("fused all", Level::All, Some(tmp.0.join("all.onnx"))),
+        ("explicit fused", Level::Disable, None),
     ];
+
+    // The explicit model's ops are its own (it runs unoptimised); a model that does not even parse is an
+    // explicit error, not a failed comparison.
+    let mut explicit_error: Option<String> = None;
+    let mut explicit_ops = vec![];
+    let mut explicit = explicit;
+    if let Some(bytes) = explicit {
+        match model_ops(bytes) {
+            Ok(ops) => explicit_ops = ops,
+            Err(e) => {
+                explicit_error = Some(format!("the explicit-fused model does not parse: {e:#}"));
+                explicit = None;
+            }
+        }
+    }
 
     // Sessions and their plain runs on both input sets, built in a seeded random order: the first session
     // created gets first pick of the shared arena, and that must not always be the same role.
-    let mut build_order = [UNFUSED, CONTROL, EXTENDED, ALL];
+    let mut build_order = vec![UNFUSED, CONTROL, EXTENDED, ALL];
+    if explicit.is_some() {
+        build_order.push(EXPLICIT);
+    }
     build_order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0062_7569_6c64));
-    let mut built: [Option<Built>; 4] = Default::default();
+    let mut built: [Option<Built>; 5] = Default::default();
     let mut ops: [Vec<String>; 4] = Default::default();
-    for (n, &i) in build_order.iter().enumerate() {
+    let mut inputs_checked = false;
+    for &i in &build_order {
         let (label, level, optimized) = &plan[i];
+        if i == EXPLICIT {
+            let source = ModelSource::Bytes(explicit.unwrap_or_default());
+            match build_explicit(source, opts, &set1, &names, &values1, &values2) {
+                Ok(b) => built[i] = Some(b),
+                Err(e) => explicit_error = Some(format!("{e:#}")),
+            }
+            continue;
+        }
         let mut s = session::build_session(model, *level, opts, optimized.as_deref(), label)?;
-        if n == 0 {
+        if !inputs_checked {
             session::check_inputs(&s, &set1).context("checking inputs against the model")?;
+            inputs_checked = true;
         }
         if let Some(p) = optimized {
             let bytes = std::fs::read(p).with_context(|| {
@@ -448,44 +513,69 @@ pub fn compare(
         let out2 = session::run_plain(&mut s, &names, &values2, label)?;
         built[i] = Some((s, out1, out2));
     }
-    let mut sessions = Vec::with_capacity(4);
-    let mut plain1 = Vec::with_capacity(4);
-    let mut plain2 = Vec::with_capacity(4);
+    let mut sessions = Vec::with_capacity(5);
+    let mut plain1 = Vec::with_capacity(5);
+    let mut plain2 = Vec::with_capacity(5);
     for (i, b) in built.into_iter().enumerate() {
-        let (s, out1, out2) = b.with_context(|| format!("internal: session {i} was not built"))?;
+        let Some((s, out1, out2)) = b else {
+            if i < EXPLICIT {
+                bail!("internal: session {i} was not built");
+            }
+            continue;
+        };
         sessions.push((s, plan[i].0));
         plain1.push(out1);
         plain2.push(out2);
     }
-    // All four share the input tensors and, when the shapes agree (they should: same model), one set of output
-    // tensors, so every session reads and writes the very same memory.
+    // All sessions share the input tensors and, when the shapes agree (they should: same model), one set of
+    // output tensors, so every session reads and writes the very same memory.
     let mut out_sets = vec![session::Outputs::allocate(&plain1[UNFUSED])?];
-    let mut out_set_of = Vec::with_capacity(4);
-    let mut variants = Vec::with_capacity(4);
+    let mut out_set_of = Vec::with_capacity(5);
+    let mut variants = Vec::with_capacity(5);
     for (i, (s, label)) in sessions.into_iter().enumerate() {
         let k = if out_sets[0].fits(&plain1[i]) {
             0
         } else {
-            out_sets.push(session::Outputs::allocate(&plain1[i])?);
+            match session::Outputs::allocate(&plain1[i]) {
+                Ok(o) => out_sets.push(o),
+                Err(e) if i == EXPLICIT => {
+                    explicit_error = Some(format!("{e:#}"));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
             out_sets.len() - 1
         };
+        match session::bind(s, &names, &values1, &mut out_sets[k], label) {
+            Ok(v) => variants.push(v),
+            Err(e) if i == EXPLICIT => {
+                explicit_error = Some(format!("{e:#}"));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
         out_set_of.push(k);
-        variants.push(session::bind(s, &names, &values1, &mut out_sets[k], label)?);
     }
-    let variants: [Variant; 4] = variants
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("internal: expected four sessions"))?;
 
     // What the bound runs (the timed path) compute, read right after each one.
-    let mut bound = Vec::with_capacity(4);
-    for (v, &k) in variants.iter().zip(&out_set_of) {
-        v.run_bound()?;
-        bound.push(
+    let mut bound = Vec::with_capacity(5);
+    for (i, (v, &k)) in variants.iter().zip(&out_set_of).enumerate() {
+        let read = v.run_bound().and_then(|()| {
             out_sets[k]
                 .read()
-                .with_context(|| format!("reading {} outputs", v.label))?,
-        );
+                .with_context(|| format!("reading {} outputs", v.label))
+        });
+        match read {
+            Ok(o) => bound.push(o),
+            Err(e) if i == EXPLICIT => {
+                explicit_error = Some(format!("{e:#}"));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
     }
+    // Whatever failed above, the explicit variant either has everything or is dropped.
+    variants.truncate(bound.len());
 
     // Equivalence on both input sets and through the binding, before spending the time budget.
     let equiv = |i: usize| {
@@ -503,11 +593,37 @@ pub fn compare(
     }
     let equivalence_extended = equiv(EXTENDED);
     let equivalence_all = equiv(ALL);
+    let equivalence_explicit = (variants.len() > EXPLICIT).then(|| equiv(EXPLICIT));
 
-    let rounds = timing::run_rounds(&variants, opts).context("timing rounds")?;
+    // The stopping rule waits for the explicit ratio only when its outputs agree: a wrong kernel is timed
+    // (its latency is shown) but its speedup is never reported, so its CI does not matter.
+    let mut wait_for = vec![EXTENDED, ALL];
+    if equivalence_explicit.as_ref().is_some_and(|e| e.passed) {
+        wait_for.push(EXPLICIT);
+    }
+    let refs: Vec<&Variant> = variants.iter().collect();
+    let rounds = match timing::run_rounds(&refs, &wait_for, opts) {
+        Ok(r) => r,
+        Err(f) if f.variant == EXPLICIT => {
+            explicit_error = Some(format!("{:#}", f.error));
+            timing::run_rounds(&refs[..EXPLICIT], &[EXTENDED, ALL], opts)
+                .map_err(|f| f.error)
+                .context("timing rounds")?
+        }
+        Err(f) => return Err(f.error.context("timing rounds")),
+    };
 
     let seed = opts.seed;
     let aa_control = ratio_estimate(&rounds.ratios(UNFUSED, CONTROL), seed ^ 1);
+    let explicit_result = match (rounds.times.len() > EXPLICIT, equivalence_explicit) {
+        (true, Some(equivalence)) => Some(ExplicitResult {
+            latency: Latency::from_seconds(&rounds.times[EXPLICIT], seed ^ 8),
+            speedup: ratio_estimate(&rounds.ratios(UNFUSED, EXPLICIT), seed ^ 9),
+            equivalence,
+            ops: explicit_ops,
+        }),
+        _ => None,
+    };
     Ok(Comparison {
         unfused: Latency::from_seconds(&rounds.times[UNFUSED], seed ^ 2),
         unfused_control: Latency::from_seconds(&rounds.times[CONTROL], seed ^ 3),
@@ -522,6 +638,8 @@ pub fn compare(
         fused_ops_extended: std::mem::take(&mut ops[EXTENDED]),
         fused_ops_all: std::mem::take(&mut ops[ALL]),
         unfused_ops,
+        explicit: explicit_result,
+        explicit_error,
         rounds: rounds.times[UNFUSED].len(),
         iters_per_round: rounds.iters,
         budget_exhausted: rounds.budget_exhausted,
@@ -529,6 +647,24 @@ pub fn compare(
         threads: opts.threads,
         ep: opts.ep,
     })
+}
+
+/// The explicit-fused session and its plain runs on both input sets: built at `Disable`, its inputs checked
+/// against the same input set as the others.
+fn build_explicit(
+    source: ModelSource<'_>,
+    opts: &MeasureOptions,
+    set1: &[HostTensor],
+    names: &[String],
+    values1: &[ort::value::DynTensor],
+    values2: &[ort::value::DynTensor],
+) -> Result<Built> {
+    let label = "explicit fused";
+    let mut s = session::build_session(source, Level::Disable, opts, None, label)?;
+    session::check_inputs(&s, set1).context("checking inputs against the explicit-fused model")?;
+    let out1 = session::run_plain(&mut s, names, values1, label)?;
+    let out2 = session::run_plain(&mut s, names, values2, label)?;
+    Ok((s, out1, out2))
 }
 
 /// A session with its outputs on the two input sets.

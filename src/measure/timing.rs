@@ -1,4 +1,5 @@
-//! Interleaved, adaptive timing rounds over the four variants of a comparison.
+//! Interleaved, adaptive timing rounds over the variants of a comparison (four, or five with an explicit-fused
+//! model).
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ pub(crate) const UNFUSED: usize = 0;
 pub(crate) const CONTROL: usize = 1;
 pub(crate) const EXTENDED: usize = 2;
 pub(crate) const ALL: usize = 3;
+pub(crate) const EXPLICIT: usize = 4;
 
 /// Fewest rounds before the time budget may stop a measurement (a CI needs a few points).
 const MIN_ROUNDS_HARD: usize = 3;
@@ -24,7 +26,7 @@ const CHECK_RESAMPLES: usize = 400;
 
 /// Per-iteration seconds of each variant, one entry per round.
 pub(crate) struct Rounds {
-    pub times: [Vec<f64>; 4],
+    pub times: Vec<Vec<f64>>,
     pub iters: usize,
     pub budget_exhausted: bool,
 }
@@ -85,15 +87,27 @@ fn ceil(x: f64) -> f64 {
     (x - 1e-9).ceil()
 }
 
-/// Warm up, plan the slices, then run shuffled rounds until both fused speedups and the A/A control are tight
+/// A run that failed during timing, and which variant (index into the slice) it was.
+pub(crate) struct RunFailure {
+    pub variant: usize,
+    pub error: anyhow::Error,
+}
+
+/// Warm up, plan the slices, then run shuffled rounds until the fused speedups and the A/A control are tight
 /// enough (a noisy control means the host was disturbed: keep measuring), the budget runs out, or `max_rounds`.
+/// `wait_for` lists the fused variants whose ratio CI must be tight; every variant is timed either way.
 ///
 /// A round runs every variant once, in a freshly shuffled order. A variant's time for the round is the median,
 /// over its sub-slices, of the sub-slice time divided by its iterations: a sub-slice the OS preempted (or that
 /// another process disturbed) is an outlier the median drops, while each sub-slice is long enough that the timer
 /// costs nothing. On the shared 2-core development host a fifth of the slices were preempted; plain slice means
 /// made the per-round ratios 3-8 times noisier.
-pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Result<Rounds> {
+pub(crate) fn run_rounds(
+    variants: &[&Variant],
+    wait_for: &[usize],
+    opts: &MeasureOptions,
+) -> std::result::Result<Rounds, RunFailure> {
+    let fail = |variant: usize| move |error: anyhow::Error| RunFailure { variant, error };
     let start = Instant::now();
     let (warm_runs, warm_time, slice) = if opts.quick {
         (3, Duration::from_millis(30), Duration::from_millis(2))
@@ -101,8 +115,8 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
         (5, Duration::from_millis(60), Duration::from_millis(4))
     };
     let mut fastest = f64::INFINITY;
-    for v in variants {
-        fastest = fastest.min(warm_up(v, warm_runs, warm_time)?);
+    for (i, v) in variants.iter().enumerate() {
+        fastest = fastest.min(warm_up(v, warm_runs, warm_time).map_err(fail(i))?);
     }
     let plan = Plan::new(
         fastest,
@@ -112,9 +126,9 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
     );
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0072_6f75_6e64);
-    let mut order = [UNFUSED, CONTROL, EXTENDED, ALL];
+    let mut order: Vec<usize> = (0..variants.len()).collect();
     let mut rounds = Rounds {
-        times: Default::default(),
+        times: vec![Vec::new(); variants.len()],
         iters: plan.iters(),
         budget_exhausted: false,
     };
@@ -124,11 +138,11 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
     loop {
         order.shuffle(&mut rng);
         for &i in &order {
-            let v = &variants[i];
+            let v = variants[i];
             for s in subs.iter_mut() {
                 let t = Instant::now();
                 for _ in 0..plan.sub_iters {
-                    v.run_bound()?;
+                    v.run_bound().map_err(fail(i))?;
                 }
                 *s = t.elapsed().as_secs_f64() / plan.sub_iters as f64;
             }
@@ -145,7 +159,7 @@ pub(crate) fn run_rounds(variants: &[Variant; 4], opts: &MeasureOptions) -> Resu
                 median_ci(&rounds.ratios(UNFUSED, den), CHECK_RESAMPLES, opts.seed).rel_half_width()
                     <= opts.target_rel_ci
             };
-            if n >= opts.min_rounds && tight(EXTENDED) && tight(ALL) && tight(CONTROL) {
+            if n >= opts.min_rounds && tight(CONTROL) && wait_for.iter().all(|&i| tight(i)) {
                 break;
             }
         }

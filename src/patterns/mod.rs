@@ -1,9 +1,12 @@
 //! Patterns: find the subgraphs a graph partitioner would fuse.
 //!
-//! A rule is a function `fn(&ModelGraph, NodeIndex) -> Option<Instance>` anchored at the first node of
-//! the pattern; the `guard!` macro bails out on the first mismatch. One file per pattern, each with a
-//! doc header saying which forms it accepts and what breaks it; `forms` holds the building blocks
-//! several share (a convolution, a linear layer, GELU and layer-norm forms).
+//! A rule is a function `fn(&ModelGraph, NodeIndex) -> Option<Instance>` anchored at one node of the
+//! pattern (its first, but for a linear layer's dequantization, which precedes its anchor, the MatMul);
+//! the `guard!` macro bails out on the first mismatch. One file per pattern, each with a doc header
+//! saying which forms it accepts and what breaks it; `forms` holds the building blocks several share (a
+//! convolution, a linear layer, ReLU/ReLU6 and inference Dropout, GELU and layer-norm forms). The form
+//! string of an instance says which was matched, e.g. `Conv+Clip` (ReLU6), `MatMul+Add (quantized
+//! weight)`, `Gemm+Relu+Dropout (no-op in inference)`, `Sigmoid+Mul (SiLU)`.
 //!
 //! A match is fusible only if every intermediate tensor is read inside the pattern alone and is not a
 //! model output. Overlapping matches are all kept; `Detection::longest` picks, greedily from the

@@ -1,12 +1,36 @@
-//! Mul + Add + ReLU (fused multiply-add).
+//! Mul + Add + ReLU, the fused multiply-add: `Mul` of a tensor by a constant, then `Add` of a constant,
+//! then `Relu` (or ReLU6 as `Clip` with constant bounds; the form says which). This is, e.g., a
+//! BatchNorm written out as a scale and a shift.
 //!
-//! Not detected yet.
+//! Accepts either operand order in the `Mul` and the `Add`, and constants that are scalars or
+//! per-channel (any constant that broadcasts without changing the tensor's shape).
+//! Breaks it: a non-constant scale or shift (that is a product or a residual), a constant that widens
+//! the tensor by broadcasting, an intermediate read by a second node or exported as a model output.
 
 use petgraph::graph::NodeIndex;
 
-use super::Instance;
+use super::forms::activation::relu_after;
+use super::{guard, is_op, next_op, other_input, out, Instance, Pattern};
 use crate::graph::ModelGraph;
 
-pub fn rule(_g: &ModelGraph, _n: NodeIndex) -> Option<Instance> {
-    None
+pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
+    guard!(is_op(g, n, "Mul"));
+    let ins: Vec<&str> = g.node(n).real_inputs().collect();
+    guard!(ins.len() == 2);
+    let x = match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
+        (false, true) => ins[0],
+        (true, false) => ins[1],
+        _ => return None,
+    };
+    guard!(same_shape(g, x, out(g, n)));
+    let add = next_op(g, n, "Add")?;
+    guard!(g.is_constant(other_input(g, add, out(g, n))?));
+    guard!(same_shape(g, x, out(g, add)));
+    let (relu, act) = relu_after(g, add)?;
+    Instance::new(g, Pattern::MulAddRelu, format!("Mul+Add+{act}"), vec![n, add, relu])
+}
+
+/// Both shapes known and equal: the constant did not widen the tensor.
+fn same_shape(g: &ModelGraph, a: &str, b: &str) -> bool {
+    matches!((g.shape(a), g.shape(b)), (Some(x), Some(y)) if x == y)
 }

@@ -1,12 +1,70 @@
-//! Sigmoid + Mul (SiLU / Swish, SwiGLU).
+//! Sigmoid + Mul: SiLU / Swish and the gates built from a sigmoid. The form says which:
 //!
-//! Not detected yet.
+//! - `Sigmoid+Mul (SiLU)`: `x·σ(x)`, the `Mul` reading `x` and `Sigmoid(x)` (either order);
+//! - `Sigmoid+Mul (gated x·σ(g))`: a tensor times the sigmoid of another (GLU, squeeze-excitation);
+//! - `Sigmoid+Mul+Mul (SwiGLU x·SiLU(g))`: a SiLU times another tensor (LLaMA's FFN);
+//! - `Mul+Sigmoid+Mul (QuickGELU x·σ(αx))`: SiLU of a constant multiple, as CLIP writes GELU;
+//! - `HardSigmoid+Mul (hard-swish)`: `x·HardSigmoid(x)` with α = 1/6, β = 0.5, the family's relative
+//!   (other α, β: `HardSigmoid+Mul (x·hσ(x))`), and `HardSigmoid+Mul (gated x·hσ(g))`.
+//!
+//! The single `HardSwish` op (what PyTorch exports from opset 14) is already one kernel: not a pattern.
+//! Breaks it: the sigmoid (or any intermediate) read by a second node or exported as a model output; a
+//! constant gated operand (that is a scale, not a gate); a non-constant α in QuickGELU.
 
 use petgraph::graph::NodeIndex;
 
-use super::Instance;
+use super::{guard, is_op, next_op, other_input, out, Instance, Pattern};
 use crate::graph::ModelGraph;
 
-pub fn rule(_g: &ModelGraph, _n: NodeIndex) -> Option<Instance> {
-    None
+pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
+    if is_op(g, n, "Mul") {
+        return quick_gelu(g, n);
+    }
+    let hard = is_op(g, n, "HardSigmoid");
+    guard!(hard || is_op(g, n, "Sigmoid"));
+    let x = g.node(n).inputs.first()?.as_str();
+    let mul = next_op(g, n, "Mul")?;
+    let other = other_input(g, mul, out(g, n))?;
+    guard!(!g.is_constant(other));
+    if other != x {
+        let form = if hard { "HardSigmoid+Mul (gated x·hσ(g))" } else { "Sigmoid+Mul (gated x·σ(g))" };
+        return Instance::new(g, Pattern::SigmoidMul, form, vec![n, mul]);
+    }
+    if hard {
+        let node = g.node(n);
+        let alpha = node.attr_float("alpha").unwrap_or(0.2);
+        let beta = node.attr_float("beta").unwrap_or(0.5);
+        let swish = (alpha - 1.0 / 6.0).abs() < 1e-6 && (beta - 0.5).abs() < 1e-6;
+        let form = if swish { "HardSigmoid+Mul (hard-swish)" } else { "HardSigmoid+Mul (x·hσ(x))" };
+        return Instance::new(g, Pattern::SigmoidMul, form, vec![n, mul]);
+    }
+    // SwiGLU: the SiLU times another tensor
+    if let Some(gate) = next_op(g, mul, "Mul") {
+        let up = other_input(g, gate, out(g, mul));
+        if up.is_some_and(|u| u != x && !g.is_constant(u)) {
+            let form = "Sigmoid+Mul+Mul (SwiGLU x·SiLU(g))";
+            if let Some(i) = Instance::new(g, Pattern::SigmoidMul, form, vec![n, mul, gate]) {
+                return Some(i);
+            }
+        }
+    }
+    Instance::new(g, Pattern::SigmoidMul, "Sigmoid+Mul (SiLU)", vec![n, mul])
+}
+
+/// `Mul(x, α)` → `Sigmoid` → `Mul(x, ·)` with a constant α.
+fn quick_gelu(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
+    let ins: Vec<&str> = g.node(n).real_inputs().collect();
+    guard!(ins.len() == 2);
+    let x = match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
+        (false, true) => ins[0],
+        (true, false) => ins[1],
+        _ => return None,
+    };
+    // α is a scalar
+    let alpha = other_input(g, n, x)?;
+    guard!(g.shape(alpha).is_some_and(|s| s.iter().product::<usize>() == 1));
+    let sig = next_op(g, n, "Sigmoid")?;
+    let mul = next_op(g, sig, "Mul")?;
+    guard!(other_input(g, mul, out(g, sig))? == x);
+    Instance::new(g, Pattern::SigmoidMul, "Mul+Sigmoid+Mul (QuickGELU x·σ(αx))", vec![n, sig, mul])
 }

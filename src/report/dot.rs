@@ -1,6 +1,7 @@
 //! `graph.dot`: the model for Graphviz. Every node (op and name), edges labelled with their shape, and
 //! each measured pattern instance as a cluster coloured by its verdict: faster green, slower red, within
-//! noise grey; skipped or untrustworthy clusters are dashed. Overlapping matches nest when one holds the
+//! noise grey; skipped or untrustworthy clusters are dashed. Labels add the explicit-fused speedup and the
+//! best variant. Overlapping matches nest when one holds the
 //! other and are otherwise left out (Graphviz cannot draw a node in two clusters).
 
 use std::collections::BTreeSet;
@@ -8,7 +9,7 @@ use std::fmt::Write;
 
 use petgraph::graph::NodeIndex;
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Status};
+use crate::calibration::{CalibrationFile, FusionCalibration, Status, EXPLICIT_FAILED};
 use crate::estimate::Verdict;
 use crate::graph::ModelGraph;
 use crate::load::dims_string;
@@ -199,11 +200,28 @@ fn cluster_label(p: &FusionCalibration) -> String {
         fmt_speedup(&headline_speedup(p)),
         p.verdict.map(verdict_word).unwrap_or("no verdict")
     );
+    label.push_str(&format!("\n{}", explicit_label(p)));
     if aa_off(p) {
         let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "missing".into());
         label.push_str(&format!("\nuntrustworthy: A/A control {aa}"));
     }
     label
+}
+
+/// `explicit FusedConv 1.40× [1.37, 1.43]; best explicit`, or `explicit: none`.
+fn explicit_label(p: &FusionCalibration) -> String {
+    let x = match &p.explicit {
+        None if p.explicit_unavailable.as_deref().is_some_and(|w| w.starts_with(EXPLICIT_FAILED)) => {
+            "explicit: failed".to_string()
+        }
+        None => "explicit: none".to_string(),
+        Some(x) => {
+            let kernels: Vec<&str> = p.explicit_kernels.iter().map(|k| k.rsplit('.').next().unwrap_or(k)).collect();
+            let speed = if x.equivalence.passed { fmt_speedup(&x.speedup) } else { "outputs disagree".into() };
+            format!("explicit {} {speed}", kernels.join("+")).replace("  ", " ")
+        }
+    };
+    format!("{x}; best {}", p.best_variant)
 }
 
 fn node_stmt(g: &ModelGraph, n: NodeIndex) -> String {

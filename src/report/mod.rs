@@ -2,6 +2,7 @@
 //! `InspectReport`, from `inspect`) and one exporter per file:
 //!
 //! - `inspect`: the `fuseval inspect` text and JSON;
+//! - `catalog`: `fuseval inspect --patterns`, every pattern with its forms and fused kernels;
 //! - `summary`: the text block `fuseval bench` prints;
 //! - `warnings`: what the user should do about the results;
 //! - `graph_json`, `dot`, `onnx`: `graph.json`, `graph.dot` and `annotated.onnx`.
@@ -21,6 +22,7 @@ use crate::graph::ModelGraph;
 use crate::load::Loaded;
 use crate::patterns::Detection;
 
+pub mod catalog;
 pub mod dot;
 pub mod graph_json;
 pub mod inspect;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Status};
+use crate::calibration::{CalibrationFile, FusionCalibration, Status, EXPLICIT_FAILED};
 use crate::estimate::Verdict;
 use crate::load::dims_string;
 use crate::patterns::Pattern;
@@ -84,6 +84,7 @@ fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
         gflops(p.fused_gflops),
         level_name(&p.headline_level)
     );
+    let _ = writeln!(s, "  {}", explicit_line(p));
 
     let mut speed = if p.equivalent {
         format!(
@@ -107,6 +108,7 @@ fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
             let _ = write!(speed, "     {} level: not reported (outputs disagree)", level_name(name));
         }
     }
+    let _ = write!(speed, "     best: {}", p.best_variant);
     let _ = writeln!(s, "{speed}");
 
     let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "n/a".into());
@@ -135,6 +137,33 @@ fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
             p.iters_per_round
         );
     }
+}
+
+/// `Explicit: 0.81 ms  com.microsoft.FusedConv  1.40× [1.37, 1.43]  outputs agree`, or why there is none.
+pub(crate) fn explicit_line(p: &FusionCalibration) -> String {
+    let Some(x) = &p.explicit else {
+        return match p.explicit_unavailable.as_deref() {
+            Some(why) if why.starts_with(EXPLICIT_FAILED) => format!("Explicit: {why}"),
+            Some(why) => format!("Explicit: none — {why}"),
+            None => "Explicit: none".into(),
+        };
+    };
+    let kernels = if p.explicit_kernels.is_empty() { &x.ort_ops } else { &p.explicit_kernels };
+    let kernels = if kernels.is_empty() { "(no ops)".to_string() } else { kernels.join(", ") };
+    let mut line = format!("Explicit: {}  {kernels}  ", fmt_ms(x.latency.median_ms));
+    if x.equivalence.passed {
+        let _ = write!(line, "{}  outputs agree", fmt_speedup(&x.speedup));
+    } else {
+        let _ = write!(
+            line,
+            "speedup not reported: OUTPUTS DISAGREE (max abs err {})",
+            fmt_err(x.equivalence.max_abs_err)
+        );
+    }
+    if let Some(note) = &p.explicit_note {
+        let _ = write!(line, "  ({note})");
+    }
+    line
 }
 
 /// `, 3x3, stride 2, MatMul+Add`: what distinguishes instances of a pattern beyond their shapes.
@@ -208,6 +237,20 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
             count(Verdict::Faster),
             count(Verdict::WithinNoise),
             count(Verdict::Slower)
+        );
+    }
+    if !measured.is_empty() {
+        let with_kernel = measured.iter().filter(|p| p.explicit.is_some()).count();
+        let agree = measured.iter().filter(|p| p.explicit_agrees()).count();
+        let best: Vec<String> = ["explicit", "runtime_extended", "runtime_all", "unfused"]
+            .iter()
+            .map(|b| format!("{b} {}", measured.iter().filter(|p| p.best_variant == *b).count()))
+            .collect();
+        let _ = writeln!(
+            s,
+            "Explicit-fused: {with_kernel} of {} distinct measured ({agree} with outputs that agree); best variant: {}",
+            measured.len(),
+            best.join(", ")
         );
     }
     let aa: Vec<&crate::estimate::Estimate> = measured.iter().filter_map(|p| p.aa_control.as_ref()).collect();

@@ -1,7 +1,8 @@
 //! Warnings about a calibration file, each saying what to do next: results cut short by the time
-//! budget, A/A controls off 1.00, fused outputs that disagree, skipped instances, `--quick`.
+//! budget, A/A controls off 1.00, fused outputs that disagree (runtime or explicit), explicit-fused variants
+//! that failed, skipped instances, `--quick`.
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Status};
+use crate::calibration::{CalibrationFile, FusionCalibration, Status, EXPLICIT_FAILED};
 use crate::runtime::Ep;
 
 use super::summary::pct;
@@ -79,6 +80,35 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
         v.push(format!(
             "{} more results have fused outputs that disagree (see calibration.json): their speedups are not reported",
             wrong.len() - MAX_LISTED
+        ));
+    }
+
+    let wrong_explicit: Vec<&&FusionCalibration> =
+        measured.iter().filter(|p| p.explicit.as_ref().is_some_and(|x| !x.equivalence.passed)).collect();
+    for p in wrong_explicit.iter().take(MAX_LISTED) {
+        let err = p.explicit.as_ref().map(|x| fmt_err(x.equivalence.max_abs_err)).unwrap_or_default();
+        v.push(format!(
+            "the explicit-fused model of {} computes something else (max abs err {err}): its speedup is not reported; this is a bug in fuseval's rewrite",
+            who(p)
+        ));
+    }
+    if wrong_explicit.len() > MAX_LISTED {
+        v.push(format!(
+            "{} more explicit-fused models disagree with unfused (see calibration.json): their speedups are not reported",
+            wrong_explicit.len() - MAX_LISTED
+        ));
+    }
+    let failed: Vec<&&FusionCalibration> = measured
+        .iter()
+        .filter(|p| p.explicit_unavailable.as_deref().is_some_and(|w| w.starts_with(EXPLICIT_FAILED)))
+        .collect();
+    if let Some(first) = failed.first() {
+        v.push(format!(
+            "{} explicit-fused variant{} could not be measured; the first, {}: {}",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            who(first),
+            first.explicit_unavailable.as_deref().unwrap_or_default().trim_start_matches(EXPLICIT_FAILED)
         ));
     }
 
