@@ -182,6 +182,7 @@ pub fn bench(p: &Prepared, opts: &BenchOptions) -> Result<CalibrationFile> {
                             None
                         }
                     };
+                    let mopts = MeasureOptions { reduction: crate::calibration::reduction_size(g, inst), ..mopts.clone() };
                     measure::compare_variants(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts)
                 })
                 .map_err(|e| format!("{e:#}"))

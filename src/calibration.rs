@@ -82,6 +82,12 @@ pub struct FusionCalibration {
     pub status: Status,
     pub skip_reason: Option<String>,
     pub unfused_latency_ms: f64,
+    /// The unfused latency with its CI (per-iteration median over rounds).
+    #[serde(default)]
+    pub unfused: Option<Latency>,
+    /// Longest reduction in the instance; the equivalence tolerance widens with it.
+    #[serde(default)]
+    pub reduction_size: usize,
     pub fused_latency_ms: f64,
     pub unfused_gflops: f64,
     pub fused_gflops: f64,
@@ -201,6 +207,28 @@ fn node_flops(g: &ModelGraph, n: petgraph::graph::NodeIndex) -> u64 {
     }
 }
 
+/// The longest reduction in an instance: a MatMul's or Gemm's K, a Conv's Cin/group·kh·kw, a
+/// normalisation's or softmax's last axis.
+pub fn reduction_size(g: &ModelGraph, inst: &Instance) -> usize {
+    inst.nodes
+        .iter()
+        .map(|&n| {
+            let node = g.node(n);
+            let input = |i: usize| node.inputs.get(i).and_then(|t| g.shape(t));
+            match node.op.as_str() {
+                "Conv" | "FusedConv" => input(1).map(|w| w.iter().skip(1).product()).unwrap_or(1),
+                "MatMul" => input(0).and_then(|a| a.last().copied()).unwrap_or(1),
+                "Gemm" => input(0)
+                    .and_then(|a| if node.attr_int("transA") == Some(1) { a.first() } else { a.last() }.copied())
+                    .unwrap_or(1),
+                "LayerNormalization" | "Softmax" | "ReduceMean" => input(0).and_then(|a| a.last().copied()).unwrap_or(1),
+                _ => 1,
+            }
+        })
+        .max()
+        .unwrap_or(1)
+}
+
 /// Bytes moved unfused (every node reads its inputs and writes its outputs) and fused (the pattern's
 /// inputs and constants read once, its outputs written once).
 pub fn memory_bytes(g: &ModelGraph, inst: &Instance) -> (u64, u64) {
@@ -271,6 +299,8 @@ impl FusionCalibration {
             status: Status::Skipped,
             skip_reason: None,
             unfused_latency_ms: 0.0,
+            unfused: None,
+            reduction_size: reduction_size(g, inst),
             fused_latency_ms: 0.0,
             unfused_gflops: 0.0,
             fused_gflops: 0.0,
@@ -327,6 +357,7 @@ impl FusionCalibration {
         let head = &ext;
         rec.status = Status::Measured;
         rec.unfused_latency_ms = c.unfused.median_ms;
+        rec.unfused = Some(c.unfused);
         rec.fused_latency_ms = head.latency.median_ms;
         let gf = |ms: f64| if ms > 0.0 { flops as f64 / (ms * 1e-3) / 1e9 } else { 0.0 };
         rec.unfused_gflops = gf(c.unfused.median_ms);

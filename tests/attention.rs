@@ -2,14 +2,16 @@
 //! dynamo exports, the single-head fixtures and their negatives, and equivalence of the carved models
 //! (unfused, ORT-fused, and fuseval's explicit rewrite into ORT's attention kernels).
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use fuseval::bench::{prepare, Prepared};
-use fuseval::carve::{carve, Carved, ConstValues};
+use fuseval::carve::Carved;
 use fuseval::fuse::{explicit_fused, Availability, Explicit};
-use fuseval::measure::{check_equivalence, compare, random_inputs, DType, InputSpec, MeasureOptions, ModelSource, OutputValues};
+use fuseval::measure::{check_equivalence, compare, random_inputs, DType, InputSpec, ModelSource, OutputValues};
 use fuseval::patterns::{Instance, Pattern, Pattern::*};
 use fuseval::runtime::Ep;
 
@@ -156,23 +158,8 @@ fn constant_k_is_not_attention() {
 // ---------------------------------------------------------------------------------------------------
 // Equivalence
 
-fn carve_nth(p: &Prepared, pattern: Pattern, nth: usize) -> Carved {
-    let inst = p.detection.all.iter().filter(|i| i.pattern == pattern).nth(nth).expect("pattern found").clone();
-    let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[&inst]).unwrap();
-    carve(&p.loaded, &p.graph, &inst, &consts).unwrap()
-}
 
-fn specs(c: &Carved) -> Vec<InputSpec> {
-    c.inputs
-        .iter()
-        .map(|(n, e, d)| InputSpec { name: n.clone(), dtype: DType::from_onnx(*e).unwrap(), shape: d.clone(), range: None })
-        .collect()
-}
 
-/// Short runs: these tests check values, not speed.
-fn short() -> MeasureOptions {
-    MeasureOptions { budget: Duration::from_millis(300), min_rounds: 3, max_rounds: 20, ..MeasureOptions::new(Ep::Cpu, 1, true) }
-}
 
 fn assert_ort_agrees(c: &Carved, what: &str) {
     let r = compare(ModelSource::Bytes(&c.bytes), &specs(c), &short()).unwrap_or_else(|e| panic!("{what}: {e:#}"));
@@ -198,7 +185,7 @@ fn carved_heads_agree_fused_and_unfused() {
     ];
     for (file, pattern) in cases {
         let p = prep(file);
-        let c = carve_nth(&p, *pattern, 0);
+        let (c, _) = carve_nth(&p, *pattern, 0);
         assert_ort_agrees(&c, &format!("{file} {pattern}"));
     }
 }
@@ -211,7 +198,7 @@ fn bert_blocks_carve_and_agree() {
     for file in ["fixtures/attention/tiny_bert_eager.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"] {
         let p = prep(file);
         for layer in 0..2 {
-            let c = carve_nth(&p, MultiHeadLinear, layer);
+            let (c, _) = carve_nth(&p, MultiHeadLinear, layer);
             let floats = c.inputs.iter().filter(|(_, e, _)| *e == 1).count();
             assert_eq!((c.inputs.len(), floats), (2, 2), "{file} layer {layer}: {:?}", c.inputs);
             assert_ort_agrees(&c, &format!("{file} layer {layer}"));
@@ -288,7 +275,7 @@ fn explicit_attention_heads_match() {
     ];
     for (file, pattern, nth, kernel) in cases {
         let p = prep(file);
-        let c = carve_nth(&p, *pattern, *nth);
+        let (c, _) = carve_nth(&p, *pattern, *nth);
         let e = assert_explicit(&c, kernel, &format!("{file} {pattern} #{nth}"), None);
         if *pattern == AttentionHead {
             assert_eq!(e.kernels.iter().filter(|k| k.starts_with("com.microsoft")).count(), 1, "{:?}", e.kernels);
@@ -304,7 +291,7 @@ fn explicit_bert_blocks_match() {
     for file in ["fixtures/attention/tiny_bert_eager.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"] {
         let p = prep(file);
         for layer in 0..2 {
-            let c = carve_nth(&p, MultiHeadLinear, layer);
+            let (c, _) = carve_nth(&p, MultiHeadLinear, layer);
             let e = assert_explicit(&c, "com.microsoft.Attention", &format!("{file} layer {layer}"), Some((-20, 20)));
             assert_eq!(e.kernels, ["com.microsoft.Attention", "MatMul", "Add"], "{file}");
         }
@@ -314,6 +301,6 @@ fn explicit_bert_blocks_match() {
 #[test]
 fn softmax_v_has_no_kernel() {
     let p = fixture("softmax_v");
-    let c = carve_nth(&p, SoftmaxV, 0);
+    let (c, _) = carve_nth(&p, SoftmaxV, 0);
     assert!(matches!(explicit_fused(&c, Ep::Cpu).unwrap(), Availability::NoKernel(_)));
 }

@@ -778,3 +778,16 @@ fn version_and_hardware() {
     let hw = runtime::hardware();
     assert!(hw.logical_cores >= 1 && hw.memory_bytes > 0 && !hw.cpu_model.is_empty());
 }
+
+#[test]
+fn tolerance_widens_with_the_reduction_size() {
+    use fuseval::measure::{check_equivalence_for, OutputValues};
+    let reference = vec![OutputValues::f32("y", vec![4], &[0.0, -0.25, 0.75, 0.1])];
+    let off = vec![OutputValues::f32("y", vec![4], &[2.5e-4, -0.25, 0.75, 0.1])];
+    // one term: 2.5e-4 is beyond 1e-4 + 1e-3·0
+    assert!(!check_equivalence_for(&reference, &off, 1).passed);
+    // a 4096-term reduction: tolerances ×4, so the same error is rounding
+    let eq = check_equivalence_for(&reference, &off, 4096);
+    assert!(eq.passed, "{eq:?}");
+    assert!((eq.atol - 4e-4).abs() < 1e-12, "{eq:?}");
+}

@@ -1,32 +1,19 @@
 //! Carve → measure on real exporter output: every pattern's carved model runs unfused and fused in
 //! ONNX Runtime and the outputs agree; the A/A control of a memory-bound pattern reads 1.00.
 
-use std::path::Path;
-use std::time::Duration;
+mod common;
+use common::*;
 
-use fuseval::bench::{prepare, Prepared};
-use fuseval::carve::{carve, Carved, ConstValues};
-use fuseval::measure::{compare, DType, InputSpec, MeasureOptions, ModelSource};
-use fuseval::patterns::{Instance, Pattern};
+use std::path::Path;
+
+use fuseval::bench::prepare;
+use fuseval::carve::{carve, ConstValues};
+use fuseval::measure::{compare, MeasureOptions, ModelSource};
+use fuseval::patterns::Pattern;
 use fuseval::runtime::Ep;
 
-fn carve_first(p: &Prepared, pattern: Pattern) -> (Carved, Instance) {
-    let inst = p.detection.all.iter().find(|i| i.pattern == pattern).expect("pattern found").clone();
-    let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[&inst]).unwrap();
-    (carve(&p.loaded, &p.graph, &inst, &consts).unwrap(), inst)
-}
 
-fn specs(c: &Carved) -> Vec<InputSpec> {
-    c.inputs
-        .iter()
-        .map(|(n, e, d)| InputSpec { name: n.clone(), dtype: DType::from_onnx(*e).unwrap(), shape: d.clone(), range: None })
-        .collect()
-}
 
-/// Short runs: these tests check values, not speed.
-fn short() -> MeasureOptions {
-    MeasureOptions { budget: Duration::from_millis(300), min_rounds: 3, max_rounds: 20, ..MeasureOptions::new(Ep::Cpu, 1, true) }
-}
 
 #[test]
 fn every_pattern_carves_and_its_variants_agree() {

@@ -36,7 +36,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use self::equivalence::{check_equivalence, tolerance, Equivalence, OutputValues, Values};
+pub use self::equivalence::{check_equivalence, check_equivalence_for, tolerance, tolerance_for, Equivalence, OutputValues, Values};
 pub use self::inputs::{f16_to_f32, f32_to_f16, random_inputs, HostTensor};
 pub use self::session::model_ops;
 use self::session::Variant;
@@ -207,6 +207,9 @@ pub struct MeasureOptions {
     pub budget: Duration,
     pub min_rounds: usize,
     pub max_rounds: usize,
+    /// The longest reduction in the model (a MatMul's K, a Conv's Cin·kh·kw, a norm's width): float
+    /// error grows with it, and so does the equivalence tolerance (see [`tolerance_for`]).
+    pub reduction: usize,
 }
 
 impl MeasureOptions {
@@ -222,6 +225,7 @@ impl MeasureOptions {
                 budget: Duration::from_millis(1500),
                 min_rounds: 7,
                 max_rounds: 500,
+                reduction: 1,
             }
         } else {
             MeasureOptions {
@@ -233,6 +237,7 @@ impl MeasureOptions {
                 budget: Duration::from_secs(10),
                 min_rounds: 15,
                 max_rounds: 2000,
+                reduction: 1,
             }
         }
     }
@@ -579,9 +584,9 @@ pub fn compare_variants(
 
     // Equivalence on both input sets and through the binding, before spending the time budget.
     let equiv = |i: usize| {
-        check_equivalence(&plain1[UNFUSED], &plain1[i])
-            .merge(check_equivalence(&plain2[UNFUSED], &plain2[i]))
-            .merge(check_equivalence(&plain1[UNFUSED], &bound[i]))
+        check_equivalence_for(&plain1[UNFUSED], &plain1[i], opts.reduction)
+            .merge(check_equivalence_for(&plain2[UNFUSED], &plain2[i], opts.reduction))
+            .merge(check_equivalence_for(&plain1[UNFUSED], &bound[i], opts.reduction))
     };
     let control = equiv(CONTROL);
     if !control.passed {
