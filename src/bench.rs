@@ -45,6 +45,8 @@ pub struct BenchOptions {
     /// Also time the whole model (Disable vs extended vs full).
     pub whole_model: bool,
     pub progress: bool,
+    /// Recorded in the metadata for `--resume`.
+    pub run: Option<crate::calibration::RunOptions>,
 }
 
 /// Groups of identical instances (same signature), in model order.
@@ -138,6 +140,87 @@ pub fn check_ep(ep: Ep) -> Result<()> {
 
 /// Measure every distinct instance (and the whole model) and assemble the calibration file.
 pub fn bench(p: &Prepared, opts: &BenchOptions) -> Result<CalibrationFile> {
+    Ok(bench_run(p, opts, None, &mut |_| Ok(()))?.cal)
+}
+
+/// A bench run's result, and whether Ctrl-C or SIGTERM cut it short.
+pub struct Outcome {
+    pub cal: CalibrationFile,
+    pub interrupted: bool,
+}
+
+/// Test hook: `FUSEVAL_FAIL_PATTERN=KEY` makes every instance of pattern `KEY` fail as if ORT had
+/// failed on it (`KEY!` panics instead), to exercise the skipped path.
+pub const FAIL_PATTERN_VAR: &str = "FUSEVAL_FAIL_PATTERN";
+
+fn injected_failure(key: &str) -> Result<()> {
+    match std::env::var(FAIL_PATTERN_VAR) {
+        Ok(v) if v == key => anyhow::bail!("injected failure ({FAIL_PATTERN_VAR}={v})"),
+        Ok(v) if v.strip_suffix('!') == Some(key) => panic!("injected panic ({FAIL_PATTERN_VAR}={v})"),
+        _ => Ok(()),
+    }
+}
+
+/// Carve, rewrite and measure one distinct instance; any failure (a panic too) becomes the skip reason.
+fn measure_instance(
+    p: &Prepared,
+    inst: &Instance,
+    consts: &ConstValues,
+    mopts: &MeasureOptions,
+    ep: Ep,
+) -> (std::result::Result<measure::Comparison, String>, Vec<String>, Option<String>, Option<String>) {
+    let g = &p.graph;
+    let mut kernels = vec![];
+    let mut note = None;
+    let mut unavailable = None;
+    if !inst.resolved(g) {
+        let why = inst.unresolved_reason(g).unwrap_or_else(|| {
+            "a tensor's shape could not be resolved; fix the model's dynamic dimensions with --input".to_string()
+        });
+        return (Err(why), kernels, note, unavailable);
+    }
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        injected_failure(inst.pattern.key())?;
+        let c = carve(&p.loaded, g, inst, consts).context("carving the instance")?;
+        let specs = carved_specs(&c)?;
+        let explicit = match explicit_model(&c, ep) {
+            Ok(e) => {
+                kernels = e.kernels;
+                note = Some(e.note);
+                Some(e.bytes)
+            }
+            Err(why) => {
+                unavailable = Some(why);
+                None
+            }
+        };
+        let mopts = MeasureOptions { reduction: crate::calibration::reduction_size(g, inst), ..mopts.clone() };
+        measure::compare_variants(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts)
+    }));
+    let result = match run {
+        Ok(r) => r.map_err(|e| format!("{e:#}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("internal error (panic): {msg}"))
+        }
+    };
+    (result, kernels, note, unavailable)
+}
+
+/// Measure the distinct instances not already in `previous` (a file being resumed, whose records are
+/// kept as they are), calling `on_record` with the file as it stands after each one (`complete` false),
+/// so that a killed run leaves its finished instances on disk. Stops after the current instance on
+/// Ctrl-C or SIGTERM ([`crate::run::interrupted`]).
+pub fn bench_run(
+    p: &Prepared,
+    opts: &BenchOptions,
+    previous: Option<&CalibrationFile>,
+    on_record: &mut dyn FnMut(&CalibrationFile) -> Result<()>,
+) -> Result<Outcome> {
     check_ep(opts.ep)?;
     let g = &p.graph;
     let started = Instant::now();
@@ -148,95 +231,100 @@ pub fn bench(p: &Prepared, opts: &BenchOptions) -> Result<CalibrationFile> {
         p.detection.longest_instances().collect()
     };
     let groups = distinct_groups(g, &chosen);
-    let measurable: Vec<&Instance> =
-        groups.iter().filter(|(_, v)| v[0].resolved(g)).map(|(_, v)| v[0]).collect();
-    let consts = ConstValues::evaluate(&p.loaded, g, &measurable)?;
+    let done: HashMap<&str, &FusionCalibration> =
+        previous.map(|c| c.fusion_profiles.iter().map(|r| (r.signature.as_str(), r)).collect()).unwrap_or_default();
+    let todo: Vec<&Instance> = groups
+        .iter()
+        .filter(|(sig, v)| !done.contains_key(sig.as_str()) && v[0].resolved(g))
+        .map(|(_, v)| v[0])
+        .collect();
+    let consts = ConstValues::evaluate(&p.loaded, g, &todo)?;
+
+    let name = |m: BTreeMap<crate::patterns::Pattern, usize>| -> BTreeMap<String, usize> {
+        m.into_iter().map(|(k, v)| (k.key().to_string(), v)).collect()
+    };
+    let mut cal = CalibrationFile {
+        schema_version: crate::calibration::SCHEMA_VERSION,
+        metadata: match previous {
+            Some(prev) => prev.metadata.clone(),
+            None => Metadata {
+                tool: "fuseval".into(),
+                fuseval_version: env!("CARGO_PKG_VERSION").into(),
+                date: utc_now(),
+                model: p.loaded.path.display().to_string(),
+                model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
+                hardware: crate::runtime::hardware(),
+                runtime: "onnxruntime".into(),
+                ort_version: crate::runtime::ort_version(),
+                execution_provider: opts.ep.to_string(),
+                threads: opts.threads,
+                quick: opts.quick,
+                seed: opts.seed,
+                target_rel_ci: mopts.target_rel_ci,
+                budget_per_instance_s: mopts.budget.as_secs_f64(),
+                headline_level: HEADLINE_LEVEL.into(),
+                measured: String::new(),
+                run: opts.run.clone(),
+            },
+        },
+        patterns_found_longest: name(p.detection.counts(true)),
+        patterns_found_all: name(p.detection.counts(false)),
+        fusion_profiles: vec![],
+        whole_model: None,
+        warnings: previous.map(|c| c.warnings.clone()).unwrap_or_else(|| p.loaded.warnings.clone()),
+        complete: false,
+    };
+    // wall time so far: a resumed run adds to the earlier one
+    let earlier_s: f64 = previous
+        .and_then(|c| c.metadata.measured.trim_end_matches(" s").parse().ok())
+        .unwrap_or(0.0);
+    let wall = |started: &Instant| format!("{:.1} s", earlier_s + started.elapsed().as_secs_f64());
 
     let bar = if opts.progress { ProgressBar::new(groups.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut profiles = vec![];
-    for (sig, group) in &groups {
+    // one slot per group, in model order; the file lists the finished ones
+    let mut slots: Vec<Option<FusionCalibration>> =
+        groups.iter().map(|(sig, _)| done.get(sig.as_str()).map(|r| (*r).clone())).collect();
+    bar.inc(slots.iter().filter(|s| s.is_some()).count() as u64);
+    let mut interrupted = false;
+    for (k, (sig, group)) in groups.iter().enumerate() {
+        if slots[k].is_some() {
+            continue;
+        }
+        if crate::run::interrupted() {
+            interrupted = true;
+            break;
+        }
         let inst = group[0];
         bar.set_message(format!("{} ({})", inst.pattern.key(), inst.node_names(g).first().cloned().unwrap_or_default()));
-        // the explicit rewrite's kernels and note, or why there is none
-        let mut kernels = vec![];
-        let mut note = None;
-        let mut unavailable = None;
-        let result = if !inst.resolved(g) {
-            Err("a tensor's shape could not be resolved; fix the model's dynamic dimensions with --input".to_string())
-        } else {
-            carve(&p.loaded, g, inst, &consts)
-                .and_then(|c| {
-                    let specs = carved_specs(&c)?;
-                    let explicit = match explicit_model(&c, opts.ep) {
-                        Ok(e) => {
-                            kernels = e.kernels;
-                            note = Some(e.note);
-                            Some(e.bytes)
-                        }
-                        Err(why) => {
-                            unavailable = Some(why);
-                            None
-                        }
-                    };
-                    let mopts = MeasureOptions { reduction: crate::calibration::reduction_size(g, inst), ..mopts.clone() };
-                    measure::compare_variants(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts)
-                })
-                .map_err(|e| format!("{e:#}"))
-        };
+        let (result, kernels, note, unavailable) = measure_instance(p, inst, &consts, &mopts, opts.ep);
         let rec = FusionCalibration::new(g, group, result.as_ref().map_err(|e| e.clone()), sig.clone());
-        profiles.push(rec.with_explicit(kernels, note, unavailable));
+        slots[k] = Some(rec.with_explicit(kernels, note, unavailable));
         bar.inc(1);
+        cal.fusion_profiles = slots.iter().flatten().cloned().collect();
+        cal.metadata.measured = wall(&started);
+        bar.suspend(|| on_record(&cal))?;
     }
+    cal.fusion_profiles = slots.iter().flatten().cloned().collect();
+    interrupted |= crate::run::interrupted();
 
-    let mut warnings = p.loaded.warnings.clone();
-    let whole_model = if opts.whole_model {
+    if let Some(prev) = previous.and_then(|c| c.whole_model.as_ref()) {
+        cal.whole_model = Some(whole_model_result(prev.measurement.clone(), &cal.fusion_profiles));
+    } else if opts.whole_model && !interrupted {
         bar.set_message("whole model");
         let specs = model_input_specs(&p.loaded, g)?;
         match measure::whole_model(&p.loaded.path, &specs, &mopts) {
-            Ok(m) => Some(whole_model_result(m, &profiles)),
-            Err(e) => {
-                warnings.push(format!("the whole model could not be timed: {e:#}"));
-                None
-            }
+            Ok(m) => cal.whole_model = Some(whole_model_result(m, &cal.fusion_profiles)),
+            Err(e) => cal.warnings.push(format!("the whole model could not be timed: {e:#}")),
         }
-    } else {
-        None
-    };
+    }
     bar.finish_and_clear();
-
-    let name = |m: BTreeMap<crate::patterns::Pattern, usize>| -> BTreeMap<String, usize> {
-        m.into_iter().map(|(k, v)| (k.key().to_string(), v)).collect()
-    };
-    Ok(CalibrationFile {
-        schema_version: crate::calibration::SCHEMA_VERSION,
-        metadata: Metadata {
-            tool: "fuseval".into(),
-            fuseval_version: env!("CARGO_PKG_VERSION").into(),
-            date: utc_now(),
-            model: p.loaded.path.display().to_string(),
-            model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
-            hardware: crate::runtime::hardware(),
-            runtime: "onnxruntime".into(),
-            ort_version: crate::runtime::ort_version(),
-            execution_provider: opts.ep.to_string(),
-            threads: opts.threads,
-            quick: opts.quick,
-            seed: opts.seed,
-            target_rel_ci: mopts.target_rel_ci,
-            budget_per_instance_s: mopts.budget.as_secs_f64(),
-            headline_level: HEADLINE_LEVEL.into(),
-            measured: format!("{:.1} s", started.elapsed().as_secs_f64()),
-        },
-        patterns_found_longest: name(p.detection.counts(true)),
-        patterns_found_all: name(p.detection.counts(false)),
-        fusion_profiles: profiles,
-        whole_model,
-        warnings,
-    })
+    cal.metadata.measured = wall(&started);
+    cal.complete = !interrupted;
+    Ok(Outcome { cal, interrupted })
 }
 
 fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) -> WholeModelResult {
@@ -275,4 +363,11 @@ pub fn utc_now() -> String {
 pub fn default_out_dir(model: &Path) -> PathBuf {
     let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     PathBuf::from("fuseval-out").join(stem)
+}
+
+/// How many distinct instances a run measures.
+pub fn distinct_count(p: &Prepared, all_patterns: bool) -> usize {
+    let chosen: Vec<&Instance> =
+        if all_patterns { p.detection.all.iter().collect() } else { p.detection.longest_instances().collect() };
+    distinct_groups(&p.graph, &chosen).len()
 }

@@ -29,6 +29,28 @@ pub struct CalibrationFile {
     pub fusion_profiles: Vec<FusionCalibration>,
     pub whole_model: Option<WholeModelResult>,
     pub warnings: Vec<String>,
+    /// False while the run is going on, and after it was interrupted: `fusion_profiles` then holds only
+    /// the instances finished so far, and `fuseval bench --resume` measures the rest. Files without
+    /// the field are complete.
+    #[serde(default = "complete_default")]
+    pub complete: bool,
+}
+
+fn complete_default() -> bool {
+    true
+}
+
+/// How the run was asked for, so that `--resume` can redo it and refuse when anything differs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// The model's absolute path.
+    pub model_path: String,
+    /// Its size and mtime when measured.
+    pub model_fingerprint: crate::run::Fingerprint,
+    /// `--input` as given.
+    pub inputs: Vec<String>,
+    pub all_patterns: bool,
+    pub whole_model: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,6 +73,9 @@ pub struct Metadata {
     /// `extended` (ORT level 2) or `all`: which level `speedup_factor` and `fused_latency_ms` report.
     pub headline_level: String,
     pub measured: String,
+    /// The options `--resume` reuses; absent in files from before it existed.
+    #[serde(default)]
+    pub run: Option<RunOptions>,
 }
 
 /// One ORT optimisation level's result for an instance.

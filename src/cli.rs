@@ -1,22 +1,38 @@
-//! The command line: `fuseval inspect` (a model, or `--patterns`: the catalog) and `fuseval bench`. Exit codes: 0 success; 2 bad input (a
-//! model, a flag or an output directory the user must fix); 1 any other failure.
+//! The command line: `fuseval inspect` (a model, or `--patterns`: the catalog), `fuseval bench` (or
+//! `bench --resume DIR`) and `fuseval merge`. Exit codes: [`crate::run::exit`] and [`EXIT_CODES`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::bench::{bench, default_out_dir, prepare, BenchOptions};
+use crate::bench::{bench_run, default_out_dir, prepare, BenchOptions};
+use crate::calibration::{CalibrationFile, RunOptions, Status};
+use crate::run::{exit, LockMode};
 use crate::load::InputOverride;
 use crate::report;
 use crate::runtime::Ep;
 
 #[derive(Parser, Debug)]
-#[command(name = "fuseval", version, about = "Does fusing these operators make this model faster on this hardware, and by how much?")]
+#[command(
+    name = "fuseval",
+    version,
+    about = "Does fusing these operators make this model faster on this hardware, and by how much?",
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit codes, as `--help` prints them.
+pub const EXIT_CODES: &str = "Exit codes:
+  0    success: every distinct instance measured
+  1    any other failure
+  2    bad input to fix: the model, a flag, an existing output without --force, a --resume that does not match
+  3    bench finished, but some instances were skipped (each with its skip_reason)
+  4    --lock fail, and another bench run holds the lock
+  130  interrupted (Ctrl-C, SIGTERM): finished instances are in calibration.json; continue with bench --resume DIR";
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -37,8 +53,18 @@ pub enum Command {
         json: bool,
     },
     /// Measure every distinct pattern instance unfused and fused, and write the results.
+    #[command(after_help = EXIT_CODES)]
     Bench {
-        model: PathBuf,
+        /// The model (not with --resume).
+        #[arg(required_unless_present = "resume")]
+        model: Option<PathBuf>,
+        /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
+        /// with the model and options it records.
+        #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force"])]
+        resume: Option<PathBuf>,
+        /// When another bench run holds the machine-wide lock: wait for it, fail (exit 4), or warn and go on.
+        #[arg(long, value_enum, default_value_t = LockMode::Wait)]
+        lock: LockMode,
         #[arg(long = "input", value_name = "NAME=DIMS")]
         inputs: Vec<String>,
         /// Execution provider.
@@ -69,6 +95,18 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Combine calibration files (from several machines or runs) into one, each run with its metadata.
+    Merge {
+        /// calibration.json files, or merged files.
+        #[arg(required = true, num_args = 2..)]
+        files: Vec<PathBuf>,
+        /// The merged file.
+        #[arg(short = 'o', long = "out", required = true)]
+        out: PathBuf,
+        /// Overwrite an existing output.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -87,11 +125,17 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            if e.chain().any(|c| c.downcast_ref::<crate::run::Interrupted>().is_some()) {
+                eprintln!("interrupted before anything was measured");
+                return exit::INTERRUPTED;
+            }
             eprintln!("error: {e:#}");
-            if crate::error::is_user_error(&e) {
-                2
+            if e.chain().any(|c| c.downcast_ref::<crate::run::Locked>().is_some()) {
+                exit::LOCKED
+            } else if crate::error::is_user_error(&e) {
+                exit::BAD_INPUT
             } else {
-                1
+                exit::FAILURE
             }
         }
     }
@@ -119,33 +163,101 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Bench { model, inputs, ep, device_id, threads, quick, all_patterns, no_whole_model, seed, out, force } => {
-            let out = out.unwrap_or_else(|| default_out_dir(&model));
-            report::check_outputs_free(&out, force)?;
-            let ep = match ep {
-                EpArg::Cpu => Ep::Cpu,
-                EpArg::Cuda => Ep::Cuda { device_id },
+        Command::Bench {
+            model,
+            resume,
+            lock,
+            inputs,
+            ep,
+            device_id,
+            threads,
+            quick,
+            all_patterns,
+            no_whole_model,
+            seed,
+            out,
+            force,
+        } => {
+            crate::run::install_signal_handlers()?;
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let (out, previous, opts) = match resume {
+                Some(dir) => {
+                    let (prev, opts) = resume_plan(&dir, progress)?;
+                    (dir, Some(prev), opts)
+                }
+                None => {
+                    let model = model.ok_or_else(|| crate::error::user("bench needs a MODEL (or --resume OUT_DIR)"))?;
+                    let out = out.unwrap_or_else(|| default_out_dir(&model));
+                    report::check_outputs_free(&out, force)?;
+                    let ep = match ep {
+                        EpArg::Cpu => Ep::Cpu,
+                        EpArg::Cuda => Ep::Cuda { device_id },
+                    };
+                    let threads =
+                        threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                    if threads == 0 {
+                        return Err(crate::error::user("--threads must be at least 1"));
+                    }
+                    let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
+                    let run = RunOptions {
+                        model_path: model_path.display().to_string(),
+                        model_fingerprint: crate::run::fingerprint(&model)
+                            .map_err(|e| crate::error::user(format!("{e:#}")))?,
+                        inputs: inputs.clone(),
+                        all_patterns,
+                        whole_model: !no_whole_model,
+                    };
+                    let opts = BenchOptions {
+                        ep,
+                        threads,
+                        quick,
+                        all_patterns,
+                        seed,
+                        whole_model: !no_whole_model,
+                        progress,
+                        run: Some(run),
+                    };
+                    (out, None, opts)
+                }
             };
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            if threads == 0 {
-                return Err(crate::error::user("--threads must be at least 1"));
-            }
+            let run = opts.run.clone().context("bench options without run options")?;
             // before anything starts ONNX Runtime: its shared thread pool is sized once per process
-            crate::runtime::configure_pool(threads)?;
-            let p = prepare(&model, &parse_inputs(&inputs)?)?;
-            for w in &p.loaded.warnings {
-                eprintln!("warning: {w}");
+            crate::runtime::configure_pool(opts.threads)?;
+            let p = prepare(Path::new(&run.model_path), &parse_inputs(&run.inputs)?)?;
+            if previous.is_none() {
+                for w in &p.loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
             }
-            let opts = BenchOptions {
-                ep,
-                threads,
-                quick,
-                all_patterns,
-                seed,
-                whole_model: !no_whole_model,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            // one measuring run per machine at a time
+            let _lock = match crate::run::lock_path().and_then(|path| crate::run::RunLock::acquire(&path, lock)) {
+                Ok(l) => l,
+                Err(e)
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<crate::run::Locked>().is_some()
+                            || c.downcast_ref::<crate::run::Interrupted>().is_some()
+                    }) =>
+                {
+                    return Err(e)
+                }
+                // a cache directory that cannot be written must not stop the run
+                Err(e) => {
+                    eprintln!("warning: no lock against concurrent runs: {e:#}");
+                    None
+                }
             };
-            let cal = bench(&p, &opts)?;
+            if crate::run::interrupted() {
+                return Err(anyhow::Error::new(crate::run::Interrupted));
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("creating output directory {}", out.display()))?;
+            let cal_path = out.join(report::CALIBRATION_JSON);
+            let mut save = |cal: &CalibrationFile| -> Result<()> {
+                let json = serde_json::to_vec_pretty(cal).context("serialising calibration.json")?;
+                report::atomic_write(&cal_path, &json)
+            };
+            let outcome = bench_run(&p, &opts, previous.as_ref(), &mut save)?;
+            drop(_lock);
+            let cal = outcome.cal;
             print!("{}", report::summary::summary_text(&cal));
             for w in report::warnings::measurement_warnings(&cal) {
                 eprintln!("warning: {w}");
@@ -154,7 +266,95 @@ pub fn run(cli: Cli) -> Result<i32> {
             for f in written {
                 println!("wrote {}", f.display());
             }
-            Ok(0)
+            let skipped = cal.fusion_profiles.iter().filter(|r| r.status == Status::Skipped).count();
+            if outcome.interrupted {
+                let total = crate::bench::distinct_count(&p, opts.all_patterns);
+                eprintln!(
+                    "interrupted: {} of {total} distinct instances are in {}; finish with `fuseval bench --resume {}`",
+                    cal.fusion_profiles.len(),
+                    cal_path.display(),
+                    out.display()
+                );
+                return Ok(exit::INTERRUPTED);
+            }
+            if skipped > 0 {
+                eprintln!("{skipped} distinct instances were skipped (see skip_reason in {})", cal_path.display());
+                return Ok(exit::SKIPPED);
+            }
+            Ok(exit::OK)
+        }
+        Command::Merge { files, out, force } => {
+            if out.exists() && !force {
+                return Err(crate::error::user(format!(
+                    "{} already exists: pass --force to overwrite it",
+                    out.display()
+                )));
+            }
+            let merged = crate::run::merge(&files)?;
+            let json = serde_json::to_vec_pretty(&merged).context("serialising the merged file")?;
+            if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            }
+            report::atomic_write(&out, &json)?;
+            println!("merged {} runs from {} files into {}", merged.runs.len(), files.len(), out.display());
+            Ok(exit::OK)
         }
     }
+}
+
+/// What `--resume DIR` continues: the file there, and the options it was measured with. Refuses (as bad
+/// input) a file without them, a model that changed since, or another machine or ORT version.
+fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOptions)> {
+    let path = dir.join(report::CALIBRATION_JSON);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| crate::error::user(format!("--resume {}: cannot read {}: {e}", dir.display(), path.display())))?;
+    let prev: CalibrationFile = serde_json::from_slice(&bytes)
+        .map_err(|e| crate::error::user(format!("--resume: {} is not a fuseval calibration file: {e}", path.display())))?;
+    let m = &prev.metadata;
+    let run = m.run.clone().ok_or_else(|| {
+        crate::error::user(format!("--resume: {} does not record its run options (written by an older fuseval)", path.display()))
+    })?;
+    let now = crate::run::fingerprint(Path::new(&run.model_path))
+        .map_err(|e| crate::error::user(format!("--resume: the model measured is gone: {e:#}")))?;
+    if now != run.model_fingerprint {
+        return Err(crate::error::user(format!(
+            "--resume: {} changed since it was measured (size {} → {} bytes, or its modification time); start a new run",
+            run.model_path, run.model_fingerprint.size, now.size
+        )));
+    }
+    let hw = crate::runtime::hardware();
+    if hw.cpu_model != m.hardware.cpu_model || hw.logical_cores != m.hardware.logical_cores {
+        return Err(crate::error::user(format!(
+            "--resume: {} was measured on {} ({} cores), this machine is {} ({} cores); measure here into a new directory and `fuseval merge` them",
+            path.display(), m.hardware.cpu_model, m.hardware.logical_cores, hw.cpu_model, hw.logical_cores
+        )));
+    }
+    let ort = crate::runtime::ort_version();
+    if ort != m.ort_version {
+        return Err(crate::error::user(format!(
+            "--resume: {} was measured with ONNX Runtime {}, this is {ort}",
+            path.display(), m.ort_version
+        )));
+    }
+    let ep = match m.execution_provider.as_str() {
+        "cpu" => Ep::Cpu,
+        s => match s.strip_prefix("cuda:").and_then(|d| d.parse().ok()) {
+            Some(device_id) => Ep::Cuda { device_id },
+            None => return Err(crate::error::user(format!("--resume: unknown execution provider `{s}` in {}", path.display()))),
+        },
+    };
+    if prev.complete {
+        eprintln!("{} is already complete; nothing left to measure", path.display());
+    }
+    let opts = BenchOptions {
+        ep,
+        threads: m.threads,
+        quick: m.quick,
+        all_patterns: run.all_patterns,
+        seed: m.seed,
+        whole_model: run.whole_model,
+        progress,
+        run: Some(run),
+    };
+    Ok((prev, opts))
 }

@@ -93,7 +93,7 @@ pub struct Tensor {
 
 impl Tensor {
     pub fn numel(&self) -> Option<u64> {
-        self.shape.as_ref().map(|s| s.iter().map(|&d| d as u64).product())
+        self.shape.as_ref().map(|s| s.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64)))
     }
 }
 
@@ -213,7 +213,7 @@ impl ModelGraph {
             let shape = info.and_then(|i| i.shape.clone());
             let bytes = shape
                 .as_ref()
-                .map(|s| s.iter().map(|&d| d as u64).product::<u64>() * elem_size(elem_type) as u64);
+                .map(|s| s.iter().fold(elem_size(elem_type) as u64, |n, &d| n.saturating_mul(d as u64)));
             tensors.insert(
                 name.clone(),
                 Tensor {

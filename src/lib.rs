@@ -15,3 +15,4 @@ pub mod measure;
 pub mod calibration;
 pub mod report;
 pub mod cli;
+pub mod run;

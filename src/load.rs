@@ -17,6 +17,13 @@ use crate::error::user;
 pub mod weights;
 use weights::Weights;
 
+/// The ai.onnx opset versions ONNX defines.
+pub const ONNX_OPSETS: std::ops::RangeInclusive<i64> = 1..=24;
+/// More elements than this in one tensor is a corrupt dimension, not a model (a TiB of bytes).
+pub const MAX_ELEMENTS: u128 = 1 << 40;
+/// Prefix given to the op type of a node tract cannot build, so it parses as an unknown op.
+const UNSUPPORTED_PREFIX: &str = "fuseval.unsupported.";
+
 /// Default size of a dynamic batch (axis 0) dimension.
 pub const DEFAULT_BATCH: usize = 1;
 /// Default size of any other dynamic dimension (a sequence length, in practice).
@@ -93,6 +100,9 @@ pub struct Loaded {
     pub inputs: Vec<ResolvedInput>,
     pub tensors: BTreeMap<String, TensorInfo>,
     pub warnings: Vec<String>,
+    /// Ops the shape analysis does not know (qualified with their domain), sorted: their outputs' shapes
+    /// come from the model's annotations only. They do not stop `inspect` or `bench`.
+    pub unsupported_ops: Vec<String>,
     /// Initializer bytes, read on demand.
     pub weights: Arc<Weights>,
 }
@@ -145,7 +155,129 @@ pub fn read_proto(path: &Path) -> Result<(pb::ModelProto, Arc<Weights>)> {
             weights.bytes[ix] = ext;
         }
     }
+    validate(path, &proto, &weights)?;
     Ok((proto, Arc::new(weights)))
+}
+
+/// A node's name for messages: its own, or `<op>_<index>` as in the graph.
+fn node_label(n: &pb::NodeProto, ix: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}_{ix}", n.op_type)
+    } else {
+        n.name.clone()
+    }
+}
+
+/// Check what the protobuf decoder cannot: opsets and domains, dimensions, and that every tensor's data
+/// is as long as its shape and type say.
+fn validate(path: &Path, proto: &pb::ModelProto, weights: &weights::Weights) -> Result<()> {
+    let file = path.display();
+    let g = proto.graph.as_ref().expect("checked in read_proto");
+    let domain = |d: &str| if d == "ai.onnx" { String::new() } else { d.to_string() };
+    let mut imported = HashMap::new();
+    for o in &proto.opset_import {
+        let d = domain(&o.domain);
+        if d.is_empty() && !ONNX_OPSETS.contains(&o.version) {
+            return Err(user(format!(
+                "{file} imports ai.onnx opset {}, which ONNX does not define (it defines {} to {})",
+                o.version,
+                ONNX_OPSETS.start(),
+                ONNX_OPSETS.end()
+            )));
+        }
+        if o.version < 1 {
+            return Err(user(format!("{file} imports opset {} of domain `{}`: opset versions start at 1", o.version, o.domain)));
+        }
+        imported.insert(d, o.version);
+    }
+    for (ix, n) in g.node.iter().enumerate() {
+        let d = domain(&n.domain);
+        if !imported.contains_key(&d) {
+            let known: Vec<String> =
+                imported.keys().map(|k| if k.is_empty() { "ai.onnx".to_string() } else { k.clone() }).collect();
+            return Err(user(format!(
+                "{file}: node `{}` ({}) is in domain `{}`, but the model imports no opset of that domain (it imports: {})",
+                node_label(n, ix),
+                n.op_type,
+                if d.is_empty() { "ai.onnx" } else { &d },
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )));
+        }
+    }
+    for (ix, t) in g.initializer.iter().enumerate() {
+        let what = format!("initializer `{}`", t.name);
+        let held = match weights.bytes.get(ix) {
+            Some(weights::Bytes::Mapped(r)) => Some(r.len() as u64),
+            Some(weights::Bytes::External { length, .. }) => Some(*length),
+            _ => None,
+        };
+        check_tensor(path, &what, t, held)?;
+    }
+    for (ix, n) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "Constant") {
+        for a in &n.attribute {
+            if let Some(t) = a.t.as_ref() {
+                let what = format!("the value of Constant node `{}` (tensor `{}`)", node_label(n, ix), n.output.first().map(String::as_str).unwrap_or(""));
+                check_tensor(path, &what, t, None)?;
+            }
+        }
+    }
+    for vi in g.input.iter().chain(&g.value_info).chain(&g.output) {
+        let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+            continue;
+        };
+        let Some(shape) = t.shape.as_ref() else { continue };
+        let mut numel: u128 = 1;
+        for d in &shape.dim {
+            if let Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) = d.value {
+                // -1 is a common spelling of "dynamic"
+                if v < -1 {
+                    return Err(user(format!("{file}: tensor `{}` declares a negative dimension {v}", vi.name)));
+                }
+                numel = numel.saturating_mul(v.max(1) as u128);
+            }
+        }
+        if numel > MAX_ELEMENTS {
+            return Err(user(format!(
+                "{file}: tensor `{}` declares a shape of {numel} elements, more than 2^40: its dimensions are corrupt",
+                vi.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Check a tensor's dims, and that its data (`held` bytes where they stay in a file, else the proto's
+/// own fields) matches them.
+fn check_tensor(path: &Path, what: &str, t: &pb::TensorProto, held: Option<u64>) -> Result<()> {
+    let file = path.display();
+    if let Some(d) = t.dims.iter().find(|&&d| d < 0) {
+        return Err(user(format!("{file}: {what} has a negative dimension {d} (dims {:?})", t.dims)));
+    }
+    let numel = t.dims.iter().fold(1u128, |n, &d| n.saturating_mul(d as u128));
+    if numel > MAX_ELEMENTS {
+        return Err(user(format!(
+            "{file}: {what} has dims {:?}, {numel} elements, more than 2^40: its dimensions are corrupt",
+            t.dims
+        )));
+    }
+    let size = elem_size(t.data_type) as u128;
+    if size == 0 {
+        // strings, sub-byte and unknown types: no fixed size to check against
+        return Ok(());
+    }
+    let raw = held.map(|h| h as u128).unwrap_or(t.raw_data.len() as u128);
+    let typed = (t.float_data.len() + t.int32_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len()) as u128;
+    let ok = if raw > 0 { raw == numel * size } else { typed == numel };
+    if !ok {
+        let has = if raw > 0 { format!("{raw} bytes of raw data") } else { format!("{typed} values") };
+        return Err(user(format!(
+            "{file}: {what} has dims {:?} of {} ({numel} elements, {} bytes), but holds {has}",
+            t.dims,
+            elem_name(t.data_type),
+            numel * size
+        )));
+    }
+    Ok(())
 }
 
 /// Where an initializer's external data is, checked to exist and be long enough.
@@ -199,11 +331,35 @@ pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
     let mut warnings = vec![];
     let inputs = resolve_inputs(path, graph, overrides, &mut warnings)?;
     let mut tensors = BTreeMap::new();
-    match tract_shapes(path, &proto, &weights, &inputs) {
-        Ok(t) => tensors = t,
+    let mut unsupported = unregistered_ops(graph);
+    match analyse_guarded(path, &proto, &weights, &inputs) {
+        Ok((t, failed)) => {
+            tensors = t;
+            unsupported.extend(failed);
+        }
         Err(e) => warnings.push(format!(
             "tract could not analyse the model ({e:#}); shapes come from the model's own annotations only"
         )),
+    }
+    let mut unsupported_ops: Vec<String> = vec![];
+    if !unsupported.is_empty() {
+        unsupported.sort();
+        unsupported.dedup();
+        let mut by_op: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for &ix in &unsupported {
+            let n = &graph.node[ix];
+            let op = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) };
+            by_op.entry(op).or_default().push(node_label(n, ix));
+        }
+        let list: Vec<String> = by_op
+            .iter()
+            .map(|(op, nodes)| format!("{op} ({} node{}, first `{}`)", nodes.len(), if nodes.len() == 1 { "" } else { "s" }, nodes[0]))
+            .collect();
+        warnings.push(format!(
+            "op(s) the shape analysis does not support (unknown ops, or ops invalid where they are): {}; their outputs' shapes come from the model's annotations only, and patterns touching them cannot be measured",
+            list.join(", ")
+        ));
+        unsupported_ops = by_op.into_keys().collect();
     }
     fill_from_annotations(graph, &inputs, &mut tensors);
     let unresolved: Vec<&str> = graph
@@ -214,13 +370,16 @@ pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
         .map(|s| s.as_str())
         .collect();
     if !unresolved.is_empty() {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
         warnings.push(format!(
-            "{} tensor(s) have no resolved shape (first: `{}`); patterns touching them are listed but cannot be measured",
+            "{} tensor(s) have no resolved shape (first: `{}`); patterns touching them are listed but cannot be measured. \
+             If a dynamic dimension is the cause, fix it with --input NAME=DIMS (inputs: {})",
             unresolved.len(),
-            unresolved[0]
+            unresolved[0],
+            names.join(", ")
         ));
     }
-    Ok(Loaded { path: path.to_path_buf(), proto, opset, inputs, tensors, warnings, weights })
+    Ok(Loaded { path: path.to_path_buf(), proto, opset, inputs, tensors, warnings, unsupported_ops, weights })
 }
 
 /// Fix every model input's dimensions: `--input` first, then same-named symbols, then defaults.
@@ -303,6 +462,16 @@ fn resolve_inputs(
             };
             resolved.push(v);
         }
+        let numel = resolved.iter().fold(1u128, |n, &d| n.saturating_mul(d as u128));
+        if numel > MAX_ELEMENTS {
+            return Err(user(format!(
+                "{}: input `{}` would be {} ({numel} elements), more than 2^40; give it smaller dimensions with --input {}=DIMS",
+                path.display(),
+                vi.name,
+                dims_string(&resolved),
+                vi.name
+            )));
+        }
         if elem_type == 0 {
             return Err(user(format!(
                 "{}: input `{}` has no element type",
@@ -348,19 +517,98 @@ fn value_info_dims(vi: &pb::ValueInfoProto) -> (i32, Vec<Dim>) {
     (t.elem_type, dims)
 }
 
-/// Shapes and dtypes of every named tensor, from tract's analysis with the inputs fixed.
+/// Indices of the nodes whose op tract does not know at all.
+fn unregistered_ops(graph: &pb::GraphProto) -> Vec<usize> {
+    let onnx = tract_onnx::onnx();
+    graph.node.iter().enumerate().filter(|(_, n)| !onnx.op_register.0.contains_key(&n.op_type)).map(|(ix, _)| ix).collect()
+}
+
+thread_local! {
+    /// Whether this thread is inside tract's analysis, where a panic is caught and reported as an error.
+    static IN_TRACT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Install, once, a panic hook that stays silent inside tract's analysis and otherwise defers to the
+/// hook it replaced.
+fn quiet_panics_in_tract() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_TRACT.with(|f| f.get()) {
+                prev(info)
+            }
+        }));
+    });
+}
+
+/// [`tract_shapes`], with a panic inside tract turned into an error: odd models must never crash.
+fn analyse_guarded(
+    path: &Path,
+    proto: &pb::ModelProto,
+    weights: &Weights,
+    inputs: &[ResolvedInput],
+) -> Result<(BTreeMap<String, TensorInfo>, Vec<usize>)> {
+    // a panic inside tract becomes this error, not a message on stderr
+    quiet_panics_in_tract();
+    IN_TRACT.with(|f| f.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tract_shapes(path, proto, weights, inputs)));
+    IN_TRACT.with(|f| f.set(false));
+    r.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(anyhow::anyhow!("tract panicked: {msg}"))
+    })
+}
+
+/// Shapes and dtypes of every named tensor, from tract's analysis with the inputs fixed, and the nodes
+/// tract knows but could not build (their outputs stay unresolved).
 fn tract_shapes(
     path: &Path,
     proto: &pb::ModelProto,
     weights: &Weights,
     inputs: &[ResolvedInput],
-) -> Result<BTreeMap<String, TensorInfo>> {
+) -> Result<(BTreeMap<String, TensorInfo>, Vec<usize>)> {
     let dir = path.parent().and_then(|p| p.to_str());
     // value_info may carry symbolic dims (`batch`) that clash with the fixed inputs: tract infers them anew
-    let slim = slim_for_shapes(proto, weights)?;
-    let mut parsed = tract_onnx::onnx().with_ignore_value_info(true).parse(&slim, dir).context("tract parse")?;
+    let mut slim = slim_for_shapes(proto, weights)?;
+    let nodes = &mut slim.graph.as_mut().expect("slim models have a graph").node;
+    // distinct names, so that a node tract fails to build can be found from its error
+    for (ix, n) in nodes.iter_mut().enumerate() {
+        n.name = format!("fuseval_{ix}");
+    }
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    let mut failed = too_low_rank(&slim, inputs);
+    let nodes = &mut slim.graph.as_mut().expect("slim models have a graph").node;
+    for &ix in &failed {
+        nodes[ix].op_type = format!("{UNSUPPORTED_PREFIX}{}", nodes[ix].op_type);
+    }
+    let mut parsed = loop {
+        match onnx.parse(&slim, dir) {
+            Ok(p) => break p,
+            Err(e) => {
+                // a node tract knows but cannot build becomes an unknown op, and parsing goes on
+                let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                let nodes = &mut slim.graph.as_mut().expect("slim models have a graph").node;
+                let culprit = nodes.iter().position(|n| {
+                    !n.op_type.starts_with(UNSUPPORTED_PREFIX)
+                        && chain.iter().any(|c| *c == format!("Building node {} ({})", n.name, n.op_type))
+                });
+                match culprit {
+                    Some(ix) => {
+                        nodes[ix].op_type = format!("{UNSUPPORTED_PREFIX}{}", nodes[ix].op_type);
+                        failed.push(ix);
+                    }
+                    None => return Err(e).context("tract parse"),
+                }
+            }
+        }
+    };
     for i in inputs {
-        let outlet = parsed.outlets_by_name[&i.name];
+        let outlet = *parsed.outlets_by_name.get(&i.name).with_context(|| format!("tract lost input `{}`", i.name))?;
         let dt = datum_type(i.elem_type)
             .with_context(|| format!("input `{}` has unsupported element type {}", i.name, i.elem_type))?;
         let fact = InferenceFact::dt_shape(dt, i.dims.iter().map(|&d| d as i64).collect::<Vec<_>>());
@@ -378,7 +626,53 @@ fn tract_shapes(
         let value = if matches!(elem_type, 6 | 7) { fact.value.concretize().and_then(|t| int_values(&t)) } else { None };
         out.insert(name.clone(), TensorInfo { elem_type, shape, value });
     }
-    Ok(out)
+    Ok((out, failed))
+}
+
+/// Nodes tract would crash or hang on, which never reach it (they are left unresolved): a data input of
+/// known rank below what the op needs (tract indexes its shape without a bounds check: an abort, not a
+/// panic), and a LayerNormalization axis below minus the rank.
+fn too_low_rank(model: &pb::ModelProto, inputs: &[ResolvedInput]) -> Vec<usize> {
+    let g = model.graph.as_ref().expect("slim models have a graph");
+    let mut rank: HashMap<&str, usize> = HashMap::new();
+    for t in &g.initializer {
+        rank.insert(&t.name, t.dims.len());
+    }
+    for vi in g.input.iter().chain(&g.value_info).chain(&g.output) {
+        if let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            if let Some(s) = &t.shape {
+                rank.insert(&vi.name, s.dim.len());
+            }
+        }
+    }
+    for i in inputs {
+        rank.insert(&i.name, i.dims.len());
+    }
+    for n in g.node.iter().filter(|n| n.op_type == "Constant") {
+        if let (Some(o), Some(t)) = (n.output.first(), n.attribute.iter().find_map(|a| a.t.as_ref())) {
+            rank.insert(o, t.dims.len());
+        }
+    }
+    g.node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| {
+            let known = n.input.first().and_then(|x| rank.get(x.as_str())).copied();
+            if n.op_type == "LayerNormalization" {
+                // tract loops up to `axis + rank` as usize: an axis below -rank never ends
+                let axis = n.attribute.iter().find(|a| a.name == "axis").map(|a| a.i).unwrap_or(-1);
+                return axis < 0 && known.map_or(axis < -1, |r| -axis > r as i64);
+            }
+            let need = match n.op_type.as_str() {
+                "Conv" | "ConvInteger" | "QLinearConv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "LpPool"
+                | "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => 3,
+                "BatchNormalization" | "InstanceNormalization" | "LRN" => 2,
+                _ => return false,
+            };
+            known.is_some_and(|r| r < need)
+        })
+        .map(|(ix, _)| ix)
+        .collect()
 }
 
 fn int_values(t: &Tensor) -> Option<Vec<i64>> {
@@ -456,9 +750,7 @@ fn fill_from_annotations(
     }
     for vi in graph.value_info.iter().chain(&graph.output) {
         let (elem_type, dims) = value_info_dims(vi);
-        let entry = tensors
-            .entry(vi.name.clone())
-            .or_insert(TensorInfo::default());
+        let entry = tensors.entry(vi.name.clone()).or_default();
         if entry.elem_type == 0 {
             entry.elem_type = elem_type;
         }

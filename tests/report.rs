@@ -124,6 +124,7 @@ fn metadata(p: &Prepared, quick: bool) -> Metadata {
         budget_per_instance_s: if quick { 1.5 } else { 10.0 },
         headline_level: HEADLINE_LEVEL.into(),
         measured: "1.0 s".into(),
+        run: None,
     }
 }
 
@@ -168,6 +169,7 @@ fn calibration(p: &Prepared, shape: Shape) -> CalibrationFile {
         fusion_profiles: profiles,
         whole_model: Some(whole),
         warnings: vec!["a warning from loading".into()],
+        complete: true,
     }
 }
 

@@ -60,7 +60,7 @@ pub(crate) fn first(g: &ModelGraph, nodes: &[NodeIndex]) -> NodeIndex {
 fn scale_of(g: &ModelGraph, n: NodeIndex) -> Option<&str> {
     let ins: Vec<&str> = g.node(n).real_inputs().collect();
     guard!(ins.len() == 2);
-    let scalar = |t: &str| g.is_constant(t) && g.shape(t).is_some_and(|s| s.iter().product::<usize>() == 1);
+    let scalar = |t: &str| g.is_constant(t) && g.shape(t).is_some_and(|s| super::numel(s) == 1);
     if is_op(g, n, "Mul") {
         match (scalar(ins[0]), scalar(ins[1])) {
             (false, true) if !g.is_constant(ins[0]) => Some(ins[0]),

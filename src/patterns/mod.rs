@@ -260,6 +260,17 @@ impl Instance {
         self.inputs.iter().chain(&self.constants).chain(&self.outputs).all(|t| g.shape(t).is_some())
     }
 
+    /// Why it cannot be measured when a tensor's shape is unresolved: the first such tensor, and the
+    /// `--input` that fixes the model's dynamic dimensions. `None` when every shape is known.
+    pub fn unresolved_reason(&self, g: &ModelGraph) -> Option<String> {
+        let t = self.inputs.iter().chain(&self.constants).chain(&self.outputs).find(|t| g.shape(t).is_none())?;
+        let inputs: Vec<String> = g.inputs.iter().map(|i| format!("--input {i}=DIMS")).collect();
+        Some(format!(
+            "the shape of tensor `{t}` could not be resolved (a dynamic dimension, or an op the shape analysis does not support); fix the model's dynamic dimensions with {}",
+            if inputs.is_empty() { "--input NAME=DIMS".to_string() } else { inputs.join(" or ") }
+        ))
+    }
+
     /// Identity for deduplication: pattern, form, dtypes and shapes of everything entering and leaving,
     /// and every node's op and attributes. Equal signatures are measured once.
     pub fn signature(&self, g: &ModelGraph) -> String {
@@ -372,6 +383,11 @@ pub fn detect(g: &ModelGraph) -> Detection {
     }
     longest.sort_by_key(|&i| pos[&all[i].nodes[0]]);
     Detection { all, longest }
+}
+
+/// Elements of a shape; saturates rather than overflow on absurd shapes.
+pub(crate) fn numel(shape: &[usize]) -> usize {
+    shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
 }
 
 /// The node's op type, when it is in the default domain.

@@ -62,7 +62,7 @@ fn quick_gelu(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     };
     // α is a scalar
     let alpha = other_input(g, n, x)?;
-    guard!(g.shape(alpha).is_some_and(|s| s.iter().product::<usize>() == 1));
+    guard!(g.shape(alpha).is_some_and(|s| super::numel(s) == 1));
     let sig = next_op(g, n, "Sigmoid")?;
     let mul = next_op(g, sig, "Mul")?;
     guard!(other_input(g, mul, out(g, sig))? == x);

@@ -78,8 +78,19 @@ pub fn check_outputs_free(dir: &Path, force: bool) -> Result<()> {
     for f in OUTPUT_FILES {
         let path = dir.join(f);
         if path.exists() {
+            // a run that was cut short: say how to finish it
+            let unfinished = f == CALIBRATION_JSON
+                && std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<CalibrationFile>(&b).ok())
+                    .is_some_and(|c| !c.complete);
+            let resume = if unfinished {
+                format!(" It holds an unfinished run: continue it with `fuseval bench --resume {}`.", dir.display())
+            } else {
+                String::new()
+            };
             return Err(crate::error::user(format!(
-                "{} already exists: pass --force to overwrite it, or choose another output directory with -o",
+                "{} already exists: pass --force to overwrite it, or choose another output directory with -o.{resume}",
                 path.display()
             )));
         }

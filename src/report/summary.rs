@@ -227,6 +227,9 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
         if skipped.is_empty() { String::new() } else { format!(" ({} distinct)", skipped.len()) },
         if untrusted > 0 { format!("; {untrusted} distinct untrustworthy") } else { String::new() }
     );
+    if !cal.complete {
+        let _ = writeln!(s, "Incomplete: the run was interrupted; only the instances it finished are listed");
+    }
     let count = |v: Verdict| measured.iter().filter(|p| p.equivalent && p.verdict == Some(v)).count();
     if !measured.is_empty() {
         let _ = writeln!(

@@ -36,7 +36,7 @@ pub(crate) fn channel_bias_after(g: &ModelGraph, n: NodeIndex) -> Option<NodeInd
     guard!(g.is_constant(bias));
     let channels = g.shape(g.node(n).inputs.get(1)?)?.first().copied()?;
     let shape = g.shape(bias)?;
-    let numel: usize = shape.iter().product();
+    let numel = super::super::numel(shape);
     guard!(numel == channels);
     // the channel axis must line up with NCHW's axis 1
     guard!(shape.len() >= 3 && shape[shape.len() - 3] == channels || shape.len() == 1 && channels == 1);

@@ -66,7 +66,7 @@ pub(crate) fn bias_add_after(g: &ModelGraph, n: NodeIndex) -> Option<NodeIndex> 
     let bias = other_input(g, add, out(g, n))?;
     guard!(g.is_constant(bias));
     let features = *g.shape(out(g, n))?.last()?;
-    let numel: usize = g.shape(bias)?.iter().product();
+    let numel = super::super::numel(g.shape(bias)?);
     guard!(numel == features);
     Some(add)
 }

@@ -1,0 +1,248 @@
+//! What keeps a long `bench` run safe: Ctrl-C / SIGTERM handling, the machine-wide lock that keeps two
+//! runs from timing each other, the model fingerprint `--resume` checks, and `fuseval merge`.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::CalibrationFile;
+
+/// Exit codes of the command line (also in `fuseval --help` and the README).
+pub mod exit {
+    /// Everything asked for was measured (or printed).
+    pub const OK: i32 = 0;
+    /// Any other failure.
+    pub const FAILURE: i32 = 1;
+    /// Bad input the user must fix.
+    pub const BAD_INPUT: i32 = 2;
+    /// The run finished, but some instances were skipped (see `skip_reason`).
+    pub const SKIPPED: i32 = 3;
+    /// `--lock fail` and another bench run holds the lock.
+    pub const LOCKED: i32 = 4;
+    /// Interrupted by Ctrl-C or SIGTERM; what finished is on disk.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    // async-signal-safe only: an atomic swap, write(2) and _exit(2)
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        unsafe { libc::_exit(exit::INTERRUPTED) };
+    }
+    let msg = b"\ninterrupted: stopping after the current instance (again to quit at once)\n";
+    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+}
+
+/// Catch SIGINT and SIGTERM: the first sets the flag [`interrupted`] reads, the second exits at once.
+pub fn install_signal_handlers() -> Result<()> {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error()).context("installing the signal handler");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether Ctrl-C or SIGTERM has arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// What to do when another bench run holds the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LockMode {
+    /// Wait for it to finish.
+    Wait,
+    /// Exit with code 4.
+    Fail,
+    /// Warn and measure anyway (timings may be disturbed).
+    Warn,
+}
+
+/// Overrides the lock file's path (tests use it to hold a lock of their own).
+pub const LOCK_VAR: &str = "FUSEVAL_LOCK";
+
+/// The lock file: `$FUSEVAL_LOCK`, else `bench.lock` in the cache directory.
+pub fn lock_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(LOCK_VAR).filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let dir = crate::runtime::cache_dir(&crate::runtime::LibraryVars::from_env())?;
+    Ok(dir.join("bench.lock"))
+}
+
+/// An exclusive `flock` on the lock file, released when dropped (or when the process dies).
+pub struct RunLock {
+    file: File,
+    pub path: PathBuf,
+}
+
+/// A lock held by someone else: `--lock fail` turns it into exit code 4.
+#[derive(Debug)]
+pub struct Locked(pub String);
+
+impl std::fmt::Display for Locked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Locked {}
+
+fn try_flock(f: &File) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e).context("flock")
+    }
+}
+
+fn holder(f: &mut File) -> String {
+    let mut s = String::new();
+    let _ = f.seek(SeekFrom::Start(0)).and_then(|_| f.read_to_string(&mut s));
+    let s = s.trim();
+    if s.is_empty() { "another fuseval bench (pid unknown)".into() } else { s.to_string() }
+}
+
+impl RunLock {
+    /// Take the lock at `path`. `Ok(None)` when `mode` is warn and someone else holds it.
+    pub fn acquire(path: &Path, mode: LockMode) -> Result<Option<RunLock>> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let mut told = false;
+        while !try_flock(&file).with_context(|| format!("locking {}", path.display()))? {
+            let who = holder(&mut file);
+            match mode {
+                LockMode::Fail => {
+                    return Err(anyhow::Error::new(Locked(format!(
+                        "another bench run holds {}: {who}; rerun with --lock wait or --lock warn",
+                        path.display()
+                    ))))
+                }
+                LockMode::Warn => {
+                    eprintln!("warning: another bench run holds {}: {who}; measuring anyway, timings may be disturbed", path.display());
+                    return Ok(None);
+                }
+                LockMode::Wait => {
+                    if !told {
+                        eprintln!("waiting for another bench run to finish: {who} holds {}", path.display());
+                        told = true;
+                    }
+                    if interrupted() {
+                        return Err(anyhow::Error::new(Interrupted));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        let me = format!("pid {} ({})", std::process::id(), crate::bench::utc_now());
+        file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(me.as_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(Some(RunLock { file, path: path.to_path_buf() }))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// Interrupted while waiting, before anything was measured.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// What `--resume` checks to be sure the model on disk is the one measured: its size and mtime.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: u128,
+}
+
+pub fn fingerprint(model: &Path) -> Result<Fingerprint> {
+    let m = std::fs::metadata(model).with_context(|| format!("reading {}", model.display()))?;
+    let mtime_ns = m
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(Fingerprint { size: m.len(), mtime_ns })
+}
+
+/// A merged calibration file: every run kept whole, its metadata beside its measurements.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MergedFile {
+    pub schema_version: u32,
+    /// Always `merged`, telling this file from a single run's.
+    pub kind: String,
+    /// UTC, RFC 3339.
+    pub date: String,
+    /// The files merged, as given.
+    pub sources: Vec<String>,
+    pub runs: Vec<CalibrationFile>,
+}
+
+pub const MERGED_KIND: &str = "merged";
+
+/// The runs in a calibration file: one for a bench run, all of them for a merged file.
+pub fn read_runs(path: &Path) -> Result<Vec<CalibrationFile>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| crate::error::user(format!("{}: not JSON: {e}", path.display())))?;
+    let parsed = if v.get("kind").and_then(|k| k.as_str()) == Some(MERGED_KIND) {
+        serde_json::from_value::<MergedFile>(v).map(|m| m.runs)
+    } else {
+        serde_json::from_value::<CalibrationFile>(v).map(|c| vec![c])
+    };
+    parsed.map_err(|e| crate::error::user(format!("{}: not a fuseval calibration file: {e}", path.display())))
+}
+
+/// Merge calibration files (single runs or merged files) into one list of runs, in the order given.
+pub fn merge(inputs: &[PathBuf]) -> Result<MergedFile> {
+    let mut runs = vec![];
+    for p in inputs {
+        runs.extend(read_runs(p)?);
+    }
+    Ok(MergedFile {
+        schema_version: crate::calibration::SCHEMA_VERSION,
+        kind: MERGED_KIND.into(),
+        date: crate::bench::utc_now(),
+        sources: inputs.iter().map(|p| p.display().to_string()).collect(),
+        runs,
+    })
+}
