@@ -409,7 +409,7 @@ fn resolve_inputs(
     for o in overrides {
         let vi = real.iter().find(|i| i.name == o.name).unwrap();
         let (_, dims) = value_info_dims(vi);
-        if dims.len() != o.dims.len() {
+        if !shapeless(vi) && dims.len() != o.dims.len() {
             return Err(user(format!(
                 "--input {o}: input `{}` of {} has rank {}, not {}",
                 o.name,
@@ -438,6 +438,22 @@ fn resolve_inputs(
     for vi in real {
         let (elem_type, dims) = value_info_dims(vi);
         let given = overrides.iter().find(|o| o.name == vi.name);
+        // no shape at all (not even a rank): nothing to default, the user must say it
+        let shapeless = shapeless(vi);
+        let dims = match given {
+            Some(o) if shapeless => vec![Dim::Unknown; o.dims.len()],
+            None if shapeless => {
+                return Err(user(format!(
+                    "{}: input `{}` declares no shape, not even its rank, so its dimensions cannot be resolved; \
+                     give them with --input {}=DIMS (e.g. --input {}=1x3x224x224)",
+                    path.display(),
+                    vi.name,
+                    vi.name,
+                    vi.name
+                )))
+            }
+            _ => dims,
+        };
         let mut resolved = vec![];
         for (axis, d) in dims.iter().enumerate() {
             let v = match (given, d) {
@@ -482,6 +498,14 @@ fn resolve_inputs(
         out.push(ResolvedInput { name: vi.name.clone(), elem_type, dims: resolved });
     }
     Ok(out)
+}
+
+/// An input that declares its element type but no shape, not even a rank.
+fn shapeless(vi: &pb::ValueInfoProto) -> bool {
+    matches!(
+        vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
+        Some(pb::type_proto::Value::TensorType(t)) if t.shape.is_none()
+    )
 }
 
 #[derive(Clone, Debug)]

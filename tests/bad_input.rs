@@ -206,6 +206,29 @@ fn bad_input_flags() {
 }
 
 #[test]
+fn a_shapeless_input_is_an_error_that_names_the_fix() {
+    let dir = tmp("shapeless");
+    let m = edited(&dir, "fixtures/patterns/add_relu.onnx", "shapeless.onnx", |m| {
+        let x = graph(m).input.iter_mut().find(|i| i.name == "x").unwrap();
+        if let Some(pb::type_proto::Value::TensorType(t)) = x.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.shape = None;
+        }
+    });
+    let model = m.to_str().unwrap();
+    let o = fuseval(&["inspect", model]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("shapeless.onnx") && t.contains("`x`") && t.contains("--input x="), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    // with the shape given, the pattern is found
+    let o = fuseval(&["inspect", model, "--input", "x=1x64x28x28", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["patterns_longest"]["Add_ReLU"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_dynamic_dimension_says_which_input_fixes_it() {
     let o = fuseval(&["inspect", "fixtures/tiny_bert_legacy.onnx"]);
     assert!(o.status.success(), "{}", text(&o));
