@@ -396,6 +396,18 @@ pub(crate) fn is_op(g: &ModelGraph, n: NodeIndex, op: &str) -> bool {
     node.op == op && (node.domain.is_empty() || node.domain == "ai.onnx")
 }
 
+/// For a two-input node with exactly one constant operand: (the non-constant one, the constant one),
+/// either operand order.
+pub(crate) fn data_and_const<'g>(g: &'g ModelGraph, n: NodeIndex) -> Option<(&'g str, &'g str)> {
+    let ins: Vec<&str> = g.node(n).real_inputs().collect();
+    guard!(ins.len() == 2);
+    match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
+        (false, true) => Some((ins[0], ins[1])),
+        (true, false) => Some((ins[1], ins[0])),
+        _ => None,
+    }
+}
+
 /// For a two-input node that reads `this`, its other input (either operand order).
 pub(crate) fn other_input<'g>(g: &'g ModelGraph, n: NodeIndex, this: &str) -> Option<&'g str> {
     let ins: Vec<&str> = g.node(n).real_inputs().collect();

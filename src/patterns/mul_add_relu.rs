@@ -10,18 +10,12 @@
 use petgraph::graph::NodeIndex;
 
 use super::forms::activation::relu_after;
-use super::{guard, is_op, next_op, other_input, out, Instance, Pattern};
+use super::{data_and_const, guard, is_op, next_op, other_input, out, Instance, Pattern};
 use crate::graph::ModelGraph;
 
 pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     guard!(is_op(g, n, "Mul"));
-    let ins: Vec<&str> = g.node(n).real_inputs().collect();
-    guard!(ins.len() == 2);
-    let x = match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
-        (false, true) => ins[0],
-        (true, false) => ins[1],
-        _ => return None,
-    };
+    let (x, _) = data_and_const(g, n)?;
     guard!(same_shape(g, x, out(g, n)));
     let add = next_op(g, n, "Add")?;
     guard!(g.is_constant(other_input(g, add, out(g, n))?));

@@ -13,7 +13,7 @@
 
 use petgraph::graph::NodeIndex;
 
-use super::{guard, is_op, next_op, other_input, out, Instance, Pattern};
+use super::{data_and_const, guard, is_op, next_op, other_input, out, Instance, Pattern};
 use crate::graph::ModelGraph;
 
 pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
@@ -53,13 +53,7 @@ pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
 
 /// `Mul(x, α)` → `Sigmoid` → `Mul(x, ·)` with a constant α.
 fn quick_gelu(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
-    let ins: Vec<&str> = g.node(n).real_inputs().collect();
-    guard!(ins.len() == 2);
-    let x = match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
-        (false, true) => ins[0],
-        (true, false) => ins[1],
-        _ => return None,
-    };
+    let (x, _) = data_and_const(g, n)?;
     // α is a scalar
     let alpha = other_input(g, n, x)?;
     guard!(g.shape(alpha).is_some_and(|s| super::numel(s) == 1));

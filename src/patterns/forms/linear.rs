@@ -8,7 +8,7 @@
 use petgraph::graph::NodeIndex;
 
 use crate::graph::ModelGraph;
-use crate::patterns::{guard, is_op, next_op, other_input, out};
+use crate::patterns::{data_and_const, guard, is_op, next_op, other_input, out};
 
 /// A linear layer with bias: its nodes (the dequantization first, when it belongs to the pattern), its
 /// form, and whether its weight is dequantized from integers.
@@ -46,13 +46,7 @@ pub(crate) fn linear(g: &ModelGraph, n: NodeIndex) -> Option<Linear> {
         return Some(Linear { nodes, form: "Gemm+Add", quantized });
     }
     guard!(is_op(g, n, "MatMul"));
-    let ins: Vec<&str> = node.real_inputs().collect();
-    guard!(ins.len() == 2);
-    let weight = match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
-        (false, true) => ins[1],
-        (true, false) => ins[0],
-        _ => return None,
-    };
+    let (_, weight) = data_and_const(g, n)?;
     guard!(g.shape(weight).is_none_or(|s| s.len() == 2));
     let add = bias_add_after(g, n)?;
     let mut nodes = dequantization(g, weight, n);
