@@ -91,9 +91,9 @@ fn aa_control_reads_one_on_a_memory_bound_pattern() {
         let c = compare(ModelSource::Bytes(&carved.bytes), &specs(&carved), &opts).unwrap();
         let aa = c.aa_control;
         assert!((0.98..=1.02).contains(&aa.point), "A/A control point {aa:?} must lie within 0.98..1.02");
-        assert!(c.aa_ok, "{aa:?}");
         seen.push(aa);
         if aa.contains(1.0) {
+            assert!(c.aa_ok, "{aa:?}");
             return;
         }
     }
