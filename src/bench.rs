@@ -211,6 +211,20 @@ fn measure_instance(
     (result, kernels, note, unavailable)
 }
 
+/// Measure one group of identical instances (carved from its first) into its calibration record; a
+/// failure becomes the record's skip reason. `consts` must hold the group's computed constants
+/// ([`ConstValues::evaluate`]).
+pub fn measure_group(p: &Prepared, sig: &str, group: &[&Instance], consts: &ConstValues, mopts: &MeasureOptions) -> FusionCalibration {
+    let (result, kernels, note, unavailable) = measure_instance(p, group[0], consts, mopts, mopts.ep);
+    let rec = FusionCalibration::new(&p.graph, group, result.as_ref().map_err(|e| e.clone()), sig.to_string());
+    rec.with_explicit(kernels, note, unavailable)
+}
+
+/// The measurement options a bench run uses.
+pub fn measure_options(opts: &BenchOptions) -> MeasureOptions {
+    MeasureOptions { seed: opts.seed, ..MeasureOptions::new(opts.ep, opts.threads, opts.quick) }
+}
+
 /// Measure the distinct instances not already in `previous` (a file being resumed, whose records are
 /// kept as they are), calling `on_record` with the file as it stands after each one (`complete` false),
 /// so that a killed run leaves its finished instances on disk. Stops after the current instance on
@@ -224,7 +238,7 @@ pub fn bench_run(
     check_ep(opts.ep)?;
     let g = &p.graph;
     let started = Instant::now();
-    let mopts = MeasureOptions { seed: opts.seed, ..MeasureOptions::new(opts.ep, opts.threads, opts.quick) };
+    let mopts = measure_options(opts);
     let chosen: Vec<&Instance> = if opts.all_patterns {
         p.detection.all.iter().collect()
     } else {
@@ -300,9 +314,7 @@ pub fn bench_run(
         }
         let inst = group[0];
         bar.set_message(format!("{} ({})", inst.pattern.key(), inst.node_names(g).first().cloned().unwrap_or_default()));
-        let (result, kernels, note, unavailable) = measure_instance(p, inst, &consts, &mopts, opts.ep);
-        let rec = FusionCalibration::new(g, group, result.as_ref().map_err(|e| e.clone()), sig.clone());
-        slots[k] = Some(rec.with_explicit(kernels, note, unavailable));
+        slots[k] = Some(measure_group(p, sig, group, &consts, &mopts));
         bar.inc(1);
         cal.fusion_profiles = slots.iter().flatten().cloned().collect();
         cal.metadata.measured = wall(&started);
