@@ -47,6 +47,11 @@ pub struct BenchOptions {
     pub progress: bool,
     /// Recorded in the metadata for `--resume`.
     pub run: Option<crate::calibration::RunOptions>,
+    /// The ceilings for the roofline figures; measured at the start of the run when absent.
+    pub ceilings: Option<crate::roofline::Ceilings>,
+    /// A calibration file (`fuseval calibrate`, or another bench) whose cost model also predicts the
+    /// whole model.
+    pub calibration: Option<PathBuf>,
 }
 
 /// Groups of identical instances (same signature), in model order.
@@ -103,7 +108,7 @@ fn index_range(g: &ModelGraph, tensor: &str) -> (i64, i64) {
     }
 }
 
-fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
+pub fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
     carved
         .inputs
         .iter()
@@ -253,6 +258,17 @@ pub fn bench_run(
         .map(|(_, v)| v[0])
         .collect();
     let consts = ConstValues::evaluate(&p.loaded, g, &todo)?;
+    let ceilings = match (&opts.ceilings, previous.and_then(|c| c.ceilings.clone())) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(c)) => Some(c),
+        (None, None) => match crate::calibrate::measure_ceilings(opts.ep, opts.threads, true, opts.seed, (None, None), false, true) {
+            Ok((_, c)) => Some(c),
+            Err(e) => {
+                eprintln!("warning: the hardware ceilings could not be measured, so there are no roofline figures: {e:#}");
+                None
+            }
+        },
+    };
 
     let name = |m: BTreeMap<crate::patterns::Pattern, usize>| -> BTreeMap<String, usize> {
         m.into_iter().map(|(k, v)| (k.key().to_string(), v)).collect()
@@ -285,6 +301,7 @@ pub fn bench_run(
         patterns_found_all: name(p.detection.counts(false)),
         fusion_profiles: vec![],
         whole_model: None,
+        ceilings: ceilings.clone(),
         warnings: previous.map(|c| c.warnings.clone()).unwrap_or_else(|| p.loaded.warnings.clone()),
         complete: false,
     };
@@ -314,7 +331,11 @@ pub fn bench_run(
         }
         let inst = group[0];
         bar.set_message(format!("{} ({})", inst.pattern.key(), inst.node_names(g).first().cloned().unwrap_or_default()));
-        slots[k] = Some(measure_group(p, sig, group, &consts, &mopts));
+        let rec = measure_group(p, sig, group, &consts, &mopts);
+        slots[k] = Some(match &ceilings {
+            Some(c) => rec.with_roofline(c),
+            None => rec,
+        });
         bar.inc(1);
         cal.fusion_profiles = slots.iter().flatten().cloned().collect();
         cal.metadata.measured = wall(&started);
@@ -333,6 +354,17 @@ pub fn bench_run(
             Err(e) => cal.warnings.push(format!("the whole model could not be timed: {e:#}")),
         }
     }
+    if let Some(w) = cal.whole_model.as_mut() {
+        if opts.all_patterns {
+            // overlapping matches would count the same saving twice
+            w.prediction = None;
+        } else if let (Some(pred), Some(path)) = (w.prediction.as_mut(), &opts.calibration) {
+            match predict_from_calibration(p, &cal.fusion_profiles, &w.measurement, path) {
+                Ok(c) => pred.from_calibration = Some(c),
+                Err(e) => cal.warnings.push(format!("no prediction from {}: {e:#}", path.display())),
+            }
+        }
+    }
     bar.finish_and_clear();
     cal.metadata.measured = wall(&started);
     cal.complete = !interrupted;
@@ -348,7 +380,60 @@ fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) ->
         .map(|p| (p.unfused_latency_ms - p.fused_latency_ms) * p.instances.len() as f64)
         .sum();
     let explained_fraction = (saving_extended_ms.abs() > 1e-9).then(|| sum_pattern_saving_ms / saving_extended_ms);
-    WholeModelResult { measurement: m, saving_all_ms, saving_extended_ms, sum_pattern_saving_ms, explained_fraction }
+    let prediction = Some(crate::calibration::predict(&m, profiles));
+    WholeModelResult { measurement: m, saving_all_ms, saving_extended_ms, sum_pattern_saving_ms, explained_fraction, prediction }
+}
+
+/// Predict the fused whole model from a calibration's cost model: each measured instance's unfused
+/// latency, sped up by the calibration's estimate at its size.
+fn predict_from_calibration(
+    p: &Prepared,
+    profiles: &[FusionCalibration],
+    m: &measure::WholeModel,
+    path: &Path,
+) -> Result<crate::calibration::CalibrationPrediction> {
+    use crate::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
+    let model = FusionCostModel::from_path(path, CostModelOptions::default())?;
+    let by_sig: HashMap<String, &Instance> = p.detection.all.iter().map(|i| (i.signature(&p.graph), i)).collect();
+    let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
+    let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+    let mut warnings = vec![];
+    for r in profiles.iter().filter(|r| r.status == Status::Measured && r.equivalent) {
+        let Some(inst) = by_sig.get(&r.signature) else { continue };
+        let b = model.fusion_benefit(inst.pattern.key(), &Workload::of_instance(&p.graph, inst))?;
+        let kind = match b.source {
+            Source::Measured { .. } => "measured",
+            Source::Interpolated { .. } => "interpolated",
+            Source::Extrapolated { .. } => "extrapolated",
+            Source::Fallback(_) => "fallback",
+        };
+        let n = r.instances.len();
+        *sources.entry(kind.into()).or_insert(0) += n;
+        let n = n as f64;
+        s += n * crate::calibration::saving_ms(r.unfused_latency_ms, b.speedup.point);
+        lo += n * crate::calibration::saving_ms(r.unfused_latency_ms, b.speedup.lo);
+        hi += n * crate::calibration::saving_ms(r.unfused_latency_ms, b.speedup.hi);
+        for w in b.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+    let measured_ms = m.all.median_ms;
+    let predicted_ms = m.disabled.median_ms - s;
+    Ok(crate::calibration::CalibrationPrediction {
+        calibration: path.display().to_string(),
+        prediction: crate::calibration::LevelPrediction {
+            level: "calibration".into(),
+            predicted_ms,
+            predicted_low_ms: m.disabled.median_ms - hi,
+            predicted_high_ms: m.disabled.median_ms - lo,
+            measured_ms,
+            error: if measured_ms > 0.0 { (predicted_ms - measured_ms) / measured_ms } else { 0.0 },
+        },
+        sources,
+        warnings,
+    })
 }
 
 /// The current UTC time as RFC 3339, without a date crate.

@@ -28,6 +28,10 @@ pub struct CalibrationFile {
     pub patterns_found_all: BTreeMap<String, usize>,
     pub fusion_profiles: Vec<FusionCalibration>,
     pub whole_model: Option<WholeModelResult>,
+    /// The hardware ceilings the roofline figures use (measured at the start of the run, or read from
+    /// `--ceilings`/`--calibration`).
+    #[serde(default)]
+    pub ceilings: Option<crate::roofline::Ceilings>,
     pub warnings: Vec<String>,
     /// False while the run is going on, and after it was interrupted: `fusion_profiles` then holds only
     /// the instances finished so far, and `fuseval bench --resume` measures the rest. Files without
@@ -166,6 +170,9 @@ pub struct FusionCalibration {
     /// Node names of every instance this result applies to (identical pattern, shapes and attributes).
     pub instances: Vec<Vec<String>>,
     pub signature: String,
+    /// The instance on the roofline of the run's ceilings (unfused and fused at the headline level).
+    #[serde(default)]
+    pub roofline: Option<crate::roofline::Roofline>,
 }
 
 /// Whole-model timing beside the sum of the per-pattern savings.
@@ -179,6 +186,103 @@ pub struct WholeModelResult {
     pub sum_pattern_saving_ms: f64,
     /// sum_pattern_saving_ms / saving at the headline level.
     pub explained_fraction: Option<f64>,
+    /// The fused latency predicted from the unfused latency and the per-pattern savings, against the
+    /// measured one.
+    #[serde(default)]
+    pub prediction: Option<Prediction>,
+}
+
+/// The design's validation step 4: predict the fused whole model from its parts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Prediction {
+    /// The whole model at ORT's Disable level, ms.
+    pub unfused_ms: f64,
+    /// Instances whose savings are summed (measured, equivalent), and those left out.
+    pub instances_used: usize,
+    pub instances_left_out: usize,
+    /// From this run's own per-instance measurements: at `extended` (against the whole model at
+    /// extended), at `all` and with each instance's `best` agreeing variant (both against the full level).
+    pub levels: Vec<LevelPrediction>,
+    /// From a calibration file's cost model instead (`bench --calibration`): each instance's unfused
+    /// latency times the estimated speedup at its size, against the full level.
+    pub from_calibration: Option<CalibrationPrediction>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LevelPrediction {
+    pub level: String,
+    pub predicted_ms: f64,
+    /// From the speedups' CI bounds.
+    pub predicted_low_ms: f64,
+    pub predicted_high_ms: f64,
+    pub measured_ms: f64,
+    /// (predicted − measured) / measured.
+    pub error: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CalibrationPrediction {
+    pub calibration: String,
+    pub prediction: LevelPrediction,
+    /// How many instances each lookup kind served: measured, interpolated, extrapolated, fallback.
+    pub sources: BTreeMap<String, usize>,
+    pub warnings: Vec<String>,
+}
+
+/// A saving per inference, ms, from an unfused latency and a speedup: u · (1 − 1/s).
+pub fn saving_ms(unfused_ms: f64, speedup: f64) -> f64 {
+    if speedup > 0.0 { unfused_ms * (1.0 - 1.0 / speedup) } else { 0.0 }
+}
+
+/// Predict the whole model at each level from the per-instance speedups (counted once per instance).
+/// Only for a non-overlapping cover: with `--all-patterns` the savings would be counted twice.
+pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
+    let used: Vec<&FusionCalibration> =
+        profiles.iter().filter(|p| p.status == Status::Measured && p.equivalent).collect();
+    let left_out: usize = profiles.iter().filter(|p| !(p.status == Status::Measured && p.equivalent)).map(|p| p.instances.len()).sum();
+    let level = |name: &str, measured_ms: f64, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
+        let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
+        for p in &used {
+            let Some(e) = pick(p) else { continue };
+            let n = p.instances.len() as f64;
+            s += n * saving_ms(p.unfused_latency_ms, e.point);
+            lo += n * saving_ms(p.unfused_latency_ms, e.lo);
+            hi += n * saving_ms(p.unfused_latency_ms, e.hi);
+        }
+        let predicted_ms = m.disabled.median_ms - s;
+        LevelPrediction {
+            level: name.into(),
+            predicted_ms,
+            // a larger speedup saves more: the high bound gives the lowest latency
+            predicted_low_ms: m.disabled.median_ms - hi,
+            predicted_high_ms: m.disabled.median_ms - lo,
+            measured_ms,
+            error: if measured_ms > 0.0 { (predicted_ms - measured_ms) / measured_ms } else { 0.0 },
+        }
+    };
+    let levels = vec![
+        level("extended", m.extended.median_ms, &|p| p.extended.as_ref().map(|l| l.speedup)),
+        level("all", m.all.median_ms, &|p| p.all.as_ref().filter(|l| l.equivalence.passed).map(|l| l.speedup)),
+        level("best", m.all.median_ms, &|p| best_estimate(p)),
+    ];
+    Prediction {
+        unfused_ms: m.disabled.median_ms,
+        instances_used: used.iter().map(|p| p.instances.len()).sum(),
+        instances_left_out: left_out,
+        levels,
+        from_calibration: None,
+    }
+}
+
+/// The speedup of a record's best agreeing variant; 1.00 when that is unfused (no saving).
+pub fn best_estimate(p: &FusionCalibration) -> Option<Estimate> {
+    let l = match p.best_variant.as_str() {
+        "runtime_extended" => p.extended.as_ref(),
+        "runtime_all" => p.all.as_ref(),
+        "explicit" => p.explicit.as_ref(),
+        _ => return Some(Estimate::exact(1.0)),
+    };
+    l.map(|l| l.speedup)
 }
 
 /// Ops that only move or relabel data (reshapes, NCHWc reorders), which ORT adds around the kernels
@@ -361,6 +465,7 @@ impl FusionCalibration {
             verdict: None,
             instances: group.iter().map(|i| i.node_names(g)).collect(),
             signature,
+            roofline: None,
         };
         let c = match measured {
             Ok(c) => c,
@@ -420,6 +525,18 @@ impl FusionCalibration {
         if self.explicit_unavailable.is_none() {
             self.explicit_unavailable = unavailable;
         }
+        self
+    }
+
+    /// Place the record on the roofline of `c` (latencies and speedup left at 0 when skipped).
+    pub fn with_roofline(mut self, c: &crate::roofline::Ceilings) -> Self {
+        self.roofline = Some(crate::roofline::Roofline::new(
+            self.flops,
+            (self.unfused_memory_bytes, self.fused_memory_bytes),
+            (self.unfused_latency_ms, self.fused_latency_ms),
+            self.speedup_factor,
+            c,
+        ));
         self
     }
 

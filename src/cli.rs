@@ -60,7 +60,7 @@ pub enum Command {
         model: Option<PathBuf>,
         /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
         /// with the model and options it records.
-        #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force"])]
+        #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration"])]
         resume: Option<PathBuf>,
         /// When another bench run holds the machine-wide lock: wait for it, fail (exit 4), or warn and go on.
         #[arg(long, value_enum, default_value_t = LockMode::Wait)]
@@ -88,6 +88,10 @@ pub enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// A calibration file (from `fuseval calibrate`): its ceilings place every instance on the
+        /// roofline (instead of measuring them first), and its cost model predicts the whole model.
+        #[arg(long, value_name = "FILE")]
+        calibration: Option<PathBuf>,
         /// Output directory (default: fuseval-out/<model name>).
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
@@ -95,6 +99,53 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Calibrate the hardware: measure its ceilings, sweep every catalog pattern over a size grid, and
+    /// write a HardwareCalibration (docs/calibration.md) that `FusionCostModel`, `validate` and `plan` read.
+    Calibrate {
+        /// A name for the hardware, e.g. `xeon-2c` or `h100-sxm`.
+        #[arg(long)]
+        hardware: String,
+        /// Execution provider.
+        #[arg(long, value_enum, default_value_t = EpArg::Cpu)]
+        ep: EpArg,
+        /// CUDA device, with --ep cuda.
+        #[arg(long, default_value_t = 0)]
+        device_id: i32,
+        /// Intra-op threads (default: all logical cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Three sizes per pattern, a wider CI target (±5%) and a short budget per measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Which patterns: `all`, families (linear, conv, attention, elementwise) or keys, comma-separated.
+        #[arg(long, default_value = "all")]
+        patterns: String,
+        /// Theoretical peak f32 GFLOP/s, to report efficiency (overrides --preset).
+        #[arg(long)]
+        peak_gflops: Option<f64>,
+        /// Theoretical memory bandwidth in GB/s (overrides --preset).
+        #[arg(long)]
+        peak_bandwidth: Option<f64>,
+        /// Theoretical peaks of a known device: h100-sxm, h100-pcie, h200, a100-sxm, i7-12700k.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Skip the nn-Meter fusion-rule table.
+        #[arg(long)]
+        no_rules: bool,
+        /// Seed of the random inputs and weights.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The HardwareCalibration file.
+        #[arg(short = 'o', long = "out", default_value = "calibration.json")]
+        out: PathBuf,
+        /// Overwrite an existing output.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check a partitioner's fusion plan: a verdict per group, and the patterns it missed.
+    Validate(crate::plan::ValidateArgs),
+    /// Propose a fusion plan, greedily by measured (or estimated) benefit.
+    Plan(crate::plan::PlanArgs),
     /// Combine calibration files (from several machines or runs) into one, each run with its metadata.
     Merge {
         /// calibration.json files, or merged files.
@@ -175,6 +226,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             all_patterns,
             no_whole_model,
             seed,
+            calibration,
             out,
             force,
         } => {
@@ -216,6 +268,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                         whole_model: !no_whole_model,
                         progress,
                         run: Some(run),
+                        ceilings: match &calibration {
+                            Some(path) => Some(crate::calibrate::read_ceilings(path)?),
+                            None => None,
+                        },
+                        calibration,
                     };
                     (out, None, opts)
                 }
@@ -283,6 +340,82 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(exit::OK)
         }
+        Command::Calibrate {
+            hardware,
+            ep,
+            device_id,
+            threads,
+            quick,
+            patterns,
+            peak_gflops,
+            peak_bandwidth,
+            preset,
+            no_rules,
+            seed,
+            out,
+            force,
+        } => {
+            crate::run::install_signal_handlers()?;
+            if out.exists() && !force {
+                return Err(crate::error::user(format!("{} already exists: pass --force to overwrite it", out.display())));
+            }
+            let ep = match ep {
+                EpArg::Cpu => Ep::Cpu,
+                EpArg::Cuda => Ep::Cuda { device_id },
+            };
+            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            if threads == 0 {
+                return Err(crate::error::user("--threads must be at least 1"));
+            }
+            let patterns = crate::calibrate::parse_patterns(&patterns)?;
+            let preset = match preset {
+                Some(name) => Some(crate::calibrate::preset(&name).ok_or_else(|| {
+                    let known: Vec<&str> = crate::calibrate::PRESETS.iter().map(|p| p.0).collect();
+                    crate::error::user(format!("--preset: unknown device `{name}`; known: {}", known.join(", ")))
+                })?),
+                None => None,
+            };
+            let theoretical_source = match (peak_gflops.is_some() || peak_bandwidth.is_some(), preset) {
+                (true, _) => Some("given on the command line".to_string()),
+                (false, Some(p)) => Some(p.2.to_string()),
+                _ => None,
+            };
+            let opts = crate::calibrate::CalibrateOptions {
+                hardware,
+                ep,
+                threads,
+                quick,
+                patterns,
+                seed,
+                theoretical_gflops: peak_gflops.or(preset.map(|p| p.0)),
+                theoretical_bandwidth_gbs: peak_bandwidth.or(preset.map(|p| p.1)),
+                theoretical_source,
+                rules: !no_rules,
+                progress: true,
+            };
+            crate::runtime::configure_pool(threads)?;
+            let _lock = crate::run::lock_path()
+                .and_then(|path| crate::run::RunLock::acquire(&path, LockMode::Wait))
+                .unwrap_or(None);
+            if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            }
+            let mut save = |cal: &crate::calibrate::HardwareCalibration| -> Result<()> {
+                let json = serde_json::to_vec_pretty(cal).context("serialising the calibration")?;
+                report::atomic_write(&out, &json)
+            };
+            let cal = crate::calibrate::calibrate(&opts, &mut save)?;
+            save(&cal)?;
+            print!("{}", crate::calibrate::summary_text(&cal));
+            println!("wrote {}", out.display());
+            if !cal.complete {
+                eprintln!("interrupted: the sizes measured so far are in {}", out.display());
+                return Ok(exit::INTERRUPTED);
+            }
+            Ok(exit::OK)
+        }
+        Command::Validate(args) => crate::plan::validate_command(&args),
+        Command::Plan(args) => crate::plan::plan_command(&args),
         Command::Merge { files, out, force } => {
             if out.exists() && !force {
                 return Err(crate::error::user(format!(
@@ -355,6 +488,8 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         whole_model: run.whole_model,
         progress,
         run: Some(run),
+        ceilings: prev.ceilings.clone(),
+        calibration: None,
     };
     Ok((prev, opts))
 }

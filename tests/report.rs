@@ -159,6 +159,7 @@ fn calibration(p: &Prepared, shape: Shape) -> CalibrationFile {
         saving_extended_ms: whole.disabled.median_ms - whole.extended.median_ms,
         sum_pattern_saving_ms: 0.6,
         explained_fraction: Some(0.1),
+        prediction: None,
         measurement: whole,
     };
     CalibrationFile {
@@ -168,6 +169,7 @@ fn calibration(p: &Prepared, shape: Shape) -> CalibrationFile {
         patterns_found_all: counts(p, false),
         fusion_profiles: profiles,
         whole_model: Some(whole),
+        ceilings: None,
         warnings: vec!["a warning from loading".into()],
         complete: true,
     }

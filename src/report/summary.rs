@@ -289,6 +289,40 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                 fmt_ms(saving),
                 fmt_ms(w.sum_pattern_saving_ms)
             );
+            if let Some(p) = &w.prediction {
+                let _ = writeln!(
+                    s,
+                    "Prediction (unfused {} minus the per-pattern savings of {} instances{}):",
+                    fmt_ms(p.unfused_ms),
+                    p.instances_used,
+                    if p.instances_left_out > 0 { format!(", {} left out: skipped or not equivalent", p.instances_left_out) } else { String::new() }
+                );
+                let line = |s: &mut String, name: &str, l: &crate::calibration::LevelPrediction| {
+                    let _ = writeln!(
+                        s,
+                        "  {name:<28} predicted {} [{}, {}] vs measured {} ({:+.1}%)",
+                        fmt_ms(l.predicted_ms),
+                        fmt_ms(l.predicted_low_ms),
+                        fmt_ms(l.predicted_high_ms),
+                        fmt_ms(l.measured_ms),
+                        100.0 * l.error
+                    );
+                };
+                for l in &p.levels {
+                    let name = match l.level.as_str() {
+                        "extended" => "extended level",
+                        "all" => "full level",
+                        "best" => "best variant, vs full level",
+                        other => other,
+                    };
+                    line(s, name, l);
+                }
+                if let Some(c) = &p.from_calibration {
+                    line(s, "calibration, vs full level", &c.prediction);
+                    let src: Vec<String> = c.sources.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                    let _ = writeln!(s, "    ({}; lookups: {})", c.calibration, src.join(", "));
+                }
+            }
         }
         None => {
             let _ = writeln!(s, "Whole model: not timed");

@@ -1,0 +1,824 @@
+//! Calibrate: the hardware's `HardwareCalibration`, in the design's schema.
+//!
+//! 1. Ceilings, through the same runtime: peak MatMul GFLOP/s (per dtype the provider runs) and memory
+//!    bandwidth (a large Add, bytes read + written), beside optional theoretical peaks.
+//! 2. Every selected catalog pattern swept over a size grid (`crate::synth`), each size a model fuseval
+//!    builds itself, detected, carved and measured exactly as `bench` measures a model's instances:
+//!    unfused, runtime-fused, explicit-fused, with CIs, equivalence and the A/A control.
+//! 3. Where fusion starts or stops paying per pattern, and an nn-Meter-style fusion-rule table: for each
+//!    producer→consumer pair, T1 + T2 − T_block against 0.5 · min(T1, T2).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::bench::{carved_specs, distinct_groups, measure_group, prepare, Prepared};
+use crate::calibration::{kernel_count, FusionCalibration, Status, NOISE};
+use crate::carve::{carve, ConstValues};
+use crate::estimate::{Estimate, Verdict};
+use crate::measure::{self, DType, InputSpec, Latency, MeasureOptions, ModelSource, TempDir};
+use crate::patterns::{Instance, Pattern};
+use crate::roofline::{bottleneck, BottleneckType, Ceilings};
+use crate::runtime::Ep;
+
+/// Version of the HardwareCalibration schema.
+pub const HW_SCHEMA_VERSION: u32 = 1;
+
+/// The pattern families `--patterns` accepts, besides single keys and `all`.
+pub const FAMILIES: [&str; 4] = ["linear", "conv", "attention", "elementwise"];
+
+pub fn family(p: Pattern) -> &'static str {
+    use Pattern::*;
+    match p {
+        LinearBias | LinearBiasRelu | LinearBiasReluDropout | LinearBiasGelu | Mlp => "linear",
+        ConvBias | ConvBn | ConvBnRelu | ConvRelu | ConvBnReluMaxPool => "conv",
+        QkSoftmax | SoftmaxV | AttentionHead | MultiHeadLinear => "attention",
+        AddRelu | AddLayerNorm | MulAddRelu | SigmoidMul => "elementwise",
+    }
+}
+
+/// `linear,conv`, `all`, or pattern keys in any common spelling; catalog order, no duplicates.
+pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
+    let mut want = vec![];
+    for item in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let lower = item.to_ascii_lowercase();
+        if lower == "all" {
+            want.extend(Pattern::ALL);
+        } else if FAMILIES.contains(&lower.as_str()) {
+            want.extend(Pattern::ALL.into_iter().filter(|p| family(*p) == lower));
+        } else {
+            let p = crate::cost_model::resolve_pattern(item)
+                .map_err(|e| crate::error::user(format!("--patterns: {e:#} (or a family: all, {})", FAMILIES.join(", "))))?;
+            want.push(p);
+        }
+    }
+    if want.is_empty() {
+        return Err(crate::error::user("--patterns names no pattern"));
+    }
+    Ok(Pattern::ALL.into_iter().filter(|p| want.contains(p)).collect())
+}
+
+/// Theoretical peaks of known devices, for `--preset`: (name, f32 GFLOP/s, GB/s, source).
+pub const PRESETS: &[(&str, f64, f64, &str)] = &[
+    ("h100-sxm", 66_900.0, 3_350.0, "NVIDIA H100 SXM datasheet: FP32 67 TFLOPS (non-tensor), HBM3 3.35 TB/s"),
+    ("h100-pcie", 51_200.0, 2_000.0, "NVIDIA H100 PCIe datasheet: FP32 51 TFLOPS, HBM2e 2.0 TB/s"),
+    ("h200", 66_900.0, 4_800.0, "NVIDIA H200 SXM datasheet: FP32 67 TFLOPS, HBM3e 4.8 TB/s"),
+    ("a100-sxm", 19_500.0, 2_039.0, "NVIDIA A100 80GB SXM datasheet: FP32 19.5 TFLOPS, 2.04 TB/s"),
+    ("i7-12700k", 1_152.0, 76.8, "design doc example: 8P cores x 4.5 GHz x 32 FLOP/cycle, DDR5-4800 dual channel"),
+];
+
+pub fn preset(name: &str) -> Option<(f64, f64, &'static str)> {
+    PRESETS.iter().find(|p| p.0.eq_ignore_ascii_case(name)).map(|p| (p.1, p.2, p.3))
+}
+
+#[derive(Clone, Debug)]
+pub struct CalibrateOptions {
+    pub hardware: String,
+    pub ep: Ep,
+    pub threads: usize,
+    pub quick: bool,
+    pub patterns: Vec<Pattern>,
+    pub seed: u64,
+    pub theoretical_gflops: Option<f64>,
+    pub theoretical_bandwidth_gbs: Option<f64>,
+    pub theoretical_source: Option<String>,
+    /// Also measure the fusion-rule table.
+    pub rules: bool,
+    /// One line per measurement on stderr.
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CalibrationMetadata {
+    pub hardware_name: String,
+    pub date: String,
+    pub tool: String,
+    pub fuseval_version: String,
+    /// `cpu` or `gpu`.
+    pub device_type: String,
+    pub hardware: crate::runtime::Hardware,
+    pub runtime: String,
+    pub ort_version: String,
+    pub execution_provider: String,
+    pub threads: usize,
+    pub quick: bool,
+    pub seed: u64,
+    /// How warm-up and measurement runs are chosen (they adapt per measurement; each record has its own
+    /// `rounds`, `iters_per_round` and `num_trials`).
+    pub warmup: String,
+    pub measurement: String,
+    pub target_rel_ci: f64,
+    pub budget_per_measurement_s: f64,
+    pub min_rounds: usize,
+    pub max_rounds: usize,
+    pub patterns: Vec<String>,
+    /// Wall time of the whole calibration.
+    pub measured: String,
+}
+
+/// One operation on the hardware: a ceiling probe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OperationProfile {
+    pub operation: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub supported: bool,
+    /// Why it is unsupported, or what it measures.
+    pub note: String,
+    pub flops: u64,
+    pub bytes: u64,
+    pub arithmetic_intensity: f64,
+    pub latency: Option<Latency>,
+    pub measured_gflops: f64,
+    /// measured / theoretical, when a theoretical peak is known.
+    pub efficiency: Option<f64>,
+    pub achieved_bandwidth_gbps: f64,
+    pub bandwidth_efficiency: Option<f64>,
+    pub bottleneck: Option<BottleneckType>,
+}
+
+/// One size of a pattern's sweep, in grid order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SweepPoint {
+    pub size: String,
+    pub flops: u64,
+    pub unfused_memory_bytes: u64,
+    pub unfused_latency_ms: f64,
+    /// The headline (runtime, extended level) speedup.
+    pub speedup: Option<Estimate>,
+    /// The best agreeing variant and its speedup (`unfused` with the headline when none is faster).
+    pub best_variant: String,
+    pub best_speedup: Option<Estimate>,
+    pub verdict: Option<Verdict>,
+    pub bottleneck_unfused: Option<BottleneckType>,
+}
+
+/// Where fusion starts or stops paying for one pattern (the design's open question 2).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Crossover {
+    pub fusion_pattern: String,
+    pub points: Vec<SweepPoint>,
+    /// Sizes where the best fused variant is faster beyond noise.
+    pub pays_at: Vec<String>,
+    pub summary: String,
+}
+
+/// The nn-Meter fusion rule for one producer→consumer pair on one provider.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FusionRule {
+    pub execution_provider: String,
+    pub first: String,
+    pub second: String,
+    /// The synthetic pattern model and size the pair was carved from.
+    pub from: String,
+    pub t1_ms: f64,
+    pub t2_ms: f64,
+    pub t_block_ms: f64,
+    /// T1 + T2 − T_block.
+    pub saving_ms: f64,
+    /// 0.5 · min(T1, T2).
+    pub threshold_ms: f64,
+    /// nn-Meter's rule: saving > threshold.
+    pub rule_says_fused: bool,
+    /// ORT's optimized block has fewer compute kernels than two.
+    pub graph_says_fused: bool,
+    pub block_ops: Vec<String>,
+}
+
+/// The design's `HardwareCalibration`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HardwareCalibration {
+    pub schema_version: u32,
+    pub metadata: CalibrationMetadata,
+    pub theoretical_peak_gflops: Option<f64>,
+    pub theoretical_bandwidth_gbps: Option<f64>,
+    pub theoretical_source: Option<String>,
+    /// Best f32 MatMul.
+    pub measured_peak_gflops: f64,
+    /// Largest Add (out of cache).
+    pub measured_bandwidth_gbps: f64,
+    pub peak_efficiency: Option<f64>,
+    pub bandwidth_efficiency: Option<f64>,
+    /// The ceilings every roofline in this file uses.
+    pub ceilings: Ceilings,
+    pub operation_profiles: Vec<OperationProfile>,
+    /// One `FusionCalibration` per pattern and size (`extra_params.size`).
+    pub fusion_profiles: Vec<FusionCalibration>,
+    pub crossovers: Vec<Crossover>,
+    pub fusion_rules: Vec<FusionRule>,
+    pub warnings: Vec<String>,
+    pub complete: bool,
+}
+
+fn probe_opts(ep: Ep, threads: usize, quick: bool, seed: u64) -> MeasureOptions {
+    MeasureOptions { seed, ..MeasureOptions::new(ep, threads, quick) }
+}
+
+/// Time one model at ORT's Disable level (the probes are single kernels), with the same rounds and CI.
+fn time_model(bytes: &[u8], specs: &[InputSpec], mopts: &MeasureOptions) -> Result<(Latency, measure::Comparison)> {
+    let c = measure::compare(ModelSource::Bytes(bytes), specs, mopts)?;
+    Ok((c.unfused, c))
+}
+
+fn spec(name: &str, dtype: DType, shape: Vec<usize>) -> InputSpec {
+    InputSpec { name: name.into(), dtype, shape, range: None }
+}
+
+/// Measure the ceilings: MatMul n×n×n per dtype, Add over growing sizes. The peak is the best f32 MatMul,
+/// the bandwidth the largest Add (out of every cache).
+pub fn measure_ceilings(
+    ep: Ep,
+    threads: usize,
+    quick: bool,
+    seed: u64,
+    theoretical: (Option<f64>, Option<f64>),
+    progress: bool,
+    minimal: bool,
+) -> Result<(Vec<OperationProfile>, Ceilings)> {
+    let mopts = probe_opts(ep, threads, quick, seed);
+    let gpu = matches!(ep, Ep::Cuda { .. });
+    let gemm_sizes: Vec<usize> = match (gpu, quick) {
+        (false, true) => vec![512, 1024],
+        (false, false) => vec![256, 512, 1024, 2048],
+        (true, true) => vec![2048, 4096],
+        (true, false) => vec![1024, 2048, 4096, 8192],
+    };
+    let add_sizes: Vec<usize> = match (gpu, quick) {
+        (false, true) => vec![1 << 16, 1 << 24],
+        (false, false) => vec![1 << 14, 1 << 18, 1 << 22, 1 << 24],
+        (true, true) => vec![1 << 20, 1 << 26],
+        (true, false) => vec![1 << 16, 1 << 20, 1 << 24, 1 << 27],
+    };
+    // minimal (bench's roofline): the largest f32 MatMul and the largest Add only
+    let (gemm_sizes, add_sizes) = if minimal {
+        (gemm_sizes[gemm_sizes.len() - 1..].to_vec(), add_sizes[add_sizes.len() - 1..].to_vec())
+    } else {
+        (gemm_sizes, add_sizes)
+    };
+    let f16_sizes = if minimal { vec![] } else { vec![*gemm_sizes.last().unwrap_or(&1024)] };
+    let mut profiles = vec![];
+    for (dtype, sizes) in [(DType::F32, gemm_sizes.clone()), (DType::F16, f16_sizes)] {
+        for n in sizes {
+            let flops = 2 * (n as u64).pow(3);
+            let bytes = 3 * (n * n * dtype.size_bytes()) as u64;
+            let mut p = OperationProfile {
+                operation: "MatMul".into(),
+                dtype: dtype.name().to_string(),
+                shape: vec![n, n, n],
+                supported: false,
+                note: format!("Y[{n},{n}] = A[{n},{n}] @ B[{n},{n}]"),
+                flops,
+                bytes,
+                arithmetic_intensity: flops as f64 / bytes as f64,
+                latency: None,
+                measured_gflops: 0.0,
+                efficiency: None,
+                achieved_bandwidth_gbps: 0.0,
+                bandwidth_efficiency: None,
+                bottleneck: None,
+            };
+            let specs = [spec("A", dtype, vec![n, n]), spec("B", dtype, vec![n, n])];
+            match crate::synth::gemm_model(n, dtype).and_then(|m| time_model(&m, &specs, &mopts)) {
+                Ok((lat, _)) => {
+                    p.supported = true;
+                    p.latency = Some(lat);
+                    p.measured_gflops = flops as f64 / (lat.median_ms * 1e-3) / 1e9;
+                    p.achieved_bandwidth_gbps = bytes as f64 / (lat.median_ms * 1e-3) / 1e9;
+                }
+                Err(e) => p.note = format!("not run on {ep}: {e:#}"),
+            }
+            if progress {
+                eprintln!("  ceiling  MatMul {n}^3 {}: {:.1} GFLOP/s", dtype.name(), p.measured_gflops);
+            }
+            profiles.push(p);
+        }
+    }
+    for numel in add_sizes {
+        let bytes = 3 * 4 * numel as u64;
+        let mut p = OperationProfile {
+            operation: "Add".into(),
+            dtype: "f32".into(),
+            shape: vec![numel],
+            supported: false,
+            note: format!("Y[{numel}] = A + B: {} MB read and written", bytes / 1_000_000),
+            flops: numel as u64,
+            bytes,
+            arithmetic_intensity: 1.0 / 12.0,
+            latency: None,
+            measured_gflops: 0.0,
+            efficiency: None,
+            achieved_bandwidth_gbps: 0.0,
+            bandwidth_efficiency: None,
+            bottleneck: None,
+        };
+        let specs = [spec("A", DType::F32, vec![numel]), spec("B", DType::F32, vec![numel])];
+        match crate::synth::add_model(numel).and_then(|m| time_model(&m, &specs, &mopts)) {
+            Ok((lat, _)) => {
+                p.supported = true;
+                p.latency = Some(lat);
+                p.measured_gflops = numel as f64 / (lat.median_ms * 1e-3) / 1e9;
+                p.achieved_bandwidth_gbps = bytes as f64 / (lat.median_ms * 1e-3) / 1e9;
+            }
+            Err(e) => p.note = format!("not run on {ep}: {e:#}"),
+        }
+        if progress {
+            eprintln!("  ceiling  Add 2^{} f32: {:.1} GB/s", numel.trailing_zeros(), p.achieved_bandwidth_gbps);
+        }
+        profiles.push(p);
+    }
+    let best = |op: &str, dtype: &str, key: fn(&OperationProfile) -> f64| {
+        profiles
+            .iter()
+            .filter(|p| p.supported && p.operation == op && p.dtype == dtype)
+            .max_by(|a, b| key(a).total_cmp(&key(b)))
+    };
+    let peak = best("MatMul", "f32", |p| p.measured_gflops).context("no f32 MatMul probe ran: no peak GFLOP/s")?;
+    // the largest Add: the DRAM (or HBM) figure, not a cache's
+    let bw = profiles
+        .iter()
+        .filter(|p| p.supported && p.operation == "Add")
+        .max_by_key(|p| p.shape[0])
+        .context("no Add probe ran: no bandwidth")?;
+    let ceilings = Ceilings {
+        peak_gflops: peak.measured_gflops,
+        bandwidth_gbs: bw.achieved_bandwidth_gbps,
+        source: format!(
+            "measured by fuseval on {ep} with {threads} threads: MatMul {}^3 f32, Add of {} f32",
+            peak.shape[0], bw.shape[0]
+        ),
+    };
+    for p in profiles.iter_mut().filter(|p| p.supported) {
+        p.bottleneck = Some(bottleneck(p.arithmetic_intensity, &ceilings));
+        if p.dtype == "f32" {
+            p.efficiency = theoretical.0.map(|t| p.measured_gflops / t);
+        }
+        p.bandwidth_efficiency = theoretical.1.map(|t| p.achieved_bandwidth_gbps / t);
+    }
+    Ok((profiles, ceilings))
+}
+
+/// The measured speedup of the best agreeing variant (the headline when none is faster).
+pub fn best_speedup(r: &FusionCalibration) -> Option<Estimate> {
+    let level = match r.best_variant.as_str() {
+        "runtime_extended" => r.extended.as_ref(),
+        "runtime_all" => r.all.as_ref(),
+        "explicit" => r.explicit.as_ref(),
+        _ => None,
+    };
+    match level {
+        Some(l) => Some(l.speedup),
+        None => r.extended.as_ref().map(|l| l.speedup),
+    }
+}
+
+/// The one instance of `pattern` a synthetic model holds (the largest match, should several overlap).
+fn target<'a>(p: &'a Prepared, pattern: Pattern) -> Option<&'a Instance> {
+    p.detection.all.iter().filter(|i| i.pattern == pattern).max_by_key(|i| i.nodes.len())
+}
+
+/// Write a synthetic model where `prepare` can load it.
+fn stage(dir: &TempDir, name: &str, bytes: &[u8]) -> Result<std::path::PathBuf> {
+    let path = dir.0.join(format!("{name}.onnx"));
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Run the whole calibration. `on_record` sees the file after each measured size (`complete` false).
+pub fn calibrate(
+    opts: &CalibrateOptions,
+    on_record: &mut dyn FnMut(&HardwareCalibration) -> Result<()>,
+) -> Result<HardwareCalibration> {
+    crate::bench::check_ep(opts.ep)?;
+    let started = Instant::now();
+    let mopts = probe_opts(opts.ep, opts.threads, opts.quick, opts.seed);
+    if opts.progress {
+        eprintln!("ceilings");
+    }
+    let (operation_profiles, ceilings) = measure_ceilings(
+        opts.ep,
+        opts.threads,
+        opts.quick,
+        opts.seed,
+        (opts.theoretical_gflops, opts.theoretical_bandwidth_gbs),
+        opts.progress,
+        false,
+    )?;
+    let hardware = crate::runtime::hardware();
+    let gpu = matches!(opts.ep, Ep::Cuda { .. });
+    let mut cal = HardwareCalibration {
+        schema_version: HW_SCHEMA_VERSION,
+        metadata: CalibrationMetadata {
+            hardware_name: opts.hardware.clone(),
+            date: crate::bench::utc_now(),
+            tool: "fuseval".into(),
+            fuseval_version: env!("CARGO_PKG_VERSION").into(),
+            device_type: if gpu { "gpu" } else { "cpu" }.into(),
+            hardware,
+            runtime: "onnxruntime".into(),
+            ort_version: crate::runtime::ort_version(),
+            execution_provider: opts.ep.to_string(),
+            threads: opts.threads,
+            quick: opts.quick,
+            seed: opts.seed,
+            warmup: "per session: two plain runs (equivalence), one bound run, then warm-up iterations until a \
+                     round takes ≥ its target time, before the timed rounds"
+                .into(),
+            measurement: "sessions interleaved in shuffled rounds; per-round per-iteration times; median with a \
+                          95% CI (bootstrap + order statistic), rounds added until the speedup CI is within the \
+                          target or the budget is spent"
+                .into(),
+            target_rel_ci: mopts.target_rel_ci,
+            budget_per_measurement_s: mopts.budget.as_secs_f64(),
+            min_rounds: mopts.min_rounds,
+            max_rounds: mopts.max_rounds,
+            patterns: opts.patterns.iter().map(|p| p.key().to_string()).collect(),
+            measured: String::new(),
+        },
+        theoretical_peak_gflops: opts.theoretical_gflops,
+        theoretical_bandwidth_gbps: opts.theoretical_bandwidth_gbs,
+        theoretical_source: opts.theoretical_source.clone(),
+        measured_peak_gflops: ceilings.peak_gflops,
+        measured_bandwidth_gbps: ceilings.bandwidth_gbs,
+        peak_efficiency: opts.theoretical_gflops.map(|t| ceilings.peak_gflops / t),
+        bandwidth_efficiency: opts.theoretical_bandwidth_gbs.map(|t| ceilings.bandwidth_gbs / t),
+        ceilings: ceilings.clone(),
+        operation_profiles,
+        fusion_profiles: vec![],
+        crossovers: vec![],
+        fusion_rules: vec![],
+        warnings: vec![],
+        complete: false,
+    };
+    let dir = TempDir::new()?;
+    for &pattern in &opts.patterns {
+        let sizes = crate::synth::grid(pattern, opts.quick, opts.ep);
+        for (k, size) in sizes.iter().enumerate() {
+            if crate::run::interrupted() {
+                return Ok(finish(cal, started));
+            }
+            let rec = match sweep_point(&dir, pattern, k, size, opts.seed, &mopts) {
+                Ok(r) => r.with_roofline(&ceilings),
+                Err(e) => {
+                    cal.warnings.push(format!("{} at {}: {e:#}", pattern.key(), size.label));
+                    continue;
+                }
+            };
+            if opts.progress {
+                eprintln!("  {:<30} {:<28} {}", pattern.key(), size.label, point_text(&rec));
+            }
+            cal.fusion_profiles.push(rec);
+            cal.metadata.measured = format!("{:.1} s", started.elapsed().as_secs_f64());
+            on_record(&cal)?;
+        }
+    }
+    cal.crossovers = crossovers(&cal.fusion_profiles, &opts.patterns);
+    if opts.rules && !crate::run::interrupted() {
+        if opts.progress {
+            eprintln!("fusion rules");
+        }
+        cal.fusion_rules = fusion_rules(&dir, opts, &mopts, &mut cal.warnings);
+    }
+    cal.complete = !crate::run::interrupted();
+    Ok(finish(cal, started))
+}
+
+fn finish(mut cal: HardwareCalibration, started: Instant) -> HardwareCalibration {
+    cal.metadata.measured = format!("{:.1} s", started.elapsed().as_secs_f64());
+    cal
+}
+
+fn point_text(r: &FusionCalibration) -> String {
+    match (r.status, best_speedup(r)) {
+        (Status::Measured, Some(s)) => format!(
+            "unfused {:.3} ms, runtime {:.2}× [{:.2}, {:.2}], best {} {:.2}×{}",
+            r.unfused_latency_ms,
+            r.speedup_factor,
+            r.speedup_ci_low,
+            r.speedup_ci_high,
+            r.best_variant,
+            s.point,
+            if r.trustworthy { "" } else { " (A/A off or not equivalent)" }
+        ),
+        _ => format!("skipped: {}", r.skip_reason.as_deref().unwrap_or("?")),
+    }
+}
+
+/// Build, load, detect and measure one size of one pattern.
+fn sweep_point(
+    dir: &TempDir,
+    pattern: Pattern,
+    k: usize,
+    size: &crate::synth::Size,
+    seed: u64,
+    mopts: &MeasureOptions,
+) -> Result<FusionCalibration> {
+    let bytes = crate::synth::build(pattern, size, seed).context("building the synthetic model")?;
+    let path = stage(dir, &format!("{}_{k}", pattern.key()), &bytes)?;
+    let p = prepare(&path, &[])?;
+    let inst = target(&p, pattern)
+        .with_context(|| format!("internal: the synthetic {} model was not detected as {}", size.label, pattern.key()))?;
+    let groups = distinct_groups(&p.graph, &[inst]);
+    let (sig, group) = &groups[0];
+    let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[inst])?;
+    let mut rec = measure_group(&p, sig, group, &consts, mopts);
+    rec.extra_params.insert("size".into(), serde_json::json!(size.label));
+    rec.extra_params.insert("size_params".into(), serde_json::json!(size.params));
+    rec.instances = vec![];
+    Ok(rec)
+}
+
+/// Per pattern, in grid order: where fusion pays.
+pub fn crossovers(profiles: &[FusionCalibration], patterns: &[Pattern]) -> Vec<Crossover> {
+    patterns
+        .iter()
+        .filter_map(|p| {
+            let recs: Vec<&FusionCalibration> = profiles.iter().filter(|r| r.fusion_pattern == p.key()).collect();
+            if recs.is_empty() {
+                return None;
+            }
+            let points: Vec<SweepPoint> = recs
+                .iter()
+                .map(|r| {
+                    let measured = r.status == Status::Measured;
+                    SweepPoint {
+                        size: size_label(r),
+                        flops: r.flops,
+                        unfused_memory_bytes: r.unfused_memory_bytes,
+                        unfused_latency_ms: r.unfused_latency_ms,
+                        speedup: r.extended.as_ref().map(|l| l.speedup),
+                        best_variant: r.best_variant.clone(),
+                        best_speedup: if measured { best_speedup(r) } else { None },
+                        verdict: r.verdict,
+                        bottleneck_unfused: r.roofline.as_ref().map(|x| x.unfused.bottleneck),
+                    }
+                })
+                .collect();
+            let pays: Vec<bool> = recs.iter().map(|r| r.best_variant != crate::calibration::BEST_UNFUSED).collect();
+            let pays_at: Vec<String> = points.iter().zip(&pays).filter(|(_, &y)| y).map(|(p, _)| p.size.clone()).collect();
+            let summary = crossover_summary(&points, &pays);
+            Some(Crossover { fusion_pattern: p.key().into(), points, pays_at, summary })
+        })
+        .collect()
+}
+
+pub fn size_label(r: &FusionCalibration) -> String {
+    r.extra_params.get("size").and_then(|v| v.as_str()).map(str::to_string).unwrap_or_else(|| {
+        r.input_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
+    })
+}
+
+fn crossover_summary(points: &[SweepPoint], pays: &[bool]) -> String {
+    let n = pays.len();
+    let k = pays.iter().filter(|&&y| y).count();
+    let best = |i: usize| points[i].best_speedup.map(|s| format!("{:.2}×", s.point)).unwrap_or_else(|| "—".into());
+    if k == 0 {
+        return format!("fusion does not pay at any of the {n} sizes (best {} to {})", best(0), best(n - 1));
+    }
+    if k == n {
+        return format!("fusion pays at every size, {} at {} to {} at {}", best(0), points[0].size, best(n - 1), points[n - 1].size);
+    }
+    let first = pays.iter().position(|&y| y).unwrap_or(0);
+    let last = pays.iter().rposition(|&y| y).unwrap_or(0);
+    if pays[first..=last].iter().all(|&y| y) {
+        if first > 0 && last == n - 1 {
+            return format!("fusion starts paying at {} ({}); below it, within noise or slower", points[first].size, best(first));
+        }
+        if first == 0 && last < n - 1 {
+            return format!("fusion stops paying above {} ({}); at {} it is {}", points[last].size, best(last), points[last + 1].size, best(last + 1));
+        }
+        return format!("fusion pays only from {} to {}", points[first].size, points[last].size);
+    }
+    let at: Vec<&str> = points.iter().zip(pays).filter(|(_, &y)| y).map(|(p, _)| p.size.as_str()).collect();
+    format!("fusion pays at {} of {n} sizes, not monotonically: {}", k, at.join("; "))
+}
+
+/// nn-Meter's rule per producer→consumer pair inside each selected pattern's middle-size model: T1, T2 and
+/// T_block at ORT's default level (all) on this provider.
+fn fusion_rules(dir: &TempDir, opts: &CalibrateOptions, mopts: &MeasureOptions, warnings: &mut Vec<String>) -> Vec<FusionRule> {
+    let mut seen: Vec<(String, String)> = vec![];
+    let mut rules = vec![];
+    for &pattern in &opts.patterns {
+        let sizes = crate::synth::grid(pattern, true, opts.ep);
+        let Some(size) = sizes.get(sizes.len() / 2) else { continue };
+        let mut run = || -> Result<Vec<FusionRule>> {
+            let bytes = crate::synth::build(pattern, size, opts.seed)?;
+            let path = stage(dir, &format!("rules_{}", pattern.key()), &bytes)?;
+            let p = prepare(&path, &[])?;
+            let inst = target(&p, pattern).context("pattern not detected")?;
+            let g = &p.graph;
+            let mut out = vec![];
+            for w in inst.nodes.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let (na, nb) = (g.node(a), g.node(b));
+                let pair = (na.op.clone(), nb.op.clone());
+                // a pair only where b reads a's output, once per op pair
+                if !nb.inputs.iter().any(|i| na.outputs.contains(i)) || seen.contains(&pair) {
+                    continue;
+                }
+                let (Some(i1), Some(i2), Some(i12)) = (
+                    Instance::new(g, pattern, "rule", vec![a]),
+                    Instance::new(g, pattern, "rule", vec![b]),
+                    Instance::new(g, pattern, "rule", vec![a, b]),
+                ) else {
+                    continue;
+                };
+                let consts = ConstValues::evaluate(&p.loaded, g, &[&i1, &i2, &i12])?;
+                let time = |inst: &Instance| -> Result<(f64, Vec<String>)> {
+                    let c = carve(&p.loaded, g, inst, &consts)?;
+                    let specs = carved_specs(&c)?;
+                    let m = measure::compare(ModelSource::Bytes(&c.bytes), &specs, mopts)?;
+                    Ok((m.fused_all.median_ms, m.fused_ops_all))
+                };
+                let (t1, _) = time(&i1)?;
+                let (t2, _) = time(&i2)?;
+                let (tb, ops) = time(&i12)?;
+                let saving = t1 + t2 - tb;
+                let threshold = 0.5 * t1.min(t2);
+                seen.push(pair.clone());
+                let rule = FusionRule {
+                    execution_provider: opts.ep.to_string(),
+                    first: pair.0,
+                    second: pair.1,
+                    from: format!("{} {}", pattern.key(), size.label),
+                    t1_ms: t1,
+                    t2_ms: t2,
+                    t_block_ms: tb,
+                    saving_ms: saving,
+                    threshold_ms: threshold,
+                    rule_says_fused: saving > threshold,
+                    graph_says_fused: kernel_count(&ops) < 2,
+                    block_ops: ops,
+                };
+                if opts.progress {
+                    eprintln!("  {:<18} → {:<18} {}", rule.first, rule.second, rule_text(&rule));
+                }
+                out.push(rule);
+            }
+            Ok(out)
+        };
+        match run() {
+            Ok(r) => rules.extend(r),
+            Err(e) => warnings.push(format!("fusion rules from {}: {e:#}", pattern.key())),
+        }
+    }
+    rules
+}
+
+fn rule_text(r: &FusionRule) -> String {
+    format!(
+        "T1 {:.3} + T2 {:.3} − T_block {:.3} = {:+.3} ms vs {:.3}: {} (graph: {})",
+        r.t1_ms,
+        r.t2_ms,
+        r.t_block_ms,
+        r.saving_ms,
+        r.threshold_ms,
+        if r.rule_says_fused { "fused" } else { "not fused" },
+        if r.graph_says_fused { "fused" } else { "separate" }
+    )
+}
+
+/// The design's "Fusion Pattern Calibration: <hardware>" block, plus ceilings, crossovers and rules.
+pub fn summary_text(cal: &HardwareCalibration) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let bar = "=".repeat(80);
+    let m = &cal.metadata;
+    let _ = writeln!(s, "{bar}\nFusion Pattern Calibration: {}\n{bar}", m.hardware_name);
+    let _ = writeln!(
+        s,
+        "{} ({} logical cores, {:.1} GiB), {} threads, ONNX Runtime {} {}, {}",
+        m.hardware.cpu_model,
+        m.hardware.logical_cores,
+        m.hardware.memory_bytes as f64 / (1u64 << 30) as f64,
+        m.threads,
+        m.ort_version,
+        m.execution_provider,
+        if m.quick { "quick" } else { "full" }
+    );
+    let eff = |e: Option<f64>| e.map(|e| format!(" ({:.0}% of theoretical)", 100.0 * e)).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "Peak MatMul: {:.1} GFLOP/s{}   Bandwidth: {:.1} GB/s{}   Ridge: {:.1} FLOP/B",
+        cal.measured_peak_gflops,
+        eff(cal.peak_efficiency),
+        cal.measured_bandwidth_gbps,
+        eff(cal.bandwidth_efficiency),
+        cal.ceilings.ridge()
+    );
+    for p in cal.operation_profiles.iter().filter(|p| !p.supported) {
+        let _ = writeln!(s, "  {} {}: {}", p.operation, p.dtype, p.note);
+    }
+    let mut current = String::new();
+    for r in &cal.fusion_profiles {
+        if r.fusion_pattern != current {
+            current = r.fusion_pattern.clone();
+            let _ = writeln!(s);
+        }
+        let title = Pattern::from_key(&r.fusion_pattern).map(|p| p.title()).unwrap_or_else(|| r.fusion_pattern.clone());
+        let _ = writeln!(s, "{title} ({}):", size_label(r));
+        if r.status != Status::Measured {
+            let _ = writeln!(s, "  skipped: {}", r.skip_reason.as_deref().unwrap_or("?"));
+            continue;
+        }
+        let _ = writeln!(s, "  Unfused: {:.3} ms ({:.1} GFLOPS)", r.unfused_latency_ms, r.unfused_gflops);
+        let _ = writeln!(
+            s,
+            "  Fused:   {:.3} ms ({:.1} GFLOPS)  ORT {} → {}",
+            r.fused_latency_ms,
+            r.fused_gflops,
+            r.headline_level,
+            short_ops(&r.ort_fused_into)
+        );
+        let word = match r.verdict {
+            Some(Verdict::Faster) => "faster",
+            Some(Verdict::Slower) => "slower",
+            _ => "within noise",
+        };
+        let _ = writeln!(
+            s,
+            "  Speedup: {:.2}× [{:.2}, {:.2}] {word}{}",
+            r.speedup_factor,
+            r.speedup_ci_low,
+            r.speedup_ci_high,
+            if r.trustworthy { "" } else { " (untrustworthy: A/A off or outputs disagree)" }
+        );
+        match (&r.explicit, &r.explicit_unavailable) {
+            (Some(x), _) => {
+                let _ = writeln!(
+                    s,
+                    "  Explicit {}: {:.3} ms, {:.2}× [{:.2}, {:.2}]{}",
+                    short_ops(&r.explicit_kernels),
+                    x.latency.median_ms,
+                    x.speedup.point,
+                    x.speedup.lo,
+                    x.speedup.hi,
+                    if x.equivalence.passed { "" } else { " (outputs disagree)" }
+                );
+            }
+            (None, Some(why)) => {
+                let _ = writeln!(s, "  Explicit: none ({why})");
+            }
+            _ => {}
+        }
+        let _ = writeln!(s, "  Memory reduction: {:.1}%", 100.0 * r.memory_reduction);
+        if let Some(rl) = &r.roofline {
+            let _ = writeln!(s, "  Bottleneck: {} → {}; {}", rl.unfused.bottleneck, rl.fused.bottleneck, rl.explanation);
+        }
+    }
+    if !cal.crossovers.is_empty() {
+        let _ = writeln!(s, "\nWhere fusion pays (best agreeing variant, beyond ±{:.0}% noise):", NOISE * 100.0);
+        for c in &cal.crossovers {
+            let _ = writeln!(s, "  {:<30} {}", c.fusion_pattern, c.summary);
+        }
+    }
+    if !cal.fusion_rules.is_empty() {
+        let _ = writeln!(s, "\nFusion rules on {} (nn-Meter: fused when T1 + T2 − T_block > 0.5·min(T1, T2)):", m.execution_provider);
+        for r in &cal.fusion_rules {
+            let _ = writeln!(s, "  {:<20} → {:<20} {}", r.first, r.second, rule_text(r));
+        }
+    }
+    for w in &cal.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+fn short_ops(ops: &[String]) -> String {
+    if ops.is_empty() {
+        return "—".into();
+    }
+    ops.iter().map(|o| o.rsplit('.').next().unwrap_or(o)).collect::<Vec<_>>().join(", ")
+}
+
+/// Read a HardwareCalibration file; errors name it.
+pub fn read(path: &Path) -> Result<HardwareCalibration> {
+    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| crate::error::user(format!("{} is not a fuseval HardwareCalibration: {e}", path.display())))
+}
+
+/// The `ceilings` of any fuseval calibration file (calibrate's or bench's); errors name the file.
+pub fn read_ceilings(path: &Path) -> Result<Ceilings> {
+    #[derive(Deserialize)]
+    struct Only {
+        ceilings: Option<Ceilings>,
+    }
+    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
+    let only: Only = serde_json::from_slice(&bytes)
+        .map_err(|e| crate::error::user(format!("{} is not a fuseval calibration file: {e}", path.display())))?;
+    only.ceilings.ok_or_else(|| {
+        crate::error::user(format!("{} has no `ceilings` (make one with `fuseval calibrate`)", path.display()))
+    })
+}
+
+/// Counts of measured records per pattern (the acceptance check: every pattern at ≥ 3 sizes).
+pub fn sizes_per_pattern(cal: &HardwareCalibration) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in cal.fusion_profiles.iter().filter(|r| r.status == Status::Measured) {
+        *m.entry(r.fusion_pattern.clone()).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,168 @@
+//! Estimates instead of measurements: the cost model (`crate::cost_model`) over a calibration file,
+//! with the file's own records for what the cost model does not say (what ORT fused the pattern into,
+//! whether the timing was trustworthy, the bottleneck).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::calibration::{FusionCalibration, Status};
+use crate::cost_model::{CostModelOptions, Decision, Fallback, FusionCostModel, Source, Variant, Workload};
+use crate::error::user;
+use crate::graph::ModelGraph;
+use crate::patterns::Instance;
+use crate::roofline::{Ceilings, Roofline};
+
+use super::assess::{rule, Assessment, Basis, Bottleneck, Verdict};
+
+/// The cost model and the records it was built from.
+pub struct Estimator {
+    pub path: PathBuf,
+    model: FusionCostModel,
+    /// Measured records by signature (identical instances).
+    by_signature: HashMap<String, FusionCalibration>,
+    records: Vec<FusionCalibration>,
+    pub ceilings: Option<Ceilings>,
+}
+
+/// The source's name: `measured`, `interpolated`, `extrapolated` or `fallback`.
+pub fn source_name(s: &Source) -> &'static str {
+    match s {
+        Source::Measured { .. } => "measured",
+        Source::Interpolated { .. } => "interpolated",
+        Source::Extrapolated { .. } => "extrapolated",
+        Source::Fallback(_) => "fallback",
+    }
+}
+
+/// The records and ceilings of any fuseval calibration file (bench's, calibrate's, or a merged one),
+/// read leniently: what does not parse is left out (the cost model reports on the file itself).
+pub fn records_and_ceilings(path: &Path) -> (Vec<FusionCalibration>, Option<Ceilings>) {
+    let Some(v) = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
+        return (vec![], None);
+    };
+    let runs: Vec<&serde_json::Value> = match v.get("runs").and_then(|r| r.as_array()) {
+        Some(runs) if v.get("kind").and_then(|k| k.as_str()) == Some(crate::run::MERGED_KIND) => runs.iter().collect(),
+        _ => vec![&v],
+    };
+    let ceilings = runs
+        .iter()
+        .find_map(|r| r.get("ceilings").and_then(|c| serde_json::from_value::<Ceilings>(c.clone()).ok()));
+    let records = runs
+        .iter()
+        .filter_map(|r| r.get("fusion_profiles").and_then(|f| f.as_array()))
+        .flatten()
+        .filter_map(|r| serde_json::from_value::<FusionCalibration>(r.clone()).ok())
+        .collect();
+    (records, ceilings)
+}
+
+impl Estimator {
+    /// Build the cost model from `path` with `threshold`. It uses each record's best agreeing variant (as
+    /// validate does with measurements) and never assumes a speedup for an uncalibrated pattern.
+    pub fn load(path: &Path, threshold: f64) -> Result<Estimator> {
+        let opts = CostModelOptions {
+            fallback: Fallback::AssumeNeutral,
+            variant: Variant::Best,
+            ..CostModelOptions::with_threshold(threshold)
+        };
+        let model = FusionCostModel::from_path(path, opts)
+            .map_err(|e| user(format!("--calibration {}: {e:#}", path.display())))?;
+        // the records again, for ORT's fused ops, trust and the roofline
+        let (records, ceilings) = records_and_ceilings(path);
+        let records: Vec<FusionCalibration> = records.into_iter().filter(|r| r.status == Status::Measured).collect();
+        let by_signature = records.iter().map(|r| (r.signature.clone(), r.clone())).collect();
+        Ok(Estimator { path: path.to_path_buf(), model, by_signature, records, ceilings })
+    }
+
+    /// The cost model's warnings about the file as a whole.
+    pub fn warnings(&self) -> &[String] {
+        self.model.warnings()
+    }
+
+    /// The cost model's decision on fusing `inst`.
+    pub fn decide(&self, g: &ModelGraph, inst: &Instance) -> Result<Decision> {
+        self.model.decide(inst.pattern, &Workload::of_instance(g, inst))
+    }
+
+    /// The record measured at this very instance (same signature), else one of the same pattern at the
+    /// same size.
+    fn record(&self, g: &ModelGraph, inst: &Instance, w: &Workload) -> Option<&FusionCalibration> {
+        self.by_signature.get(&inst.signature(g)).or_else(|| {
+            let size = w.size();
+            self.records.iter().find(|r| {
+                r.fusion_pattern == inst.pattern.key() && {
+                    let s = Workload::of_record(r).size();
+                    s > 0.0 && (s.max(size) / s.min(size) - 1.0) <= crate::cost_model::SAME_SIZE_TOLERANCE
+                }
+            })
+        })
+    }
+
+    /// What fusing `inst` is worth by the cost model, under the verdict rules.
+    pub fn assess(&self, g: &ModelGraph, inst: &Instance, threshold: f64) -> Result<Assessment> {
+        let w = Workload::of_instance(g, inst);
+        let d = self.model.decide(inst.pattern, &w)?;
+        let b = &d.benefit;
+        let source = source_name(&b.source);
+        if let Source::Fallback(_) = b.source {
+            let mut a = Assessment::none(
+                Verdict::Unmeasured,
+                format!("{} has no calibration in {}: no estimate", inst.pattern, self.path.display()),
+            );
+            a.source = Some(source.into());
+            a.records_used = Some(0);
+            return Ok(a);
+        }
+        let rec = self.record(g, inst, &w);
+        let trustworthy = rec.map(|r| r.trustworthy || !r.equivalent).unwrap_or(true);
+        let (verdict, head) = rule(&b.speedup, b.equivalent, trustworthy, threshold);
+        let mut parts = vec![head];
+        if b.equivalent && !trustworthy {
+            parts.push("the calibration record's A/A control misses 1.00".into());
+        }
+        parts.push(format!(
+            "estimated {:.2}× ({}, {} record{})",
+            b.speedup.point,
+            b.source.describe(),
+            b.records_used,
+            if b.records_used == 1 { "" } else { "s" }
+        ));
+        if let Some(r) = rec {
+            parts.push(super::assess::ort_fused(r.fused_by_ort, &r.ort_fused_into));
+        }
+        let roof: Option<Roofline> = rec.and_then(|r| r.roofline.clone()).or_else(|| {
+            self.ceilings.as_ref().map(|c| Roofline::new(w.flops, (w.unfused_bytes, w.fused_bytes), (0.0, 0.0), 0.0, c))
+        });
+        let bottleneck = roof.map(|r| Bottleneck {
+            unfused: r.unfused.bottleneck.to_string(),
+            fused: r.fused.bottleneck.to_string(),
+            explanation: r.explanation,
+        });
+        if let Some(b) = &bottleneck {
+            parts.push(if b.unfused == b.fused { b.unfused.clone() } else { format!("{} → {}", b.unfused, b.fused) });
+        }
+        let variant = rec.map(|r| {
+            if r.best_variant == crate::calibration::BEST_UNFUSED { "runtime_extended".to_string() } else { r.best_variant.clone() }
+        });
+        Ok(Assessment {
+            verdict,
+            reason: parts.join("; "),
+            basis: Basis::Estimated,
+            speedup: b.equivalent.then_some(b.speedup),
+            source: Some(source.into()),
+            records_used: Some(b.records_used),
+            variant,
+            kernels: vec![],
+            fused_by_ort: rec.map(|r| r.fused_by_ort),
+            ort_fused_into: rec.map(|r| r.ort_fused_into.clone()).unwrap_or_default(),
+            equivalent: Some(b.equivalent),
+            trustworthy: rec.map(|r| r.trustworthy),
+            unfused_ms: None,
+            fused_ms: None,
+            bottleneck,
+            notes: b.warnings.clone(),
+        })
+    }
+}

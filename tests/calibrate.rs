@@ -1,0 +1,165 @@
+//! `fuseval calibrate --quick` end to end: a valid HardwareCalibration with every catalog pattern at
+//! three sizes, read back through `FusionCostModel`, and used by `bench --calibration` to predict a model.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use fuseval::calibrate::{parse_patterns, read, sizes_per_pattern, HardwareCalibration};
+use fuseval::calibration::{CalibrationFile, Status};
+use fuseval::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
+use fuseval::patterns::Pattern;
+
+fn fuseval(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fuseval")).args(args).output().expect("run fuseval")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fuseval-calibrate-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn check_calibration(cal: &HardwareCalibration) {
+    assert_eq!(cal.metadata.hardware_name, "ci-cpu");
+    assert_eq!(cal.metadata.device_type, "cpu");
+    assert_eq!(cal.metadata.execution_provider, "cpu");
+    assert!(cal.complete);
+    assert!(cal.measured_peak_gflops > 0.1, "{}", cal.measured_peak_gflops);
+    assert!(cal.measured_bandwidth_gbps > 0.1, "{}", cal.measured_bandwidth_gbps);
+    assert_eq!(cal.ceilings.peak_gflops, cal.measured_peak_gflops);
+    assert!(cal.operation_profiles.iter().any(|p| p.operation == "MatMul" && p.dtype == "f32" && p.supported));
+    assert!(cal.operation_profiles.iter().any(|p| p.operation == "Add" && p.supported));
+    // the theoretical peak given on the command line gives an efficiency
+    let eff = cal.peak_efficiency.expect("efficiency");
+    assert!((eff - cal.measured_peak_gflops / 1000.0).abs() < 1e-9);
+
+    let sizes = sizes_per_pattern(cal);
+    for p in Pattern::ALL {
+        assert!(sizes.get(p.key()).copied().unwrap_or(0) >= 3, "{}: {:?} ({:?})", p.key(), sizes.get(p.key()), cal.warnings);
+    }
+    for r in cal.fusion_profiles.iter().filter(|r| r.status == Status::Measured) {
+        assert!(r.unfused_latency_ms > 0.0 && r.fused_latency_ms > 0.0, "{}", r.fusion_pattern);
+        assert!(r.extra_params.contains_key("size"), "{}", r.fusion_pattern);
+        let rl = r.roofline.as_ref().expect("roofline");
+        assert!(rl.unfused.arithmetic_intensity > 0.0 || r.flops == 0);
+        assert!(rl.unfused.bytes >= rl.fused.bytes, "{}: {} < {}", r.fusion_pattern, rl.unfused.bytes, rl.fused.bytes);
+        assert!(!rl.explanation.is_empty());
+    }
+    assert_eq!(cal.crossovers.len(), 18);
+    assert!(cal.crossovers.iter().all(|c| c.points.len() >= 3 && !c.summary.is_empty()));
+    // every pair rule is internally consistent
+    assert!(cal.fusion_rules.len() >= 5, "{}", cal.fusion_rules.len());
+    for r in &cal.fusion_rules {
+        assert!((r.saving_ms - (r.t1_ms + r.t2_ms - r.t_block_ms)).abs() < 1e-9);
+        assert_eq!(r.rule_says_fused, r.saving_ms > r.threshold_ms);
+    }
+    // Conv2d_BN: ORT folds BN into the Conv on CPU, whatever the rule's timing says
+    assert!(cal.fusion_rules.iter().any(|r| r.first == "Conv" && r.second == "BatchNormalization" && r.graph_says_fused));
+}
+
+fn check_cost_model(path: &std::path::Path, cal: &HardwareCalibration) {
+    let model = FusionCostModel::from_path(path, CostModelOptions::default()).expect("cost model reads the file");
+    assert_eq!(model.patterns().len(), 18);
+    // at a calibrated size: the measured record itself
+    let r = cal
+        .fusion_profiles
+        .iter()
+        .find(|r| r.fusion_pattern == "Linear_Bias_GELU" && r.status == Status::Measured && r.equivalent)
+        .expect("a Linear_Bias_GELU record");
+    let b = model.fusion_benefit("Linear_Bias_GELU", &Workload::of_record(r)).unwrap();
+    assert!(matches!(b.source, Source::Measured { .. }), "{:?}", b.source);
+    assert!(b.speedup.lo <= b.speedup.point && b.speedup.point <= b.speedup.hi);
+    // the design's partitioner spelling finds the calibrated key
+    let d = model.should_fuse("Conv2d_BatchNorm2d_ReLU", &Workload::conv(1, 64, 56, 56, 64, 3, 3)).unwrap();
+    assert_eq!(d.benefit.pattern, Pattern::ConvBnRelu);
+    assert!(!matches!(d.benefit.source, Source::Fallback(_)));
+    // far above the grid: extrapolation, said so
+    let huge = model.fusion_benefit("Add_ReLU", &Workload::elementwise(1 << 30, 2, 2)).unwrap();
+    assert!(matches!(huge.source, Source::Extrapolated { .. }), "{:?}", huge.source);
+    assert!(!huge.warnings.is_empty());
+}
+
+#[test]
+fn calibrate_quick_writes_a_hardware_calibration_the_cost_model_reads() {
+    let dir = tmp("quick");
+    let out = dir.join("cal.json");
+    let o = fuseval(&[
+        "calibrate",
+        "--hardware",
+        "ci-cpu",
+        "--quick",
+        "--threads",
+        "1",
+        "--peak-gflops",
+        "1000",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Fusion Pattern Calibration: ci-cpu"), "{stdout}");
+    assert!(stdout.contains("Where fusion pays"), "{stdout}");
+    assert!(stdout.contains("Fusion rules on cpu"), "{stdout}");
+    let cal = read(&out).unwrap();
+    check_calibration(&cal);
+    check_cost_model(&out, &cal);
+
+    // an existing output is refused without --force
+    let again = fuseval(&["calibrate", "--hardware", "x", "--quick", "-o", out.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+
+    // bench uses its ceilings for the roofline and its cost model for a whole-model prediction
+    let bench_dir = dir.join("bench");
+    let o = fuseval(&[
+        "bench",
+        "fixtures/tiny_bert_legacy.onnx",
+        "--input",
+        "input_ids=1x32",
+        "--quick",
+        "--threads",
+        "1",
+        "--calibration",
+        out.to_str().unwrap(),
+        "-o",
+        bench_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let b: CalibrationFile = serde_json::from_slice(&std::fs::read(bench_dir.join("calibration.json")).unwrap()).unwrap();
+    assert_eq!(b.ceilings.as_ref(), Some(&cal.ceilings));
+    assert!(b.fusion_profiles.iter().filter(|r| r.status == Status::Measured).all(|r| r.roofline.is_some()));
+    let pred = b.whole_model.as_ref().and_then(|w| w.prediction.as_ref()).expect("prediction");
+    assert_eq!(pred.levels.len(), 3);
+    let from_cal = pred.from_calibration.as_ref().expect("prediction from the calibration");
+    assert!(from_cal.prediction.predicted_ms > 0.0);
+    assert_eq!(from_cal.sources.values().sum::<usize>(), pred.instances_used);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("calibration, vs full level"), "{stdout}");
+}
+
+#[test]
+fn patterns_flag_takes_families_keys_and_aliases() {
+    assert_eq!(parse_patterns("all").unwrap().len(), 18);
+    assert_eq!(parse_patterns("linear").unwrap().len(), 5);
+    assert_eq!(parse_patterns("conv,attention").unwrap().len(), 9);
+    assert_eq!(parse_patterns("elementwise").unwrap().len(), 4);
+    assert_eq!(parse_patterns("Conv2d_BatchNorm2d_ReLU,conv_bn_relu").unwrap(), vec![Pattern::ConvBnRelu]);
+    let e = parse_patterns("Conv_Softmax").unwrap_err();
+    assert!(fuseval::error::is_user_error(&e));
+    assert!(format!("{e:#}").contains("Conv_Softmax"), "{e:#}");
+    assert!(parse_patterns(",").is_err());
+}
+
+#[test]
+fn bad_calibrate_flags_exit_2() {
+    let o = fuseval(&["calibrate", "--hardware", "x", "--patterns", "nonsense", "-o", "/dev/null/x.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("nonsense"));
+    let o = fuseval(&["calibrate", "--hardware", "x", "--preset", "tpu-v9", "-o", "/tmp/fuseval-never.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("h100-sxm"), "{}", text(&o));
+}
