@@ -233,7 +233,7 @@ pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ce
     parts.push(if variant == "explicit" {
         format!("{:.2}× with the explicit fused kernel ({})", speedup.point, ops_list(&kernels))
     } else {
-        format!("{:.2}× at the {variant} level", speedup.point)
+        format!("{:.2}× runtime-fused ({} level)", speedup.point, variant.trim_start_matches("runtime_"))
     });
     parts.push(ort_fused(rec.fused_by_ort, &rec.ort_fused_into));
     if rec.explicit.is_none() {
@@ -243,7 +243,7 @@ pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ce
     } else if !rec.explicit_agrees() {
         notes.push("the explicit fused kernel's outputs disagree with unfused".into());
     }
-    let roof = rec.roofline.clone().or_else(|| ceilings.map(|c| rec.clone().with_roofline(c).roofline).flatten());
+    let roof = rec.roofline.clone().or_else(|| ceilings.and_then(|c| rec.clone().with_roofline(c).roofline));
     let bottleneck = roof.map(|r| Bottleneck {
         unfused: r.unfused.bottleneck.to_string(),
         fused: r.fused.bottleneck.to_string(),

@@ -214,6 +214,19 @@ fn load_model(model: &Path, m: &MeasureArgs) -> Result<Prepared> {
     Ok(p)
 }
 
+/// The hardware's ceilings, measured briefly as bench does; a failure only warns.
+fn measure_ceilings(mopts: &MeasureOptions, warnings: &mut Vec<String>) -> Option<crate::roofline::Ceilings> {
+    if progress() {
+        eprintln!("measuring the hardware ceilings for the roofline (--no-roofline skips this)");
+    }
+    match crate::calibrate::measure_ceilings(mopts.ep, mopts.threads, true, mopts.seed, (None, None), false, true) {
+        Ok((_, c)) => Some(c),
+        Err(e) => {
+            warnings.push(format!("the hardware ceilings could not be measured, so no bottleneck is given: {e:#}"));
+            None
+        }
+    }
+}
 
 /// `fuseval validate`: returns the exit code.
 pub fn validate_command(args: &ValidateArgs) -> Result<i32> {
@@ -277,13 +290,7 @@ pub fn validate_command(args: &ValidateArgs) -> Result<i32> {
                 found
             }
             None if args.no_roofline || todo.is_empty() => None,
-            None => match crate::calibrate::measure_ceilings(mopts.ep, mopts.threads, true, mopts.seed, (None, None), false, true) {
-                Ok((_, c)) => Some(c),
-                Err(e) => {
-                    warnings.push(format!("the hardware ceilings could not be measured, so no bottleneck is given: {e:#}"));
-                    None
-                }
-            },
+            None => measure_ceilings(mopts, &mut warnings),
         };
         let records = assess::measure_instances(&p, &todo, mopts, progress()).context("measuring the plan's groups")?;
         let t = args.threshold;

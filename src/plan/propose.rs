@@ -116,7 +116,7 @@ pub fn from_estimates(p: &Prepared, e: &Estimator, threshold: f64) -> Proposal {
                 .assess(g, inst, threshold)
                 .unwrap_or_else(|err| Assessment::none(Verdict::Unmeasured, format!("no estimate: {err:#}")));
             let (eligible, why) = match e.decide(g, inst) {
-                Ok(d) => (d.fuse && a.speedup.is_some(), format!("{}", d.benefit.source.describe())),
+                Ok(d) => (d.fuse && a.speedup.is_some(), d.benefit.source.describe()),
                 Err(err) => (false, format!("{err:#}")),
             };
             (i, Candidate { inst, eligible, why, a })
