@@ -1,5 +1,5 @@
 //! The command line: `fuseval inspect` (a model, or `--patterns`: the catalog), `fuseval bench` (or
-//! `bench --resume DIR`) and `fuseval merge`. Exit codes: [`crate::run::exit`] and [`EXIT_CODES`].
+//! `bench --resume DIR`), `fuseval calibrate`, `fuseval validate`, `fuseval plan` and `fuseval merge`. Exit codes: [`crate::run::exit`] and [`EXIT_CODES`].
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,7 @@ pub const EXIT_CODES: &str = "Exit codes:
   2    bad input to fix: the model, a flag, an existing output without --force, a --resume that does not match
   3    bench finished, but some instances were skipped (each with its skip_reason)
   4    --lock fail, and another bench run holds the lock
+  5    validate --strict: a group of the plan is harmful (slower, not equivalent, or illegal)
   130  interrupted (Ctrl-C, SIGTERM): finished instances are in calibration.json; continue with bench --resume DIR";
 
 #[derive(Subcommand, Debug)]
