@@ -52,6 +52,8 @@ pub struct BenchOptions {
     /// A calibration file (`fuseval calibrate`, or another bench) whose cost model also predicts the
     /// whole model.
     pub calibration: Option<PathBuf>,
+    /// CUDA: time CUDA-graph replays (see [`MeasureOptions::cuda_graph`]).
+    pub cuda_graph: bool,
 }
 
 /// Groups of identical instances (same signature), in model order.
@@ -227,7 +229,7 @@ pub fn measure_group(p: &Prepared, sig: &str, group: &[&Instance], consts: &Cons
 
 /// The measurement options a bench run uses.
 pub fn measure_options(opts: &BenchOptions) -> MeasureOptions {
-    MeasureOptions { seed: opts.seed, ..MeasureOptions::new(opts.ep, opts.threads, opts.quick) }
+    MeasureOptions { seed: opts.seed, cuda_graph: opts.cuda_graph, ..MeasureOptions::new(opts.ep, opts.threads, opts.quick) }
 }
 
 /// Measure the distinct instances not already in `previous` (a file being resumed, whose records are
@@ -283,10 +285,11 @@ pub fn bench_run(
                 date: utc_now(),
                 model: p.loaded.path.display().to_string(),
                 model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
-                hardware: crate::runtime::hardware(),
+                hardware: crate::runtime::hardware_for(opts.ep),
                 runtime: "onnxruntime".into(),
                 ort_version: crate::runtime::ort_version(),
                 execution_provider: opts.ep.to_string(),
+                cuda_graph: opts.cuda_graph,
                 threads: opts.threads,
                 quick: opts.quick,
                 seed: opts.seed,

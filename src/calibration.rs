@@ -69,6 +69,9 @@ pub struct Metadata {
     pub runtime: String,
     pub ort_version: String,
     pub execution_provider: String,
+    /// CUDA-graph replays were timed (`--cuda-graph`).
+    #[serde(default)]
+    pub cuda_graph: bool,
     pub threads: usize,
     pub quick: bool,
     pub seed: u64,

@@ -61,7 +61,7 @@ pub enum Command {
         model: Option<PathBuf>,
         /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
         /// with the model and options it records.
-        #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration"])]
+        #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration", "cuda_graph"])]
         resume: Option<PathBuf>,
         /// When another bench run holds the machine-wide lock: wait for it, fail (exit 4), or warn and go on.
         #[arg(long, value_enum, default_value_t = LockMode::Wait)]
@@ -89,6 +89,10 @@ pub enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// With --ep cuda: capture each session in a CUDA graph and time its replays, which removes the
+        /// kernel-launch overhead that fusion also removes.
+        #[arg(long)]
+        cuda_graph: bool,
         /// A calibration file (from `fuseval calibrate`): its ceilings place every instance on the
         /// roofline (instead of measuring them first), and its cost model predicts the whole model.
         #[arg(long, value_name = "FILE")]
@@ -133,6 +137,9 @@ pub enum Command {
         /// Skip the nn-Meter fusion-rule table.
         #[arg(long)]
         no_rules: bool,
+        /// With --ep cuda: time CUDA-graph replays.
+        #[arg(long)]
+        cuda_graph: bool,
         /// Seed of the random inputs and weights.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -227,6 +234,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             all_patterns,
             no_whole_model,
             seed,
+            cuda_graph,
             calibration,
             out,
             force,
@@ -274,6 +282,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                             None => None,
                         },
                         calibration,
+                        cuda_graph,
                     };
                     (out, None, opts)
                 }
@@ -352,6 +361,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             peak_bandwidth,
             preset,
             no_rules,
+            cuda_graph,
             seed,
             out,
             force,
@@ -393,6 +403,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 theoretical_source,
                 rules: !no_rules,
                 progress: true,
+                cuda_graph,
             };
             crate::runtime::configure_pool(threads)?;
             let _lock = crate::run::lock_path()
@@ -491,6 +502,7 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         run: Some(run),
         ceilings: prev.ceilings.clone(),
         calibration: None,
+        cuda_graph: false,
     };
     Ok((prev, opts))
 }

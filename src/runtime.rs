@@ -412,6 +412,15 @@ pub fn register_ep(
     builder: ort::session::builder::SessionBuilder,
     ep: Ep,
 ) -> Result<ort::session::builder::SessionBuilder> {
+    register_ep_with(builder, ep, false)
+}
+
+/// [`register_ep`], with CUDA graphs on or off (CUDA only).
+pub fn register_ep_with(
+    builder: ort::session::builder::SessionBuilder,
+    ep: Ep,
+    cuda_graph: bool,
+) -> Result<ort::session::builder::SessionBuilder> {
     match ep {
         Ep::Cpu => Ok(builder),
         Ep::Cuda { device_id } => {
@@ -419,6 +428,7 @@ pub fn register_ep(
             let compiled_in = ort::ep::CUDA::is_available().unwrap_or(false);
             let dispatch = ort::ep::CUDA::default()
                 .with_device_id(device_id)
+                .with_cuda_graph(cuda_graph)
                 .build()
                 .error_on_failure();
             match builder.with_execution_providers([dispatch]) {
@@ -446,6 +456,96 @@ pub struct Hardware {
     pub logical_cores: usize,
     pub memory_bytes: u64,
     pub os: String,
+    /// The GPU measured on, with `--ep cuda`; absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<Gpu>,
+}
+
+/// A CUDA device and its software stack, as `nvidia-smi` and the loaded libraries report them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    pub device_id: i32,
+    pub name: String,
+    pub memory_mib: u64,
+    pub driver_version: String,
+    /// The CUDA version the driver supports (nvidia-smi's "CUDA Version").
+    pub cuda_driver_version: String,
+    /// The CUDA runtime and cuDNN libraries found on the library path, e.g. `libcudart.so.13.0.96`.
+    pub cuda_runtime: String,
+    pub cudnn: String,
+    pub compute_capability: String,
+}
+
+/// [`hardware`], plus the GPU when `ep` is CUDA.
+pub fn hardware_for(ep: Ep) -> Hardware {
+    let mut h = hardware();
+    if let Ep::Cuda { device_id } = ep {
+        h.gpu = Some(gpu_info(device_id));
+    }
+    h
+}
+
+/// Ask `nvidia-smi` about a device; fields it cannot give are "unknown".
+pub fn gpu_info(device_id: i32) -> Gpu {
+    let query = |fields: &str| -> Option<Vec<String>> {
+        let out = std::process::Command::new("nvidia-smi")
+            .args([&format!("--id={device_id}"), &format!("--query-gpu={fields}"), "--format=csv,noheader,nounits"])
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().split(", ").map(|s| s.trim().to_string()).collect())
+    };
+    let f = query("name,memory.total,driver_version").unwrap_or_default();
+    let cc = query("compute_cap").and_then(|v| v.first().cloned()).unwrap_or_else(|| "unknown".into());
+    let cuda_driver_version = std::process::Command::new("nvidia-smi")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let s = String::from_utf8_lossy(&o.stdout).to_string();
+            let at = s.find("CUDA Version:")?;
+            s[at + 13..].split_whitespace().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let get = |i: usize| f.get(i).cloned().unwrap_or_else(|| "unknown".into());
+    Gpu {
+        device_id,
+        name: get(0),
+        memory_mib: f.get(1).and_then(|m| m.parse().ok()).unwrap_or(0),
+        driver_version: get(2),
+        cuda_driver_version,
+        cuda_runtime: find_library("libcudart.so").unwrap_or_else(|| "unknown".into()),
+        cudnn: find_library("libcudnn.so").unwrap_or_else(|| "unknown".into()),
+        compute_capability: cc,
+    }
+}
+
+/// The fullest versioned file name of a shared library on the library path (`LD_LIBRARY_PATH`, then
+/// the linker cache), e.g. `libcudnn.so.9.8.0`.
+fn find_library(stem: &str) -> Option<String> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    if let Ok(out) = std::process::Command::new("ldconfig").arg("-p").output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((_, path)) = line.split_once("=> ") {
+                if path.contains(stem) {
+                    if let Some(d) = Path::new(path.trim()).parent() {
+                        dirs.push(d.to_path_buf());
+                    }
+                }
+            }
+        }
+    }
+    let mut best: Option<String> = None;
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(stem) && best.as_ref().is_none_or(|b| name.len() > b.len()) {
+                best = Some(name);
+            }
+        }
+    }
+    best
 }
 
 /// Describe this machine. Never fails: unknown fields are "unknown" or 0.
@@ -483,6 +583,7 @@ pub fn hardware() -> Hardware {
         logical_cores,
         memory_bytes,
         os,
+        gpu: None,
     }
 }
 

@@ -182,6 +182,31 @@ fn cuda_without_a_gpu_is_a_clear_error() {
     assert!(!out.join("calibration.json").exists());
 }
 
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error_for_every_measuring_command() {
+    let dir = tmp("cuda-all");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cal = dir.join("cal.json");
+    let plan = dir.join("plan.json");
+    let bench_out = dir.join("b");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["calibrate", "--hardware", "x", "--ep", "cuda", "--quick", "--patterns", "Add_ReLU", "-o", cal.to_str().unwrap()],
+        vec!["calibrate", "--hardware", "x", "--ep", "cuda", "--cuda-graph", "--quick", "-o", cal.to_str().unwrap()],
+        vec!["validate", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x32", "--plan", "fixtures/plans/tiny_bert_plan.json", "--ep", "cuda", "--quick"],
+        vec!["plan", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x32", "--ep", "cuda", "--quick", "-o", plan.to_str().unwrap()],
+        vec!["bench", "fixtures/patterns/add_relu.onnx", "--ep", "cuda", "--device-id", "3", "--cuda-graph", "--quick", "-o", bench_out.to_str().unwrap()],
+    ];
+    for args in cases {
+        let o = fuseval(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {t}");
+        assert!(t.contains("CUDA"), "{args:?}: {t}");
+        assert!(!t.contains("panicked"), "{args:?}: {t}");
+    }
+    assert!(!cal.exists() && !plan.exists() && !bench_out.join("calibration.json").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `bench --quick` of one single-pattern fixture; returns its calibration file and printed summary.
 fn bench_fixture(fixture: &str, name: &str) -> (CalibrationFile, String) {
     let out = tmp(name);

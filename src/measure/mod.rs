@@ -36,7 +36,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-pub use self::equivalence::{check_equivalence, check_equivalence_for, tolerance, tolerance_for, Equivalence, OutputValues, Values};
+pub use self::equivalence::{
+    check_equivalence, check_equivalence_ep, check_equivalence_for, tolerance, tolerance_ep, tolerance_for, Equivalence, OutputValues, Values,
+};
 pub use self::inputs::{f16_to_f32, f32_to_f16, random_inputs, HostTensor};
 pub use self::session::model_ops;
 use self::session::Variant;
@@ -224,6 +226,13 @@ pub struct MeasureOptions {
     /// The longest reduction in the model (a MatMul's K, a Conv's Cin·kh·kw, a norm's width): float
     /// error grows with it, and so does the equivalence tolerance (see [`tolerance_for`]).
     pub reduction: usize,
+    /// CUDA: fail a session rather than let ORT place any node on the CPU (`session.disable_cpu_ep_fallback`),
+    /// so a pattern's time is never partly the CPU's and PCIe's. Off for whole models, whose shape
+    /// arithmetic ORT rightly keeps on the CPU.
+    pub strict_placement: bool,
+    /// CUDA: capture each session's run in a CUDA graph and time its replays (`enable_cuda_graph`),
+    /// which removes the per-kernel launch overhead that fusion also removes.
+    pub cuda_graph: bool,
 }
 
 impl MeasureOptions {
@@ -240,6 +249,8 @@ impl MeasureOptions {
                 min_rounds: 7,
                 max_rounds: 500,
                 reduction: 1,
+                strict_placement: true,
+                cuda_graph: false,
             }
         } else {
             MeasureOptions {
@@ -252,6 +263,8 @@ impl MeasureOptions {
                 min_rounds: 15,
                 max_rounds: 2000,
                 reduction: 1,
+                strict_placement: true,
+                cuda_graph: false,
             }
         }
     }
@@ -414,6 +427,7 @@ static MEASURE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Time a whole model file: `Disable` (twice, A/A) vs `Extended` vs `All`.
 pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<WholeModel> {
+    let opts = &MeasureOptions { strict_placement: false, ..opts.clone() };
     let c = compare(ModelSource::Path(path), inputs, opts)
         .with_context(|| format!("timing the whole model {}", path.display()))?;
     Ok(c.into())
@@ -462,8 +476,8 @@ pub fn compare_variants(
     let set2 = random_inputs(inputs, opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15))
         .context("generating the second input set")?;
     let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
-    let values1 = session::to_ort_values(&set1)?;
-    let values2 = session::to_ort_values(&set2)?;
+    let values1 = session::to_ort_values(&set1, opts.ep)?;
+    let values2 = session::to_ort_values(&set2, opts.ep)?;
 
     let tmp = TempDir::new().context("creating a temporary directory for optimised models")?;
     let plan: [(&'static str, Level, Option<PathBuf>); 5] = [
@@ -493,6 +507,9 @@ pub fn compare_variants(
         }
     }
 
+    // CUDA graphs replay the addresses of the run they captured, so the plain runs (other inputs, outputs
+    // ORT allocates) use sessions without graphs, and the timed sessions are built again with them below.
+    let plain_opts = MeasureOptions { cuda_graph: false, ..opts.clone() };
     // Sessions and their plain runs on both input sets, built in a seeded random order: the first session
     // created gets first pick of the shared arena, and that must not always be the same role.
     let mut build_order = vec![UNFUSED, CONTROL, EXTENDED, ALL];
@@ -507,13 +524,13 @@ pub fn compare_variants(
         let (label, level, optimized) = &plan[i];
         if i == EXPLICIT {
             let source = ModelSource::Bytes(explicit.unwrap_or_default());
-            match build_explicit(source, opts, &set1, &names, &values1, &values2) {
+            match build_explicit(source, &plain_opts, &set1, &names, &values1, &values2) {
                 Ok(b) => built[i] = Some(b),
                 Err(e) => explicit_error = Some(format!("{e:#}")),
             }
             continue;
         }
-        let mut s = session::build_session(model, *level, opts, optimized.as_deref(), label)?;
+        let mut s = session::build_session(model, *level, &plain_opts, optimized.as_deref(), label)?;
         if !inputs_checked {
             session::check_inputs(&s, &set1).context("checking inputs against the model")?;
             inputs_checked = true;
@@ -542,20 +559,35 @@ pub fn compare_variants(
             }
             continue;
         };
+        let s = if opts.cuda_graph {
+            let (label, level, _) = &plan[i];
+            let source = if i == EXPLICIT { ModelSource::Bytes(explicit.unwrap_or_default()) } else { model };
+            drop(s);
+            match session::build_session(source, *level, opts, None, label) {
+                Ok(g) => g,
+                Err(e) if i == EXPLICIT => {
+                    explicit_error = Some(format!("{e:#}"));
+                    continue;
+                }
+                Err(e) => return Err(e.context("building the CUDA-graph session")),
+            }
+        } else {
+            s
+        };
         sessions.push((s, plan[i].0));
         plain1.push(out1);
         plain2.push(out2);
     }
     // All sessions share the input tensors and, when the shapes agree (they should: same model), one set of
     // output tensors, so every session reads and writes the very same memory.
-    let mut out_sets = vec![session::Outputs::allocate(&plain1[UNFUSED])?];
+    let mut out_sets = vec![session::Outputs::allocate(&plain1[UNFUSED], opts.ep)?];
     let mut out_set_of = Vec::with_capacity(5);
     let mut variants = Vec::with_capacity(5);
     for (i, (s, label)) in sessions.into_iter().enumerate() {
         let k = if out_sets[0].fits(&plain1[i]) {
             0
         } else {
-            match session::Outputs::allocate(&plain1[i]) {
+            match session::Outputs::allocate(&plain1[i], opts.ep) {
                 Ok(o) => out_sets.push(o),
                 Err(e) if i == EXPLICIT => {
                     explicit_error = Some(format!("{e:#}"));
@@ -598,9 +630,9 @@ pub fn compare_variants(
 
     // Equivalence on both input sets and through the binding, before spending the time budget.
     let equiv = |i: usize| {
-        check_equivalence_for(&plain1[UNFUSED], &plain1[i], opts.reduction)
-            .merge(check_equivalence_for(&plain2[UNFUSED], &plain2[i], opts.reduction))
-            .merge(check_equivalence_for(&plain1[UNFUSED], &bound[i], opts.reduction))
+        check_equivalence_ep(&plain1[UNFUSED], &plain1[i], opts.reduction, opts.ep)
+            .merge(check_equivalence_ep(&plain2[UNFUSED], &plain2[i], opts.reduction, opts.ep))
+            .merge(check_equivalence_ep(&plain1[UNFUSED], &bound[i], opts.reduction, opts.ep))
     };
     let control = equiv(CONTROL);
     if !control.passed {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ort::memory::Allocator;
+use ort::memory::{AllocationDevice, Allocator};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{IoBinding, Session, SessionInputValue};
 use ort::value::{DynTensor, DynTensorValueType, ValueType};
@@ -14,19 +14,32 @@ use prost::Message;
 use super::equivalence::OutputValues;
 use super::inputs::{element_count, HostTensor};
 use super::{DType, Level, MeasureOptions, ModelSource};
-use crate::runtime;
+use crate::runtime::{self, Ep};
 
 /// Pre-allocated output tensors, bound to one or more sessions.
 pub(crate) struct Outputs(Vec<(String, DType, Vec<usize>, DynTensor)>);
 
+/// A host tensor moved to `ep`'s device memory (CUDA), so that timed runs read and write the device only;
+/// unchanged on the CPU.
+fn on_device(t: DynTensor, ep: Ep, what: &str) -> Result<DynTensor> {
+    match ep {
+        Ep::Cpu => Ok(t),
+        Ep::Cuda { device_id } => t
+            .to(AllocationDevice::CUDA, device_id)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("copying {what} to CUDA device {device_id}")),
+    }
+}
+
 impl Outputs {
-    /// Allocate host tensors shaped like `like` (outputs of a plain run).
-    pub fn allocate(like: &[OutputValues]) -> Result<Outputs> {
+    /// Allocate tensors shaped like `like` (outputs of a plain run), in `ep`'s device memory.
+    pub fn allocate(like: &[OutputValues], ep: Ep) -> Result<Outputs> {
         let mut v = Vec::with_capacity(like.len());
         for o in like {
             let t = DynTensor::new(&Allocator::default(), o.dtype.to_ort(), o.shape.clone())
                 .map_err(|e| anyhow!("{e}"))
                 .with_context(|| format!("allocating output `{}`", o.name))?;
+            let t = on_device(t, ep, &format!("output `{}`", o.name))?;
             v.push((o.name.clone(), o.dtype, o.shape.clone(), t));
         }
         Ok(Outputs(v))
@@ -56,6 +69,8 @@ pub(crate) struct Variant {
     pub label: &'static str,
     session: Session,
     binding: IoBinding,
+    /// Wait for the device after each run (CUDA), so a timing covers the GPU work.
+    sync: bool,
 }
 
 impl Variant {
@@ -74,7 +89,14 @@ impl Variant {
         };
         unsafe { ort::Error::result_from_status(status) }
             .map_err(|e| anyhow!("{e}"))
-            .with_context(|| format!("running {} session", self.label))
+            .with_context(|| format!("running {} session", self.label))?;
+        if self.sync {
+            self.binding
+                .synchronize_outputs()
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("synchronising {} outputs", self.label))?;
+        }
+        Ok(())
     }
 }
 
@@ -98,6 +120,7 @@ fn configure(
     level: Level,
     threads: usize,
     optimized: Option<&Path>,
+    strict_gpu: bool,
 ) -> ort::Result<SessionBuilder> {
     let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
     let mut b = Session::builder(env)?
@@ -114,6 +137,9 @@ fn configure(
     }
     if let Some(p) = optimized {
         b = b.with_optimized_model_path(p)?;
+    }
+    if strict_gpu {
+        b = b.with_config_entry("session.disable_cpu_ep_fallback", "1")?;
     }
     Ok(b)
 }
@@ -133,18 +159,25 @@ pub(crate) fn build_session(
     optimized: Option<&Path>,
     label: &str,
 ) -> Result<Session> {
-    let b = configure(level, opts.threads, optimized)
+    let gpu = matches!(opts.ep, Ep::Cuda { .. });
+    let b = configure(level, opts.threads, optimized, gpu && opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("configuring {label} session"))?;
-    let b = runtime::register_ep(b, opts.ep)
+    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph)
         .with_context(|| format!("registering {} on the {label} session", opts.ep))?;
-    commit(b, source)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("creating {label} session (level {level}, ep {})", opts.ep))
+    commit(b, source).map_err(|e| anyhow!("{e}")).with_context(|| {
+        let placement = if gpu && opts.strict_placement {
+            " (CPU fallback is disabled: a node without a CUDA kernel fails the session instead of running on the CPU)"
+        } else {
+            ""
+        };
+        format!("creating {label} session (level {level}, ep {}){placement}", opts.ep)
+    })
 }
 
-/// Host tensors as ORT values (CPU memory). The same values are bound to every session.
-pub(crate) fn to_ort_values(inputs: &[HostTensor]) -> Result<Vec<DynTensor>> {
+/// Host tensors as ORT values, in `ep`'s device memory (CUDA: copied once, before any timing). The same
+/// values are bound to every session.
+pub(crate) fn to_ort_values(inputs: &[HostTensor], ep: Ep) -> Result<Vec<DynTensor>> {
     inputs
         .iter()
         .map(|h| {
@@ -163,7 +196,7 @@ pub(crate) fn to_ort_values(inputs: &[HostTensor]) -> Result<Vec<DynTensor>> {
             }
             // SAFETY: `t` was just allocated on the CPU with exactly this many bytes (checked above).
             unsafe { std::ptr::copy_nonoverlapping(h.data.as_ptr(), ptr, h.data.len()) };
-            Ok(t)
+            on_device(t, ep, &format!("input `{}`", h.name))
         })
         .collect()
 }
@@ -273,10 +306,13 @@ pub(crate) fn bind(
             .map_err(wrap)
             .with_context(|| format!("binding output `{name}` ({label})"))?;
     }
+    let sync = outputs.0.iter().any(|(_, _, _, t)| !t.memory_info().is_cpu_accessible())
+        || values.iter().any(|v| !v.memory_info().is_cpu_accessible());
     Ok(Variant {
         label,
         session,
         binding,
+        sync,
     })
 }
 
@@ -296,7 +332,11 @@ fn tensor_type(name: &str, vt: &ValueType) -> Result<(DType, Vec<usize>)> {
 
 fn read_tensor(name: &str, dtype: DType, shape: &[usize], t: &DynTensor) -> Result<OutputValues> {
     if !t.memory_info().is_cpu_accessible() {
-        bail!("output `{name}` is not in host memory");
+        let host = t
+            .to(AllocationDevice::CPU, 0)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("copying output `{name}` from the device"))?;
+        return read_tensor(name, dtype, shape, &host);
     }
     let nbytes = element_count(shape)? * dtype.size_bytes();
     let ptr = t.data_ptr().cast::<u8>();

@@ -109,11 +109,17 @@ pub(crate) fn run_rounds(
 ) -> std::result::Result<Rounds, RunFailure> {
     let fail = |variant: usize| move |error: anyhow::Error| RunFailure { variant, error };
     let start = Instant::now();
-    let (warm_runs, warm_time, slice) = if opts.quick {
+    let (mut warm_runs, mut warm_time, slice) = if opts.quick {
         (3, Duration::from_millis(30), Duration::from_millis(2))
     } else {
         (5, Duration::from_millis(60), Duration::from_millis(4))
     };
+    if matches!(opts.ep, crate::runtime::Ep::Cuda { .. }) {
+        // cuDNN's algorithm search, lazy workspace allocation, a CUDA graph's capture and the GPU's clocks
+        // settle over the first runs: keep them all out of the numbers
+        warm_runs = warm_runs.max(if opts.quick { 20 } else { 50 });
+        warm_time = warm_time.max(Duration::from_millis(if opts.quick { 200 } else { 500 }));
+    }
     let mut fastest = f64::INFINITY;
     for (i, v) in variants.iter().enumerate() {
         fastest = fastest.min(warm_up(v, warm_runs, warm_time).map_err(fail(i))?);

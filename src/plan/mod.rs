@@ -173,6 +173,7 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
         run: None,
         ceilings: None,
         calibration: None,
+        cuda_graph: false,
     }))
 }
 
