@@ -828,3 +828,45 @@ pub fn sizes_per_pattern(cal: &HardwareCalibration) -> BTreeMap<String, usize> {
     }
     m
 }
+
+/// The patterns and sizes `fuseval eventcheck` times with CUDA events: per pattern the smallest and the
+/// largest quick size.
+pub const EVENT_CHECK_PATTERNS: [Pattern; 6] = [
+    Pattern::ConvBnRelu,
+    Pattern::LinearBiasGelu,
+    Pattern::AttentionHead,
+    Pattern::MultiHeadLinear,
+    Pattern::AddLayerNorm,
+    Pattern::SigmoidMul,
+];
+
+/// Check fuseval's GPU timing against CUDA events on synthetic pattern models ([`EVENT_CHECK_PATTERNS`]).
+pub fn event_checks(ep: Ep, threads: usize, quick: bool, seed: u64, progress: bool) -> Result<Vec<measure::events::EventCheck>> {
+    crate::bench::check_ep(ep)?;
+    let mopts = probe_opts(ep, threads, quick, seed);
+    let dir = TempDir::new()?;
+    let mut out = vec![];
+    for p in EVENT_CHECK_PATTERNS {
+        let grid = crate::synth::grid(p, true, ep);
+        for size in [grid.first(), grid.last()].into_iter().flatten() {
+            let bytes = crate::synth::build(p, size, seed)?;
+            let path = stage(&dir, &format!("events_{}", p.key()), &bytes)?;
+            let prepared = prepare(&path, &[])?;
+            let specs = crate::bench::model_input_specs(&prepared.loaded, &prepared.graph)?;
+            let label = format!("{} {}", p.key(), size.label);
+            let c = measure::events::event_check(&label, &bytes, &specs, &mopts).with_context(|| label.clone())?;
+            if progress {
+                eprintln!(
+                    "  {label:<44} fuseval {:.4} ms  events {:.4} ms  ({:+.1}%)  host {:.4} ms ({:+.1}%)",
+                    c.fuseval_ms,
+                    c.event_ms,
+                    100.0 * c.fuseval_vs_events,
+                    c.host_ms,
+                    100.0 * c.host_vs_events
+                );
+            }
+            out.push(c);
+        }
+    }
+    Ok(out)
+}

@@ -89,6 +89,10 @@ pub enum Command {
         /// Seed of the random inputs.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Write annotated.onnx without copying the weights: its initializers point at their bytes in
+        /// MODEL (ONNX external data), so it is the graph's size and runs when put beside MODEL.
+        #[arg(long)]
+        slim_annotated: bool,
         /// With --ep cuda: capture each session in a CUDA graph and time its replays, which removes the
         /// kernel-launch overhead that fusion also removes.
         #[arg(long)]
@@ -154,6 +158,23 @@ pub enum Command {
     Validate(crate::plan::ValidateArgs),
     /// Propose a fusion plan, greedily by measured (or estimated) benefit.
     Plan(crate::plan::PlanArgs),
+    /// Check fuseval's GPU timing against CUDA events: a few synthetic patterns timed by fuseval and,
+    /// on a stream of its own, by CUDA events (device clock). Needs --ep cuda and libcudart.
+    Eventcheck {
+        #[arg(long, value_enum, default_value_t = EpArg::Cuda)]
+        ep: EpArg,
+        #[arg(long, default_value_t = 0)]
+        device_id: i32,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Write the checks as JSON here.
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+    },
     /// Combine calibration files (from several machines or runs) into one, each run with its metadata.
     Merge {
         /// calibration.json files, or merged files.
@@ -234,6 +255,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             all_patterns,
             no_whole_model,
             seed,
+            slim_annotated,
             cuda_graph,
             calibration,
             out,
@@ -329,7 +351,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             for w in report::warnings::measurement_warnings(&cal) {
                 eprintln!("warning: {w}");
             }
-            let written = report::write_outputs(&out, &cal, &p.loaded, &p.graph, &p.detection)?;
+            let written = report::write_outputs_with(&out, &cal, &p.loaded, &p.graph, &p.detection, slim_annotated)?;
             for f in written {
                 println!("wrote {}", f.display());
             }
@@ -428,6 +450,31 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Validate(args) => crate::plan::validate_command(&args),
         Command::Plan(args) => crate::plan::plan_command(&args),
+        Command::Eventcheck { ep, device_id, threads, quick, seed, out } => {
+            let ep = match ep {
+                EpArg::Cpu => return Err(crate::error::user("eventcheck times CUDA events: use --ep cuda")),
+                EpArg::Cuda => Ep::Cuda { device_id },
+            };
+            crate::runtime::configure_pool(threads.max(1))?;
+            let checks = crate::calibrate::event_checks(ep, threads.max(1), quick, seed, true)?;
+            println!("{:<44} {:>12} {:>12} {:>9} {:>12} {:>9}", "model", "fuseval ms", "events ms", "diff", "host ms", "diff");
+            for c in &checks {
+                println!(
+                    "{:<44} {:>12.4} {:>12.4} {:>8.1}% {:>12.4} {:>8.1}%",
+                    c.label,
+                    c.fuseval_ms,
+                    c.event_ms,
+                    100.0 * c.fuseval_vs_events,
+                    c.host_ms,
+                    100.0 * c.host_vs_events
+                );
+            }
+            if let Some(out) = out {
+                report::atomic_write(&out, &serde_json::to_vec_pretty(&checks)?)?;
+                println!("wrote {}", out.display());
+            }
+            Ok(exit::OK)
+        }
         Command::Merge { files, out, force } => {
             if out.exists() && !force {
                 return Err(crate::error::user(format!(

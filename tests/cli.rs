@@ -276,3 +276,38 @@ fn inspect_patterns_lists_the_catalog() {
     let o = fuseval(&["inspect"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+#[test]
+fn slim_annotated_model_points_at_the_original_weights() {
+    let out = tmp("slim");
+    let model = "fixtures/mini_resnet50_legacy.onnx";
+    let o = fuseval(&["bench", model, "--quick", "--threads", "1", "--no-whole-model", "--slim-annotated", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let annotated = out.join("annotated.onnx");
+    let size = std::fs::metadata(&annotated).unwrap().len();
+    assert!(size < std::fs::metadata(model).unwrap().len() / 2, "{size}");
+    use prost::Message;
+    let proto = fuseval_pb::ModelProto::decode(&*std::fs::read(&annotated).unwrap()).unwrap();
+    let inits = &proto.graph.as_ref().unwrap().initializer;
+    let external: Vec<_> = inits.iter().filter(|t| t.data_location == Some(1)).collect();
+    assert!(external.len() > 50, "{}", external.len());
+    for t in &external {
+        assert!(t.raw_data.is_empty());
+        assert!(t.external_data.iter().any(|e| e.key == "location" && e.value == "mini_resnet50_legacy.onnx"), "{}", t.name);
+    }
+    // beside the model it is a complete model again: same patterns, and ONNX Runtime runs it
+    std::fs::copy(model, out.join("mini_resnet50_legacy.onnx")).unwrap();
+    let a = fuseval::bench::prepare(&annotated, &[]).unwrap();
+    let b = fuseval::bench::prepare(std::path::Path::new(model), &[]).unwrap();
+    assert_eq!(a.detection.counts(true), b.detection.counts(true));
+    let specs = fuseval::bench::model_input_specs(&a.loaded, &a.graph).unwrap();
+    let opts = fuseval::measure::MeasureOptions {
+        budget: std::time::Duration::from_millis(200),
+        min_rounds: 3,
+        max_rounds: 10,
+        ..fuseval::measure::MeasureOptions::new(fuseval::runtime::Ep::Cpu, 1, true)
+    };
+    let c = fuseval::measure::compare(fuseval::measure::ModelSource::Path(&annotated), &specs, &opts).unwrap();
+    assert!(c.equivalence_all.passed);
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -22,6 +22,7 @@ mod equivalence;
 mod inputs;
 mod session;
 mod timing;
+pub mod events;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

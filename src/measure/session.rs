@@ -175,6 +175,20 @@ pub(crate) fn build_session(
     })
 }
 
+/// A `Disable`-level CUDA session that runs on `stream` (for CUDA event timing).
+pub(crate) fn build_session_on_stream(model: &[u8], opts: &MeasureOptions, device_id: i32, stream: *mut std::ffi::c_void) -> Result<Session> {
+    let b = configure(Level::Disable, opts.threads, None, opts.strict_placement)
+        .map_err(|e| anyhow!("{e}"))
+        .context("configuring the event-timed session")?;
+    // SAFETY: the stream outlives the session (the caller drops the session first).
+    let cuda = unsafe { ort::ep::CUDA::default().with_device_id(device_id).with_compute_stream(stream.cast()) };
+    let b = b
+        .with_execution_providers([cuda.build().error_on_failure()])
+        .map_err(|e| anyhow!("{e}"))
+        .context("registering CUDA on the event-timed session")?;
+    commit(b, ModelSource::Bytes(model)).map_err(|e| anyhow!("{e}")).context("creating the event-timed session")
+}
+
 /// Host tensors as ORT values, in `ep`'s device memory (CUDA: copied once, before any timing). The same
 /// values are bound to every session.
 pub(crate) fn to_ort_values(inputs: &[HostTensor], ep: Ep) -> Result<Vec<DynTensor>> {

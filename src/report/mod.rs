@@ -107,6 +107,19 @@ pub fn write_outputs(
     g: &ModelGraph,
     det: &Detection,
 ) -> Result<Vec<PathBuf>> {
+    write_outputs_with(dir, cal, loaded, g, det, false)
+}
+
+/// [`write_outputs`]; with `slim`, annotated.onnx refers to the model file's weights instead of copying
+/// them ([`onnx::annotated_model_slim`]).
+pub fn write_outputs_with(
+    dir: &Path,
+    cal: &CalibrationFile,
+    loaded: &Loaded,
+    g: &ModelGraph,
+    det: &Detection,
+    slim: bool,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating output directory {}", dir.display()))?;
     let mut written = vec![];
     let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
@@ -120,7 +133,8 @@ pub fn write_outputs(
     let graph = serde_json::to_vec_pretty(&graph_json::graph_json(cal, g, det)).context("serialising graph.json")?;
     put(GRAPH_JSON, &graph)?;
     put(GRAPH_DOT, dot::graph_dot(cal, g, det).as_bytes())?;
-    let annotated = onnx::annotated_model(cal, loaded, g).with_context(|| {
+    let annotated = if slim { onnx::annotated_model_slim(cal, loaded, g) } else { onnx::annotated_model(cal, loaded, g) };
+    let annotated = annotated.with_context(|| {
         format!(
             "{CALIBRATION_JSON}, {GRAPH_JSON} and {GRAPH_DOT} were written to {}, but {ANNOTATED_ONNX} was not",
             dir.display()

@@ -46,6 +46,46 @@ pub fn annotated_model(cal: &CalibrationFile, loaded: &Loaded, g: &ModelGraph) -
     Ok(bytes)
 }
 
+/// The annotated model without weight bytes: every initializer stored inline in the model file becomes
+/// ONNX external data pointing at its bytes in that file (`location` = the model's file name, `offset`,
+/// `length`), so annotated.onnx is the graph's size, opens in Netron as is, and loads in ONNX Runtime
+/// when placed beside the original model file.
+pub fn annotated_model_slim(cal: &CalibrationFile, loaded: &Loaded, g: &ModelGraph) -> Result<Vec<u8>> {
+    use crate::load::weights::Bytes;
+    let docs = node_docs(cal, loaded, g);
+    let meta = metadata_entries(cal);
+    let mut proto = loaded.proto.clone();
+    let model_file = loaded.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let entry = |k: &str, v: String| pb::StringStringEntryProto { key: k.into(), value: v };
+    if let Some(graph) = proto.graph.as_mut() {
+        for (ix, t) in graph.initializer.iter_mut().enumerate() {
+            let (file, offset, length) = match loaded.weights.bytes.get(ix) {
+                Some(Bytes::Mapped(r)) => (model_file.clone(), r.start as u64, r.len() as u64),
+                Some(Bytes::External { file, offset, length }) => {
+                    (file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), *offset, *length)
+                }
+                _ => continue,
+            };
+            t.raw_data.clear();
+            t.data_location = Some(1); // EXTERNAL
+            t.external_data =
+                vec![entry("location", file), entry("offset", offset.to_string()), entry("length", length.to_string())];
+        }
+        for (&i, doc) in &docs {
+            if let Some(n) = graph.node.get_mut(i) {
+                n.doc_string = doc.clone();
+            }
+        }
+    }
+    proto.metadata_props.retain(|e| !e.key.starts_with(META_PREFIX));
+    proto.metadata_props.extend(meta.iter().map(|(k, v)| entry(k, v.clone())));
+    proto.metadata_props.push(entry(
+        "fuseval.weights",
+        format!("external: the initializers' bytes are read from {model_file} (put this file beside it to run it)"),
+    ));
+    Ok(proto.encode_to_vec())
+}
+
 fn too_big(len: usize) -> String {
     format!(
         "annotated.onnx would be {:.2} GB, over protobuf's 2 GB limit for one file (fuseval does not write \
