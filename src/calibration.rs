@@ -173,6 +173,10 @@ pub struct FusionCalibration {
     /// Node names of every instance this result applies to (identical pattern, shapes and attributes).
     pub instances: Vec<Vec<String>>,
     pub signature: String,
+    /// CUDA: the sessions in which ORT placed some nodes (shape arithmetic) on the CPU; see
+    /// docs/calibration.md. Empty when every node ran on the GPU, and on the CPU.
+    #[serde(default)]
+    pub cpu_fallback: Vec<String>,
     /// The instance on the roofline of the run's ceilings (unfused and fused at the headline level).
     #[serde(default)]
     pub roofline: Option<crate::roofline::Roofline>,
@@ -468,6 +472,7 @@ impl FusionCalibration {
             verdict: None,
             instances: group.iter().map(|i| i.node_names(g)).collect(),
             signature,
+            cpu_fallback: vec![],
             roofline: None,
         };
         let c = match measured {
@@ -514,6 +519,7 @@ impl FusionCalibration {
         if let Some(e) = &c.explicit_error {
             rec.explicit_unavailable = Some(format!("{EXPLICIT_FAILED}{e}"));
         }
+        rec.cpu_fallback = c.cpu_fallback.clone();
         rec.extended = Some(ext);
         rec.all = Some(all);
         rec.best_variant = best_variant(&rec).into();

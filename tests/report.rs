@@ -91,6 +91,7 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
         fused_ops_all: vec!["ReorderInput".into(), "com.microsoft.nchwc.Conv".into(), "ReorderOutput".into()],
         unfused_ops: vec!["Conv".into(), "BatchNormalization".into(), "Relu".into()],
         explicit: s.explicit.filter(|_| !s.explicit_error).map(|(speedup, agree)| ExplicitResult {
+        cpu_fallback: vec![],
             latency: latency(unfused_ms / speedup),
             speedup: est(speedup, 0.05),
             equivalence: equivalence(agree, if agree { 2e-6 } else { 0.5 }),

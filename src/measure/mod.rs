@@ -337,6 +337,10 @@ pub struct Comparison {
     /// Why an explicit-fused model that was given could not be built or run (the other variants are measured).
     #[serde(default)]
     pub explicit_error: Option<String>,
+    /// CUDA: the sessions (by label) in which ORT placed some nodes on the CPU (shape arithmetic), which
+    /// strict placement refused; empty on the CPU.
+    #[serde(default)]
+    pub cpu_fallback: Vec<String>,
     pub rounds: usize,
     pub iters_per_round: usize,
     pub budget_exhausted: bool,
@@ -511,6 +515,8 @@ pub fn compare_variants(
     // CUDA graphs replay the addresses of the run they captured, so the plain runs (other inputs, outputs
     // ORT allocates) use sessions without graphs, and the timed sessions are built again with them below.
     let plain_opts = MeasureOptions { cuda_graph: false, ..opts.clone() };
+    // sessions ORT could not build without placing some nodes on the CPU
+    let mut cpu_fallback: Vec<String> = vec![];
     // Sessions and their plain runs on both input sets, built in a seeded random order: the first session
     // created gets first pick of the shared arena, and that must not always be the same role.
     let mut build_order = vec![UNFUSED, CONTROL, EXTENDED, ALL];
@@ -531,7 +537,10 @@ pub fn compare_variants(
             }
             continue;
         }
-        let mut s = session::build_session(model, *level, &plain_opts, optimized.as_deref(), label)?;
+        let (mut s, fell_back) = session::build_session_placed(model, *level, &plain_opts, optimized.as_deref(), label)?;
+        if fell_back {
+            cpu_fallback.push(label.to_string());
+        }
         if !inputs_checked {
             session::check_inputs(&s, &set1).context("checking inputs against the model")?;
             inputs_checked = true;
@@ -564,7 +573,12 @@ pub fn compare_variants(
             let (label, level, _) = &plan[i];
             let source = if i == EXPLICIT { ModelSource::Bytes(explicit.unwrap_or_default()) } else { model };
             drop(s);
-            match session::build_session(source, *level, opts, None, label) {
+            let built = if i == EXPLICIT {
+                session::build_session(source, *level, opts, None, label)
+            } else {
+                session::build_session_placed(source, *level, opts, None, label).map(|(s, _)| s)
+            };
+            match built {
                 Ok(g) => g,
                 Err(e) if i == EXPLICIT => {
                     explicit_error = Some(format!("{e:#}"));
@@ -692,6 +706,7 @@ pub fn compare_variants(
         unfused_ops,
         explicit: explicit_result,
         explicit_error,
+        cpu_fallback,
         rounds: rounds.times[UNFUSED].len(),
         iters_per_round: rounds.iters,
         budget_exhausted: rounds.budget_exhausted,

@@ -151,6 +151,30 @@ fn commit(mut b: SessionBuilder, source: ModelSource<'_>) -> ort::Result<Session
     }
 }
 
+/// ORT's message when a node would run on the CPU while CPU fallback is disabled.
+const FALLBACK_REFUSED: &str = "fallback to CPU EP has been explicitly disabled";
+
+/// [`build_session`] for a pattern's unfused or runtime-fused model on CUDA: strictly on the GPU first;
+/// if ORT must put some nodes on the CPU (it keeps shape arithmetic there: Shape, Gather, Concat of
+/// int64 shapes), build it again with fallback allowed and say so (`true`). Never used for the
+/// explicit-fused model, whose fused kernel must itself run on the GPU.
+pub(crate) fn build_session_placed(
+    source: ModelSource<'_>,
+    level: Level,
+    opts: &MeasureOptions,
+    optimized: Option<&Path>,
+    label: &str,
+) -> Result<(Session, bool)> {
+    match build_session(source, level, opts, optimized, label) {
+        Ok(s) => Ok((s, false)),
+        Err(e) if opts.strict_placement && format!("{e:#}").contains(FALLBACK_REFUSED) => {
+            let relaxed = MeasureOptions { strict_placement: false, ..opts.clone() };
+            Ok((build_session(source, level, &relaxed, optimized, label)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Build a session for `level`; when `optimized` is given, ORT saves the optimised graph there.
 pub(crate) fn build_session(
     source: ModelSource<'_>,

@@ -39,6 +39,16 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
         ));
     }
 
+    for p in measured.iter().filter(|p| !p.cpu_fallback.is_empty()) {
+        v.push(format!(
+            "{} at `{}`: ONNX Runtime kept some nodes on the CPU in the {} session{} (the CUDA provider places              shape arithmetic there); its time includes those nodes and any copies they need",
+            p.fusion_pattern,
+            p.instances.first().and_then(|i| i.first()).map(String::as_str).unwrap_or("?"),
+            p.cpu_fallback.join(", "),
+            if p.cpu_fallback.len() == 1 { "" } else { "s" }
+        ));
+    }
+
     let cut: Vec<&&FusionCalibration> = measured.iter().filter(|p| p.budget_exhausted).collect();
     if !cut.is_empty() {
         let what = if m.quick {
