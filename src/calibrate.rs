@@ -62,11 +62,13 @@ pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
 }
 
 /// Theoretical peaks of known devices, for `--preset`: (name, f32 GFLOP/s, GB/s, source).
+/// GPU peaks are the dense TF32 tensor-core rates: ONNX Runtime's CUDA provider runs f32 MatMul and Conv
+/// in TF32 by default (`use_tf32`), so that is the ceiling an f32 MatMul probe can reach.
 pub const PRESETS: &[(&str, f64, f64, &str)] = &[
-    ("h100-sxm", 66_900.0, 3_350.0, "NVIDIA H100 SXM datasheet: FP32 67 TFLOPS (non-tensor), HBM3 3.35 TB/s"),
-    ("h100-pcie", 51_200.0, 2_000.0, "NVIDIA H100 PCIe datasheet: FP32 51 TFLOPS, HBM2e 2.0 TB/s"),
-    ("h200", 66_900.0, 4_800.0, "NVIDIA H200 SXM datasheet: FP32 67 TFLOPS, HBM3e 4.8 TB/s"),
-    ("a100-sxm", 19_500.0, 2_039.0, "NVIDIA A100 80GB SXM datasheet: FP32 19.5 TFLOPS, 2.04 TB/s"),
+    ("h100-sxm", 494_700.0, 3_350.0, "NVIDIA H100 SXM datasheet: TF32 tensor 495 TFLOPS dense (ORT's CUDA f32 MatMul runs in TF32), HBM3 3.35 TB/s"),
+    ("h100-pcie", 378_000.0, 2_000.0, "NVIDIA H100 PCIe datasheet: TF32 tensor 378 TFLOPS dense, HBM2e 2.0 TB/s"),
+    ("h200", 494_700.0, 4_800.0, "NVIDIA H200 SXM datasheet: TF32 tensor 495 TFLOPS dense, HBM3e 4.8 TB/s"),
+    ("a100-sxm", 156_000.0, 2_039.0, "NVIDIA A100 80GB SXM datasheet: TF32 tensor 156 TFLOPS dense, 2.04 TB/s"),
     ("i7-12700k", 1_152.0, 76.8, "design doc example: 8P cores x 4.5 GHz x 32 FLOP/cycle, DDR5-4800 dual channel"),
 ];
 

@@ -41,7 +41,8 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
 
     for p in measured.iter().filter(|p| !p.cpu_fallback.is_empty()) {
         v.push(format!(
-            "{} at `{}`: ONNX Runtime kept some nodes on the CPU in the {} session{} (the CUDA provider places              shape arithmetic there); its time includes those nodes and any copies they need",
+            "{} at `{}`: ONNX Runtime kept some nodes on the CPU in the {} session{} (the CUDA provider places shape \
+             arithmetic there); its time includes those nodes and any copies they need",
             p.fusion_pattern,
             p.instances.first().and_then(|i| i.first()).map(String::as_str).unwrap_or("?"),
             p.cpu_fallback.join(", "),
