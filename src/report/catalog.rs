@@ -19,7 +19,32 @@ pub struct CatalogEntry {
     /// The fused kernel on each provider; `none` when ORT has none there.
     pub kernel_cpu: String,
     pub kernel_cuda: String,
+    /// What was measured on a GPU (results/h100, ONNX Runtime 1.31.1): whether ORT fuses it by itself
+    /// on CUDA, and how the explicit kernel fared. Empty where nothing was measured.
+    pub cuda_measured: String,
 }
+
+/// Measured on an H100 (results/h100/README.md), per pattern key.
+const CUDA_MEASURED: &[(&str, &str)] = &[
+    ("Linear_Bias", "ORT turns 3-D MatMul+Add into Reshape/Gemm/Reshape: 0.88× for BERT-base's 3072→768 at batch 1; pays only below 64³ in the sweep"),
+    ("Linear_Bias_ReLU", "no FusedGemm on CUDA; what ORT does alone gives 0.97–1.03× in the sweep"),
+    ("Linear_Bias_ReLU_Dropout", "no FusedGemm on CUDA; ORT drops the Dropout: pays at M=K=N=256 only in the sweep"),
+    ("Linear_Bias_ReLU_Linear_Bias", "no FusedGemm on CUDA; 1.02–1.05× in the sweep"),
+    ("Linear_Bias_GELU", "ORT fuses Gemm + Gelu (1.40×); the explicit BiasGelu is faster still (1.66×, BERT-base FFN)"),
+    ("Conv2d_Bias", "bias folded into the Conv; within ±5% in the sweep"),
+    ("Conv2d_BN", "BN folded into the Conv: 1.02–1.08× in ResNet-50"),
+    ("Conv2d_BN_ReLU", "ORT keeps Conv and Relu apart on CUDA (only BN folded: 1.00–1.07×); FusedConv exists but runs 0.23–0.65× at batch 1, 0.45–1.3× under CUDA graphs"),
+    ("Conv2d_ReLU", "ORT keeps Conv and Relu apart on CUDA; FusedConv is slower at batch 1"),
+    ("Conv2d_BN_ReLU_MaxPool", "BN folded, ReLU and MaxPool separate; FusedConv + MaxPool 0.74× (ResNet-50 stem)"),
+    ("QK_Softmax", "ORT fuses it into FusedMatMul + BiasSoftmax: 1.35× in the sweep"),
+    ("Attention_Head", "1.27× in the sweep (ORT's FusedMatMul + BiasSoftmax)"),
+    ("MultiHead_Linear", "ORT's own fusion 1.21×; the explicit Attention kernel 2.60× (BERT-base, 128 tokens)"),
+    ("Add_ReLU", "no fused kernel on CUDA: 0.99–1.01×"),
+    ("Add_LayerNorm", "SkipLayerNormalization 4.1× on CUDA (0.53× on a 2-core CPU)"),
+    ("Mul_Add_ReLU", "no fused kernel on CUDA: 1.00×"),
+    ("Sigmoid_Mul", "QuickGelu for SiLU: 1.23–1.28× in the sweep"),
+    ("Softmax_V", "no fused kernel: 0.98–0.99×"),
+];
 
 /// Forms accepted per pattern key, as the doc headers of `src/patterns/*.rs` state them.
 const FORMS: &[(&str, &[&str])] = &[
@@ -116,6 +141,7 @@ pub fn catalog() -> Vec<CatalogEntry> {
             forms: forms(p.key()).iter().map(|s| s.to_string()).collect(),
             kernel_cpu: kernel_name(p, Ep::Cpu),
             kernel_cuda: kernel_name(p, Ep::Cuda { device_id: 0 }),
+            cuda_measured: CUDA_MEASURED.iter().find(|(k, _)| *k == p.key()).map(|(_, m)| m.to_string()).unwrap_or_default(),
         })
         .collect()
 }
@@ -140,6 +166,9 @@ pub fn catalog_text(entries: &[CatalogEntry]) -> String {
             let _ = writeln!(s, "  form: {f}");
         }
         let _ = writeln!(s, "  kernel: CPU {}; CUDA {}", e.kernel_cpu, e.kernel_cuda);
+        if !e.cuda_measured.is_empty() {
+            let _ = writeln!(s, "  measured on CUDA (H100): {}", e.cuda_measured);
+        }
     }
     s
 }
