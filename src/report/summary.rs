@@ -312,7 +312,7 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                     let name = match l.level.as_str() {
                         "extended" => "extended level",
                         "all" => "full level",
-                        "best" => "best variant (what-if), vs full",
+                        "best" => "best variant (what-if)",
                         other => other,
                     };
                     line(s, name, l);
