@@ -382,7 +382,7 @@ pub fn best_speedup(r: &FusionCalibration) -> Option<Estimate> {
 }
 
 /// The one instance of `pattern` a synthetic model holds (the largest match, should several overlap).
-fn target<'a>(p: &'a Prepared, pattern: Pattern) -> Option<&'a Instance> {
+fn target(p: &Prepared, pattern: Pattern) -> Option<&Instance> {
     p.detection.all.iter().filter(|i| i.pattern == pattern).max_by_key(|i| i.nodes.len())
 }
 

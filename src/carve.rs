@@ -141,7 +141,7 @@ fn run_constant_subgraph(loaded: &Loaded, g: &ModelGraph, needed: &[String]) -> 
 /// Run a model that has no inputs once, on the CPU, and return its outputs as tensor protos.
 fn eval_model(bytes: &[u8]) -> Result<Vec<pb::TensorProto>> {
     let env = crate::runtime::environment()?;
-    let outs = eval_with_ort(&env, bytes).map_err(|e| anyhow!("ONNX Runtime: {e}"))?;
+    let outs = eval_with_ort(env, bytes).map_err(|e| anyhow!("ONNX Runtime: {e}"))?;
     Ok(outs)
 }
 

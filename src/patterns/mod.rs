@@ -398,7 +398,7 @@ pub(crate) fn is_op(g: &ModelGraph, n: NodeIndex, op: &str) -> bool {
 
 /// For a two-input node with exactly one constant operand: (the non-constant one, the constant one),
 /// either operand order.
-pub(crate) fn data_and_const<'g>(g: &'g ModelGraph, n: NodeIndex) -> Option<(&'g str, &'g str)> {
+pub(crate) fn data_and_const(g: &ModelGraph, n: NodeIndex) -> Option<(&str, &str)> {
     let ins: Vec<&str> = g.node(n).real_inputs().collect();
     guard!(ins.len() == 2);
     match (g.is_constant(ins[0]), g.is_constant(ins[1])) {
