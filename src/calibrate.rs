@@ -369,16 +369,7 @@ pub fn measure_ceilings(
 
 /// The measured speedup of the best agreeing variant (the headline when none is faster).
 pub fn best_speedup(r: &FusionCalibration) -> Option<Estimate> {
-    let level = match r.best_variant.as_str() {
-        "runtime_extended" => r.extended.as_ref(),
-        "runtime_all" => r.all.as_ref(),
-        "explicit" => r.explicit.as_ref(),
-        _ => None,
-    };
-    match level {
-        Some(l) => Some(l.speedup),
-        None => r.extended.as_ref().map(|l| l.speedup),
-    }
+    r.variant(&r.best_variant).or(r.extended.as_ref()).map(|l| l.speedup)
 }
 
 /// The one instance of `pattern` a synthetic model holds (the largest match, should several overlap).

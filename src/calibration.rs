@@ -283,13 +283,10 @@ pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
 
 /// The speedup of a record's best agreeing variant; 1.00 when that is unfused (no saving).
 pub fn best_estimate(p: &FusionCalibration) -> Option<Estimate> {
-    let l = match p.best_variant.as_str() {
-        "runtime_extended" => p.extended.as_ref(),
-        "runtime_all" => p.all.as_ref(),
-        "explicit" => p.explicit.as_ref(),
-        _ => return Some(Estimate::exact(1.0)),
-    };
-    l.map(|l| l.speedup)
+    if p.best_variant == BEST_UNFUSED {
+        return Some(Estimate::exact(1.0));
+    }
+    p.variant(&p.best_variant).map(|l| l.speedup)
 }
 
 /// Ops that only move or relabel data (reshapes, NCHWc reorders), which ORT adds around the kernels
@@ -547,6 +544,17 @@ impl FusionCalibration {
             c,
         ));
         self
+    }
+
+    /// A fused variant's result by its `best_variant` name (`runtime_extended`, `runtime_all`,
+    /// `explicit`); `None` for `unfused`, an unknown name, or a variant not measured.
+    pub fn variant(&self, name: &str) -> Option<&LevelResult> {
+        match name {
+            "runtime_extended" => self.extended.as_ref(),
+            "runtime_all" => self.all.as_ref(),
+            "explicit" => self.explicit.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether the explicit variant was measured and its outputs agree with unfused.

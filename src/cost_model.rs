@@ -457,13 +457,7 @@ fn pick(r: &FusionCalibration, variant: Variant) -> std::result::Result<(Estimat
     let level = |l: &Option<crate::calibration::LevelResult>| l.as_ref().map(|l| (l.speedup, l.equivalence.passed));
     match variant {
         Variant::Headline => Ok(headline),
-        Variant::Best => Ok(match r.best_variant.as_str() {
-            "runtime_extended" => level(&r.extended),
-            "runtime_all" => level(&r.all),
-            "explicit" => level(&r.explicit),
-            _ => None,
-        }
-        .unwrap_or(headline)),
+        Variant::Best => Ok(r.variant(&r.best_variant).map(|l| (l.speedup, l.equivalence.passed)).unwrap_or(headline)),
         Variant::Explicit => level(&r.explicit).ok_or_else(|| {
             r.explicit_unavailable.clone().unwrap_or_else(|| "no explicit variant was measured".into())
         }),

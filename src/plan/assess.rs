@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{distinct_groups, measure_group, Prepared};
-use crate::calibration::{FusionCalibration, LevelResult, Status, BEST_UNFUSED, NOISE};
+use crate::calibration::{FusionCalibration, Status, BEST_UNFUSED, NOISE};
 use crate::carve::ConstValues;
 use crate::estimate::Estimate;
 use crate::measure::MeasureOptions;
@@ -159,15 +159,6 @@ pub fn rule(s: &Estimate, equivalent: bool, trustworthy: bool, threshold: f64) -
     }
 }
 
-fn level<'a>(rec: &'a FusionCalibration, variant: &str) -> Option<&'a LevelResult> {
-    match variant {
-        "runtime_extended" => rec.extended.as_ref(),
-        "runtime_all" => rec.all.as_ref(),
-        "explicit" => rec.explicit.as_ref(),
-        _ => None,
-    }
-}
-
 /// A list of ops, long ones shortened: `Reshape, Gemm, Reshape, … (23 ops)`.
 pub fn ops_list(ops: &[String]) -> String {
     if ops.len() <= 5 {
@@ -194,12 +185,12 @@ pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ce
         return Assessment::none(Verdict::Unmeasured, format!("not measured: {why}"));
     }
     // the variant a partitioner's fused kernel stands for: the best agreeing one, else the headline
-    let variant = if rec.best_variant == BEST_UNFUSED || level(rec, &rec.best_variant).is_none() {
+    let variant = if rec.best_variant == BEST_UNFUSED || rec.variant(&rec.best_variant).is_none() {
         "runtime_extended".to_string()
     } else {
         rec.best_variant.clone()
     };
-    let (speedup, kernels, equivalent, fused_ms) = match level(rec, &variant) {
+    let (speedup, kernels, equivalent, fused_ms) = match rec.variant(&variant) {
         Some(l) => (l.speedup, l.ort_ops.clone(), l.equivalence.passed, l.latency.median_ms),
         None => (
             Estimate { point: rec.speedup_factor, lo: rec.speedup_ci_low, hi: rec.speedup_ci_high },
@@ -226,7 +217,7 @@ pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ce
         });
     }
     if !equivalent {
-        if let Some(e) = level(rec, &variant).map(|l| &l.equivalence) {
+        if let Some(e) = rec.variant(&variant).map(|l| &l.equivalence) {
             parts.push(format!("max abs error {:.3e} > atol {:.1e}", e.max_abs_err, e.atol));
         }
     }
