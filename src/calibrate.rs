@@ -224,14 +224,49 @@ fn probe_opts(ep: Ep, threads: usize, quick: bool, seed: u64) -> MeasureOptions 
     MeasureOptions { seed, ..MeasureOptions::new(ep, threads, quick) }
 }
 
-/// Time one model at ORT's Disable level (the probes are single kernels), with the same rounds and CI.
-fn time_model(bytes: &[u8], specs: &[InputSpec], mopts: &MeasureOptions) -> Result<(Latency, measure::Comparison)> {
-    let c = measure::compare(ModelSource::Bytes(bytes), specs, mopts)?;
-    Ok((c.unfused, c))
+/// One ceiling probe: a single-op model of inputs `A` and `B`, both `input`-shaped.
+struct Probe {
+    operation: &'static str,
+    dtype: DType,
+    shape: Vec<usize>,
+    input: Vec<usize>,
+    note: String,
+    flops: u64,
+    bytes: u64,
 }
 
-fn spec(name: &str, dtype: DType, shape: Vec<usize>) -> InputSpec {
-    InputSpec { name: name.into(), dtype, shape, range: None }
+/// Time a probe's model at ORT's Disable level (it is a single kernel), with the same rounds and CI as
+/// everything else; a model that cannot be built or run is an unsupported profile saying why.
+fn probe(p: Probe, model: Result<Vec<u8>>, mopts: &MeasureOptions) -> OperationProfile {
+    let spec = |name: &str| InputSpec { name: name.into(), dtype: p.dtype, shape: p.input.clone(), range: None };
+    let mut out = OperationProfile {
+        operation: p.operation.into(),
+        dtype: p.dtype.name().to_string(),
+        shape: p.shape,
+        supported: false,
+        note: p.note,
+        flops: p.flops,
+        bytes: p.bytes,
+        arithmetic_intensity: p.flops as f64 / p.bytes as f64,
+        latency: None,
+        measured_gflops: 0.0,
+        efficiency: None,
+        achieved_bandwidth_gbps: 0.0,
+        bandwidth_efficiency: None,
+        bottleneck: None,
+    };
+    let timed = model.and_then(|m| measure::compare(ModelSource::Bytes(&m), &[spec("A"), spec("B")], mopts));
+    match timed {
+        Ok(c) => {
+            let s = c.unfused.median_ms * 1e-3;
+            out.supported = true;
+            out.latency = Some(c.unfused);
+            out.measured_gflops = p.flops as f64 / s / 1e9;
+            out.achieved_bandwidth_gbps = p.bytes as f64 / s / 1e9;
+        }
+        Err(e) => out.note = format!("not run on {}: {e:#}", mopts.ep),
+    }
+    out
 }
 
 /// Measure the ceilings: MatMul n×n×n per dtype, Add over growing sizes. The peak is the best f32 MatMul,
@@ -269,34 +304,19 @@ pub fn measure_ceilings(
     let mut profiles = vec![];
     for (dtype, sizes) in [(DType::F32, gemm_sizes.clone()), (DType::F16, f16_sizes)] {
         for n in sizes {
-            let flops = 2 * (n as u64).pow(3);
-            let bytes = 3 * (n * n * dtype.size_bytes()) as u64;
-            let mut p = OperationProfile {
-                operation: "MatMul".into(),
-                dtype: dtype.name().to_string(),
-                shape: vec![n, n, n],
-                supported: false,
-                note: format!("Y[{n},{n}] = A[{n},{n}] @ B[{n},{n}]"),
-                flops,
-                bytes,
-                arithmetic_intensity: flops as f64 / bytes as f64,
-                latency: None,
-                measured_gflops: 0.0,
-                efficiency: None,
-                achieved_bandwidth_gbps: 0.0,
-                bandwidth_efficiency: None,
-                bottleneck: None,
-            };
-            let specs = [spec("A", dtype, vec![n, n]), spec("B", dtype, vec![n, n])];
-            match crate::synth::gemm_model(n, dtype).and_then(|m| time_model(&m, &specs, &mopts)) {
-                Ok((lat, _)) => {
-                    p.supported = true;
-                    p.latency = Some(lat);
-                    p.measured_gflops = flops as f64 / (lat.median_ms * 1e-3) / 1e9;
-                    p.achieved_bandwidth_gbps = bytes as f64 / (lat.median_ms * 1e-3) / 1e9;
-                }
-                Err(e) => p.note = format!("not run on {ep}: {e:#}"),
-            }
+            let p = probe(
+                Probe {
+                    operation: "MatMul",
+                    dtype,
+                    shape: vec![n, n, n],
+                    input: vec![n, n],
+                    note: format!("Y[{n},{n}] = A[{n},{n}] @ B[{n},{n}]"),
+                    flops: 2 * (n as u64).pow(3),
+                    bytes: 3 * (n * n * dtype.size_bytes()) as u64,
+                },
+                crate::synth::gemm_model(n, dtype),
+                &mopts,
+            );
             if progress {
                 eprintln!("  ceiling  MatMul {n}^3 {}: {:.1} GFLOP/s", dtype.name(), p.measured_gflops);
             }
@@ -305,32 +325,19 @@ pub fn measure_ceilings(
     }
     for numel in add_sizes {
         let bytes = 3 * 4 * numel as u64;
-        let mut p = OperationProfile {
-            operation: "Add".into(),
-            dtype: "f32".into(),
-            shape: vec![numel],
-            supported: false,
-            note: format!("Y[{numel}] = A + B: {} MB read and written", bytes / 1_000_000),
-            flops: numel as u64,
-            bytes,
-            arithmetic_intensity: 1.0 / 12.0,
-            latency: None,
-            measured_gflops: 0.0,
-            efficiency: None,
-            achieved_bandwidth_gbps: 0.0,
-            bandwidth_efficiency: None,
-            bottleneck: None,
-        };
-        let specs = [spec("A", DType::F32, vec![numel]), spec("B", DType::F32, vec![numel])];
-        match crate::synth::add_model(numel).and_then(|m| time_model(&m, &specs, &mopts)) {
-            Ok((lat, _)) => {
-                p.supported = true;
-                p.latency = Some(lat);
-                p.measured_gflops = numel as f64 / (lat.median_ms * 1e-3) / 1e9;
-                p.achieved_bandwidth_gbps = bytes as f64 / (lat.median_ms * 1e-3) / 1e9;
-            }
-            Err(e) => p.note = format!("not run on {ep}: {e:#}"),
-        }
+        let p = probe(
+            Probe {
+                operation: "Add",
+                dtype: DType::F32,
+                shape: vec![numel],
+                input: vec![numel],
+                note: format!("Y[{numel}] = A + B: {} MB read and written", bytes / 1_000_000),
+                flops: numel as u64,
+                bytes,
+            },
+            crate::synth::add_model(numel),
+            &mopts,
+        );
         if progress {
             eprintln!("  ceiling  Add 2^{} f32: {:.1} GB/s", numel.trailing_zeros(), p.achieved_bandwidth_gbps);
         }
