@@ -398,9 +398,9 @@ fn predict_from_calibration(
     use crate::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
     let model = FusionCostModel::from_path(path, CostModelOptions::default())?;
     let by_sig: HashMap<String, &Instance> = p.detection.all.iter().map(|i| (i.signature(&p.graph), i)).collect();
-    let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     let mut warnings = vec![];
+    let mut speedups = vec![];
     for r in profiles.iter().filter(|r| r.status == Status::Measured && r.equivalent) {
         let Some(inst) = by_sig.get(&r.signature) else { continue };
         let b = model.fusion_benefit(inst.pattern.key(), &Workload::of_instance(&p.graph, inst))?;
@@ -410,30 +410,22 @@ fn predict_from_calibration(
             Source::Extrapolated { .. } => "extrapolated",
             Source::Fallback(_) => "fallback",
         };
-        let n = r.instances.len();
-        *sources.entry(kind.into()).or_insert(0) += n;
-        let n = n as f64;
-        s += n * crate::calibration::saving_ms(r.unfused_latency_ms, b.speedup.point);
-        lo += n * crate::calibration::saving_ms(r.unfused_latency_ms, b.speedup.lo);
-        hi += n * crate::calibration::saving_ms(r.unfused_latency_ms, b.speedup.hi);
+        *sources.entry(kind.into()).or_insert(0) += r.instances.len();
+        speedups.push((r.instances.len(), r.unfused_latency_ms, b.speedup));
         for w in b.warnings {
             if !warnings.contains(&w) {
                 warnings.push(w);
             }
         }
     }
-    let measured_ms = m.all.median_ms;
-    let predicted_ms = m.disabled.median_ms - s;
     Ok(crate::calibration::CalibrationPrediction {
         calibration: path.display().to_string(),
-        prediction: crate::calibration::LevelPrediction {
-            level: "calibration".into(),
-            predicted_ms,
-            predicted_low_ms: m.disabled.median_ms - hi,
-            predicted_high_ms: m.disabled.median_ms - lo,
-            measured_ms,
-            error: if measured_ms > 0.0 { (predicted_ms - measured_ms) / measured_ms } else { 0.0 },
-        },
+        prediction: crate::calibration::LevelPrediction::from_speedups(
+            "calibration",
+            m.disabled.median_ms,
+            m.all.median_ms,
+            speedups,
+        ),
         sources,
         warnings,
     })

@@ -236,6 +236,35 @@ pub struct CalibrationPrediction {
     pub warnings: Vec<String>,
 }
 
+impl LevelPrediction {
+    /// The whole model at `unfused_ms`, less the saving of every `(instances, unfused latency, speedup)`,
+    /// against `measured_ms`.
+    pub fn from_speedups(
+        level: &str,
+        unfused_ms: f64,
+        measured_ms: f64,
+        speedups: impl IntoIterator<Item = (usize, f64, Estimate)>,
+    ) -> LevelPrediction {
+        let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
+        for (n, u, e) in speedups {
+            let n = n as f64;
+            s += n * saving_ms(u, e.point);
+            lo += n * saving_ms(u, e.lo);
+            hi += n * saving_ms(u, e.hi);
+        }
+        let predicted_ms = unfused_ms - s;
+        LevelPrediction {
+            level: level.into(),
+            predicted_ms,
+            // a larger speedup saves more: the high bound gives the lowest latency
+            predicted_low_ms: unfused_ms - hi,
+            predicted_high_ms: unfused_ms - lo,
+            measured_ms,
+            error: if measured_ms > 0.0 { (predicted_ms - measured_ms) / measured_ms } else { 0.0 },
+        }
+    }
+}
+
 /// A saving per inference, ms, from an unfused latency and a speedup: u · (1 − 1/s).
 pub fn saving_ms(unfused_ms: f64, speedup: f64) -> f64 {
     if speedup > 0.0 { unfused_ms * (1.0 - 1.0 / speedup) } else { 0.0 }
@@ -248,24 +277,8 @@ pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
         profiles.iter().filter(|p| p.status == Status::Measured && p.equivalent).collect();
     let left_out: usize = profiles.iter().filter(|p| !(p.status == Status::Measured && p.equivalent)).map(|p| p.instances.len()).sum();
     let level = |name: &str, measured_ms: f64, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
-        let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
-        for p in &used {
-            let Some(e) = pick(p) else { continue };
-            let n = p.instances.len() as f64;
-            s += n * saving_ms(p.unfused_latency_ms, e.point);
-            lo += n * saving_ms(p.unfused_latency_ms, e.lo);
-            hi += n * saving_ms(p.unfused_latency_ms, e.hi);
-        }
-        let predicted_ms = m.disabled.median_ms - s;
-        LevelPrediction {
-            level: name.into(),
-            predicted_ms,
-            // a larger speedup saves more: the high bound gives the lowest latency
-            predicted_low_ms: m.disabled.median_ms - hi,
-            predicted_high_ms: m.disabled.median_ms - lo,
-            measured_ms,
-            error: if measured_ms > 0.0 { (predicted_ms - measured_ms) / measured_ms } else { 0.0 },
-        }
+        let speedups = used.iter().filter_map(|p| Some((p.instances.len(), p.unfused_latency_ms, pick(p)?)));
+        LevelPrediction::from_speedups(name, m.disabled.median_ms, measured_ms, speedups)
     };
     let levels = vec![
         level("extended", m.extended.median_ms, &|p| p.extended.as_ref().map(|l| l.speedup)),
@@ -591,3 +604,19 @@ pub fn best_variant(p: &FusionCalibration) -> &'static str {
 
 /// Relative band around 1.00 inside which a speedup is called noise.
 pub const NOISE: f64 = 0.02;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_prediction_sums_savings_with_their_bounds() {
+        // 2 instances of 1 ms at 2× [1×, 4×]: 1 ms saved [0, 1.5]
+        let e = Estimate { point: 2.0, lo: 1.0, hi: 4.0 };
+        let l = LevelPrediction::from_speedups("x", 10.0, 8.0, [(2, 1.0, e)]);
+        assert!((l.predicted_ms - 9.0).abs() < 1e-12);
+        assert!((l.predicted_low_ms - 8.5).abs() < 1e-12);
+        assert!((l.predicted_high_ms - 10.0).abs() < 1e-12);
+        assert!((l.error - 0.125).abs() < 1e-12);
+    }
+}
