@@ -195,6 +195,25 @@ pub enum EpArg {
     Cuda,
 }
 
+impl EpArg {
+    /// The provider, with `--device-id` for CUDA.
+    pub fn ep(self, device_id: i32) -> Ep {
+        match self {
+            EpArg::Cpu => Ep::Cpu,
+            EpArg::Cuda => Ep::Cuda { device_id },
+        }
+    }
+}
+
+/// `--threads`, defaulting to every logical core; 0 is bad input.
+pub fn threads_arg(threads: Option<usize>) -> Result<usize> {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if threads == 0 {
+        return Err(crate::error::user("--threads must be at least 1"));
+    }
+    Ok(threads)
+}
+
 fn parse_inputs(v: &[String]) -> Result<Vec<InputOverride>> {
     v.iter().map(|s| s.parse()).collect()
 }
@@ -272,15 +291,8 @@ pub fn run(cli: Cli) -> Result<i32> {
                     let model = model.ok_or_else(|| crate::error::user("bench needs a MODEL (or --resume OUT_DIR)"))?;
                     let out = out.unwrap_or_else(|| default_out_dir(&model));
                     report::check_outputs_free(&out, force)?;
-                    let ep = match ep {
-                        EpArg::Cpu => Ep::Cpu,
-                        EpArg::Cuda => Ep::Cuda { device_id },
-                    };
-                    let threads =
-                        threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-                    if threads == 0 {
-                        return Err(crate::error::user("--threads must be at least 1"));
-                    }
+                    let ep = ep.ep(device_id);
+                    let threads = threads_arg(threads)?;
                     let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
                     let run = RunOptions {
                         model_path: model_path.display().to_string(),
@@ -392,14 +404,8 @@ pub fn run(cli: Cli) -> Result<i32> {
             if out.exists() && !force {
                 return Err(crate::error::user(format!("{} already exists: pass --force to overwrite it", out.display())));
             }
-            let ep = match ep {
-                EpArg::Cpu => Ep::Cpu,
-                EpArg::Cuda => Ep::Cuda { device_id },
-            };
-            let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-            if threads == 0 {
-                return Err(crate::error::user("--threads must be at least 1"));
-            }
+            let ep = ep.ep(device_id);
+            let threads = threads_arg(threads)?;
             let patterns = crate::calibrate::parse_patterns(&patterns)?;
             let preset = match preset {
                 Some(name) => Some(crate::calibrate::preset(&name).ok_or_else(|| {

@@ -24,7 +24,6 @@ use crate::load::InputOverride;
 use crate::measure::MeasureOptions;
 use crate::patterns::Instance;
 use crate::run::LockMode;
-use crate::runtime::Ep;
 
 pub mod assess;
 pub mod estimated;
@@ -151,14 +150,8 @@ fn parse_inputs(v: &[String]) -> Result<Vec<InputOverride>> {
 
 /// The bench options for measuring, the ORT pool sized and the provider checked.
 fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
-    let threads = m.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    if threads == 0 {
-        return Err(user("--threads must be at least 1"));
-    }
-    let ep = match m.ep {
-        EpArg::Cpu => Ep::Cpu,
-        EpArg::Cuda => Ep::Cuda { device_id: m.device_id },
-    };
+    let threads = crate::cli::threads_arg(m.threads)?;
+    let ep = m.ep.ep(m.device_id);
     // before anything starts ONNX Runtime: its shared thread pool is sized once per process
     crate::runtime::configure_pool(threads)?;
     check_ep(ep)?;
