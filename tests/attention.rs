@@ -11,7 +11,7 @@ use std::path::Path;
 use fuseval::bench::{prepare, Prepared};
 use fuseval::carve::Carved;
 use fuseval::fuse::{explicit_fused, Availability, Explicit};
-use fuseval::measure::{check_equivalence, compare, random_inputs, DType, InputSpec, ModelSource, OutputValues};
+use fuseval::measure::{check_equivalence, compare, random_inputs, InputSpec, ModelSource};
 use fuseval::patterns::{Instance, Pattern, Pattern::*};
 use fuseval::runtime::Ep;
 
@@ -208,36 +208,6 @@ fn bert_blocks_carve_and_agree() {
 
 // ---------------------------------------------------------------------------------------------------
 // Explicit fusion into ORT's attention kernels
-
-/// Run a model once at ORT_DISABLE_ALL on float inputs; its outputs.
-fn run_disabled(bytes: &[u8], inputs: &[fuseval::measure::HostTensor]) -> Vec<OutputValues> {
-    use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
-    let env = fuseval::runtime::environment().unwrap();
-    let mut s = Session::builder(env)
-        .unwrap()
-        .with_optimization_level(GraphOptimizationLevel::Disable)
-        .unwrap()
-        .with_intra_threads(1)
-        .unwrap()
-        .commit_from_memory(bytes)
-        .unwrap();
-    let names: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
-    let mut feed: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)> = vec![];
-    for h in inputs {
-        assert_eq!(h.dtype, DType::F32, "{}", h.name);
-        let data: Vec<f32> = h.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let t = ort::value::Tensor::from_array((h.shape.clone(), data)).unwrap();
-        feed.push((h.name.clone().into(), t.into()));
-    }
-    let out = s.run(feed).unwrap();
-    names
-        .iter()
-        .map(|n| {
-            let (shape, data) = out[n.as_str()].try_extract_tensor::<f32>().unwrap();
-            OutputValues::f32(n.clone(), shape.iter().map(|&d| d as usize).collect(), data)
-        })
-        .collect()
-}
 
 /// The explicit rewrite of `c`: same inputs and outputs, its outputs match the carved model's on two
 /// input sets (floats in `range` when given), and it uses `kernel`.

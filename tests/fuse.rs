@@ -2,25 +2,23 @@
 //! model loads in ONNX Runtime with optimizations disabled and computes what the carved model computes,
 //! on seeded random inputs. Where ORT has no kernel, the reason is given.
 
-use std::borrow::Cow;
+mod common;
+
 use std::path::Path;
 
 use fuseval::bench::{prepare, Prepared};
 use fuseval::carve::{carve, Carved, ConstValues};
 use fuseval::fuse::{explicit_fused, kernel_for, Availability, Explicit};
-use fuseval::measure::{check_equivalence, random_inputs, DType, InputSpec, OutputValues};
+use fuseval::measure::{check_equivalence, random_inputs, OutputValues};
 use fuseval::patterns::Pattern;
 use fuseval::runtime::Ep;
-use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
 use prost::Message;
 use tract_onnx::pb;
 
 const CUDA: Ep = Ep::Cuda { device_id: 0 };
 
 fn carve_first(p: &Prepared, pattern: Pattern) -> Carved {
-    let inst = p.detection.all.iter().find(|i| i.pattern == pattern).expect("pattern found").clone();
-    let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[&inst]).unwrap();
-    carve(&p.loaded, &p.graph, &inst, &consts).unwrap()
+    common::carve_first(p, pattern).0
 }
 
 fn carved(file: &str, pattern: Pattern) -> Carved {
@@ -28,39 +26,9 @@ fn carved(file: &str, pattern: Pattern) -> Carved {
     carve_first(&p, pattern)
 }
 
-/// Run a model once, optimizations disabled, on the given float inputs.
+/// Run a model once, optimizations disabled, on seeded random inputs for `c`'s interface.
 fn run(bytes: &[u8], c: &Carved, seed: u64) -> Vec<OutputValues> {
-    let specs: Vec<InputSpec> = c
-        .inputs
-        .iter()
-        .map(|(n, e, d)| InputSpec { name: n.clone(), dtype: DType::from_onnx(*e).unwrap(), shape: d.clone(), range: None })
-        .collect();
-    let hosts = random_inputs(&specs, seed).unwrap();
-    let env = fuseval::runtime::environment().unwrap();
-    let mut s = Session::builder(env)
-        .unwrap()
-        .with_optimization_level(GraphOptimizationLevel::Disable)
-        .unwrap()
-        .with_intra_threads(1)
-        .unwrap()
-        .commit_from_memory(bytes)
-        .unwrap_or_else(|e| panic!("ORT cannot load the model: {e}"));
-    let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![];
-    for h in &hosts {
-        assert_eq!(h.dtype, DType::F32, "test inputs are f32");
-        let data: Vec<f32> = h.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let t = ort::value::Tensor::from_array((h.shape.clone(), data)).unwrap();
-        inputs.push((h.name.clone().into(), t.into()));
-    }
-    let names: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
-    let out = s.run(inputs).unwrap_or_else(|e| panic!("ORT run failed: {e}"));
-    names
-        .iter()
-        .map(|n| {
-            let (shape, data) = out[n.as_str()].try_extract_tensor::<f32>().unwrap();
-            OutputValues::f32(n.clone(), shape.iter().map(|&d| d as usize).collect(), data)
-        })
-        .collect()
+    common::run_disabled(bytes, &random_inputs(&common::specs(c), seed).unwrap())
 }
 
 /// The explicit rewrite of `c` on CPU: fused into `kernels`, loads, and matches `c` on two input sets.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fuseval::bench::Prepared;
 use fuseval::carve::{carve, Carved, ConstValues};
-use fuseval::measure::{DType, InputSpec, MeasureOptions};
+use fuseval::measure::{DType, HostTensor, InputSpec, MeasureOptions, OutputValues};
 use fuseval::patterns::{Instance, Pattern};
 use fuseval::runtime::Ep;
 
@@ -33,4 +33,34 @@ pub fn specs(c: &Carved) -> Vec<InputSpec> {
 /// Short runs: these tests check values, not speed.
 pub fn short() -> MeasureOptions {
     MeasureOptions { budget: Duration::from_millis(300), min_rounds: 3, max_rounds: 20, ..MeasureOptions::new(Ep::Cpu, 1, true) }
+}
+
+/// Run a model once at ORT_DISABLE_ALL, one thread, on float inputs; its outputs in session order.
+pub fn run_disabled(bytes: &[u8], inputs: &[HostTensor]) -> Vec<OutputValues> {
+    use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
+    let env = fuseval::runtime::environment().unwrap();
+    let mut s = Session::builder(env)
+        .unwrap()
+        .with_optimization_level(GraphOptimizationLevel::Disable)
+        .unwrap()
+        .with_intra_threads(1)
+        .unwrap()
+        .commit_from_memory(bytes)
+        .unwrap_or_else(|e| panic!("ORT cannot load the model: {e}"));
+    let names: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
+    let mut feed: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)> = vec![];
+    for h in inputs {
+        assert_eq!(h.dtype, DType::F32, "test inputs are f32: {}", h.name);
+        let data: Vec<f32> = h.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let t = ort::value::Tensor::from_array((h.shape.clone(), data)).unwrap();
+        feed.push((h.name.clone().into(), t.into()));
+    }
+    let out = s.run(feed).unwrap_or_else(|e| panic!("ORT run failed: {e}"));
+    names
+        .iter()
+        .map(|n| {
+            let (shape, data) = out[n.as_str()].try_extract_tensor::<f32>().unwrap();
+            OutputValues::f32(n.clone(), shape.iter().map(|&d| d as usize).collect(), data)
+        })
+        .collect()
 }
