@@ -412,25 +412,31 @@ pub fn register_ep(
     builder: ort::session::builder::SessionBuilder,
     ep: Ep,
 ) -> Result<ort::session::builder::SessionBuilder> {
-    register_ep_with(builder, ep, false)
+    register_ep_with(builder, ep, false, None)
 }
 
-/// [`register_ep`], with CUDA graphs on or off (CUDA only).
+/// [`register_ep`], with CUDA graphs on or off and, optionally, a CUDA stream of the caller's for the
+/// session to run on (CUDA only; both are ignored on the CPU).
+///
+/// # Safety of `stream`
+/// A given stream must stay alive as long as every session built from this builder.
 pub fn register_ep_with(
     builder: ort::session::builder::SessionBuilder,
     ep: Ep,
     cuda_graph: bool,
+    stream: Option<*mut std::ffi::c_void>,
 ) -> Result<ort::session::builder::SessionBuilder> {
     match ep {
         Ep::Cpu => Ok(builder),
         Ep::Cuda { device_id } => {
             use ort::ep::ExecutionProvider;
             let compiled_in = ort::ep::CUDA::is_available().unwrap_or(false);
-            let dispatch = ort::ep::CUDA::default()
-                .with_device_id(device_id)
-                .with_cuda_graph(cuda_graph)
-                .build()
-                .error_on_failure();
+            let mut cuda = ort::ep::CUDA::default().with_device_id(device_id).with_cuda_graph(cuda_graph);
+            if let Some(s) = stream {
+                // SAFETY: the caller keeps the stream alive longer than the sessions (see above).
+                cuda = unsafe { cuda.with_compute_stream(s.cast()) };
+            }
+            let dispatch = cuda.build().error_on_failure();
             match builder.with_execution_providers([dispatch]) {
                 Ok(b) => Ok(b),
                 Err(e) => {

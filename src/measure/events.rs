@@ -155,7 +155,7 @@ pub fn event_check(
     let fuseval = super::compare(super::ModelSource::Bytes(model), specs, opts).context("fuseval's measurement")?;
     let rt = Cudart::open()?;
     let stream = rt.stream(device_id)?;
-    let s = session::build_session_on_stream(model, opts, device_id, stream.ptr)?;
+    let s = session::build_session_on_stream(model, opts, stream.ptr)?;
     let set = super::random_inputs(specs, opts.seed)?;
     let names: Vec<String> = set.iter().map(|h| h.name.clone()).collect();
     let values = session::to_ort_values(&set, opts.ep)?;

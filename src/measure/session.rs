@@ -187,7 +187,7 @@ pub(crate) fn build_session(
     let b = configure(level, opts.threads, optimized, gpu && opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("configuring {label} session"))?;
-    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph)
+    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph, None)
         .with_context(|| format!("registering {} on the {label} session", opts.ep))?;
     commit(b, source).map_err(|e| anyhow!("{e}")).with_context(|| {
         let placement = if gpu && opts.strict_placement {
@@ -199,17 +199,14 @@ pub(crate) fn build_session(
     })
 }
 
-/// A `Disable`-level CUDA session that runs on `stream` (for CUDA event timing).
-pub(crate) fn build_session_on_stream(model: &[u8], opts: &MeasureOptions, device_id: i32, stream: *mut std::ffi::c_void) -> Result<Session> {
+/// A `Disable`-level CUDA session that runs on `stream` (for CUDA event timing); the caller drops it
+/// before the stream.
+pub(crate) fn build_session_on_stream(model: &[u8], opts: &MeasureOptions, stream: *mut std::ffi::c_void) -> Result<Session> {
     let b = configure(Level::Disable, opts.threads, None, opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .context("configuring the event-timed session")?;
-    // SAFETY: the stream outlives the session (the caller drops the session first).
-    let cuda = unsafe { ort::ep::CUDA::default().with_device_id(device_id).with_compute_stream(stream.cast()) };
-    let b = b
-        .with_execution_providers([cuda.build().error_on_failure()])
-        .map_err(|e| anyhow!("{e}"))
-        .context("registering CUDA on the event-timed session")?;
+    let b = runtime::register_ep_with(b, opts.ep, false, Some(stream))
+        .with_context(|| format!("registering {} on the event-timed session", opts.ep))?;
     commit(b, ModelSource::Bytes(model)).map_err(|e| anyhow!("{e}")).context("creating the event-timed session")
 }
 
