@@ -6,16 +6,20 @@
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use fuseval::bench::prepare;
 use fuseval::carve::{carve, ConstValues};
 use fuseval::patterns::Pattern;
+use fuseval::pipeline::prepare;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use rand::{Rng, SeedableRng};
 
 fn model(full: &str, fixture: &str) -> String {
-    if Path::new(full).exists() { full.to_string() } else { fixture.to_string() }
+    if Path::new(full).exists() {
+        full.to_string()
+    } else {
+        fixture.to_string()
+    }
 }
 
 fn load_inspect(c: &mut Criterion) {
@@ -65,7 +69,9 @@ fn carved_patterns(c: &mut Criterion) {
         let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[inst]).expect("constants");
         let carved = carve(&p.loaded, &p.graph, inst, &consts).expect("carves");
         let feeds = inputs(&carved.inputs);
-        for (variant, level) in [("unfused", GraphOptimizationLevel::Disable), ("fused", GraphOptimizationLevel::Level2)] {
+        for (variant, level) in
+            [("unfused", GraphOptimizationLevel::Disable), ("fused", GraphOptimizationLevel::Level2)]
+        {
             let mut s = session(&carved.bytes, level).expect("session");
             g.bench_function(BenchmarkId::new(*name, variant), |b| {
                 b.iter(|| {

@@ -18,11 +18,7 @@ pub struct Estimate {
 impl Estimate {
     /// An estimate with no uncertainty (`lo == hi == point`).
     pub fn exact(x: f64) -> Self {
-        Estimate {
-            point: x,
-            lo: x,
-            hi: x,
-        }
+        Estimate { point: x, lo: x, hi: x }
     }
 
     /// Whether `x` lies inside the interval (bounds included).
@@ -44,11 +40,7 @@ impl Estimate {
     /// Multiply point and bounds by `k` (e.g. seconds to milliseconds).
     pub fn scale(&self, k: f64) -> Self {
         let (a, b) = (self.lo * k, self.hi * k);
-        Estimate {
-            point: self.point * k,
-            lo: a.min(b),
-            hi: a.max(b),
-        }
+        Estimate { point: self.point * k, lo: a.min(b), hi: a.max(b) }
     }
 }
 
@@ -115,11 +107,7 @@ pub fn bootstrap_median_ci(xs: &[f64], resamples: usize, seed: u64) -> Estimate 
     let lo = quantile_sorted(&medians, 0.025);
     let hi = quantile_sorted(&medians, 0.975);
     // The percentile interval can exclude the point for tiny samples; widen it so it never does.
-    Estimate {
-        point,
-        lo: lo.min(point),
-        hi: hi.max(point),
-    }
+    Estimate { point, lo: lo.min(point), hi: hi.max(point) }
 }
 
 /// Distribution-free 95% CI for the median from order statistics: `[x(k), x(n+1-k)]` with `k` the largest rank
@@ -135,11 +123,7 @@ pub fn order_stat_median_ci(xs: &[f64]) -> Estimate {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let k = median_rank(n, 0.025).max(1);
-    Estimate {
-        point,
-        lo: v[k - 1].min(point),
-        hi: v[n - k].max(point),
-    }
+    Estimate { point, lo: v[k - 1].min(point), hi: v[n - k].max(point) }
 }
 
 /// Largest `k` with `P(Bin(n, 1/2) <= k - 1) <= alpha` (0 if none). Computed in log space, so any `n` works.
@@ -165,11 +149,7 @@ fn median_rank(n: usize, alpha: f64) -> usize {
 pub fn median_ci(xs: &[f64], resamples: usize, seed: u64) -> Estimate {
     let b = bootstrap_median_ci(xs, resamples, seed);
     let o = order_stat_median_ci(xs);
-    Estimate {
-        point: b.point,
-        lo: b.lo.min(o.lo),
-        hi: b.hi.max(o.hi),
-    }
+    Estimate { point: b.point, lo: b.lo.min(o.lo), hi: b.hi.max(o.hi) }
 }
 
 /// What a speedup estimate says, given a noise band around 1.0.
@@ -188,11 +168,7 @@ pub enum Verdict {
 /// - `Slower` when the whole CI lies below it (`hi < 1 - noise`);
 /// - `WithinNoise` otherwise: the CI touches the band (which includes every CI containing 1.0).
 pub fn verdict(speedup: &Estimate, noise: f64) -> Verdict {
-    let noise = if noise.is_finite() {
-        noise.max(0.0)
-    } else {
-        f64::INFINITY
-    };
+    let noise = if noise.is_finite() { noise.max(0.0) } else { f64::INFINITY };
     if speedup.lo > 1.0 + noise {
         Verdict::Faster
     } else if speedup.hi < 1.0 - noise {
@@ -222,9 +198,7 @@ mod tests {
 
     #[test]
     fn bootstrap_is_seeded_and_brackets_the_median() {
-        let xs: Vec<f64> = (0..101)
-            .map(|i| 1.0 + (i as f64 * 0.37).sin() * 0.05)
-            .collect();
+        let xs: Vec<f64> = (0..101).map(|i| 1.0 + (i as f64 * 0.37).sin() * 0.05).collect();
         let a = bootstrap_median_ci(&xs, 1000, 7);
         let b = bootstrap_median_ci(&xs, 1000, 7);
         assert_eq!(a, b);
@@ -236,11 +210,7 @@ mod tests {
 
     #[test]
     fn bootstrap_ci_narrows_with_more_data() {
-        let gen = |n: usize| -> Vec<f64> {
-            (0..n)
-                .map(|i| ((i * 7919) % 1000) as f64 / 1000.0)
-                .collect()
-        };
+        let gen = |n: usize| -> Vec<f64> { (0..n).map(|i| ((i * 7919) % 1000) as f64 / 1000.0).collect() };
         let small = bootstrap_median_ci(&gen(20), 2000, 1);
         let large = bootstrap_median_ci(&gen(2000), 2000, 1);
         assert!(large.hi - large.lo < small.hi - small.lo);
@@ -261,14 +231,7 @@ mod tests {
         assert_eq!(median_rank(5, 0.025), 0);
         assert_eq!(median_rank(6, 0.025), 1);
         let xs: Vec<f64> = (1..=15).map(|i| i as f64).collect();
-        assert_eq!(
-            order_stat_median_ci(&xs),
-            Estimate {
-                point: 8.0,
-                lo: 4.0,
-                hi: 12.0
-            }
-        );
+        assert_eq!(order_stat_median_ci(&xs), Estimate { point: 8.0, lo: 4.0, hi: 12.0 });
         let few = order_stat_median_ci(&[3.0, 1.0, 2.0]);
         assert_eq!((few.lo, few.hi), (1.0, 3.0));
         // Huge n does not overflow.
@@ -279,9 +242,7 @@ mod tests {
 
     #[test]
     fn median_ci_is_the_union() {
-        let xs: Vec<f64> = (0..15)
-            .map(|i| 1.0 + ((i * 37) % 15) as f64 * 0.001)
-            .collect();
+        let xs: Vec<f64> = (0..15).map(|i| 1.0 + ((i * 37) % 15) as f64 * 0.001).collect();
         let b = bootstrap_median_ci(&xs, 500, 3);
         let o = order_stat_median_ci(&xs);
         let u = median_ci(&xs, 500, 3);
@@ -292,11 +253,7 @@ mod tests {
 
     #[test]
     fn contains_and_width() {
-        let e = Estimate {
-            point: 1.0,
-            lo: 0.98,
-            hi: 1.02,
-        };
+        let e = Estimate { point: 1.0, lo: 0.98, hi: 1.02 };
         assert!(e.contains(1.0) && e.contains(0.98) && !e.contains(1.03));
         assert!((e.rel_half_width() - 0.02).abs() < 1e-12);
         assert_eq!(Estimate::exact(0.0).rel_half_width(), 0.0);
@@ -304,11 +261,7 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let e = |lo, hi| Estimate {
-            point: (lo + hi) / 2.0,
-            lo,
-            hi,
-        };
+        let e = |lo, hi| Estimate { point: (lo + hi) / 2.0, lo, hi };
         assert_eq!(verdict(&e(1.10, 1.20), 0.01), Verdict::Faster);
         assert_eq!(verdict(&e(0.80, 0.90), 0.01), Verdict::Slower);
         assert_eq!(verdict(&e(0.99, 1.05), 0.0), Verdict::WithinNoise);
@@ -321,11 +274,7 @@ mod tests {
 
     #[test]
     fn aa_noise_is_the_far_end() {
-        let aa = Estimate {
-            point: 1.0,
-            lo: 0.995,
-            hi: 1.012,
-        };
+        let aa = Estimate { point: 1.0, lo: 0.995, hi: 1.012 };
         assert!((aa_noise(&aa) - 0.012).abs() < 1e-12);
     }
 }

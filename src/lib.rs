@@ -1,23 +1,30 @@
 //! fuseval: does fusing these operators make this model faster on this hardware, and by how much?
 //!
-//! The modules follow the pipeline: load → graph → patterns → carve → measure → calibration → report.
+//! Layers, lowest first; a module imports only from layers below it (checked by `tests/architecture.rs`):
+//! - support: `error`, `onnx` (element types, protobuf builders), `estimate` (statistics), `runtime`
+//!   (ONNX Runtime, execution providers, hardware);
+//! - the pipeline's stages, in order: `load` → `graph` → `patterns` → `synth` → `carve` → `fuse` →
+//!   `measure` → `calibration` (the results format, its reader, the roofline, the cost model) →
+//!   `report` (every exporter);
+//! - `pipeline`: the per-model flow on one screen;
+//! - `drivers`: `bench`, `calibrate`, `plan` (validate and plan), and `run` (signals, the lock);
+//! - `cli`: every command.
 
 pub mod error;
-pub mod load;
-pub mod graph;
-pub mod patterns;
+pub mod estimate;
+pub mod onnx;
+pub mod runtime;
+
+pub mod calibration;
 pub mod carve;
 pub mod fuse;
-pub mod bench;
-pub mod synth;
-pub mod runtime;
-pub mod estimate;
+pub mod graph;
+pub mod load;
 pub mod measure;
-pub mod calibration;
-pub mod roofline;
-pub mod calibrate;
-pub mod cost_model;
-pub mod plan;
+pub mod patterns;
 pub mod report;
+pub mod synth;
+
 pub mod cli;
-pub mod run;
+pub mod drivers;
+pub mod pipeline;

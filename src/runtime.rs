@@ -64,10 +64,7 @@ pub fn cache_dir(vars: &LibraryVars) -> Result<PathBuf> {
 
 /// Resolve the library path: `ORT_DYLIB_PATH` (must exist), else the cached copy, else `fetch(path)`
 /// to create the cached copy.
-pub fn resolve_library(
-    vars: &LibraryVars,
-    fetch: &mut dyn FnMut(&Path) -> Result<()>,
-) -> Result<PathBuf> {
+pub fn resolve_library(vars: &LibraryVars, fetch: &mut dyn FnMut(&Path) -> Result<()>) -> Result<PathBuf> {
     if let Some(p) = &vars.ort_dylib_path {
         let path = PathBuf::from(p);
         if !path.is_file() {
@@ -80,9 +77,7 @@ pub fn resolve_library(
         }
         return Ok(path);
     }
-    let path = cache_dir(vars)?
-        .join(format!("onnxruntime-{ORT_VERSION}"))
-        .join(ORT_LIB_NAME);
+    let path = cache_dir(vars)?.join(format!("onnxruntime-{ORT_VERSION}")).join(ORT_LIB_NAME);
     if path.is_file() {
         return Ok(path);
     }
@@ -95,10 +90,7 @@ pub fn resolve_library(
         )
     })?;
     if !path.is_file() {
-        bail!(
-            "fetching ONNX Runtime reported success but {} is missing",
-            path.display()
-        );
+        bail!("fetching ONNX Runtime reported success but {} is missing", path.display());
     }
     Ok(path)
 }
@@ -106,11 +98,8 @@ pub fn resolve_library(
 /// Download the `onnxruntime` wheel with pip and extract the library to `dest` (atomically: temp name + rename,
 /// so concurrent processes are safe).
 fn fetch_into_cache(dest: &Path) -> Result<()> {
-    let dir = dest
-        .parent()
-        .context("cache path has no parent directory")?;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating cache directory {}", dir.display()))?;
+    let dir = dest.parent().context("cache path has no parent directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating cache directory {}", dir.display()))?;
     let tmp = TempDir::new(dir).context("creating a download directory in the cache")?;
 
     // The library does not depend on the Python version: try the interpreter's own wheel first, then a fixed
@@ -128,14 +117,7 @@ fn fetch_into_cache(dest: &Path) -> Result<()> {
     let mut errors = Vec::new();
     for extra in [&[][..], &fixed[..]] {
         let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-            ])
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
             .args(extra)
             .arg(format!("onnxruntime=={ORT_VERSION}"))
             .arg("-d")
@@ -148,20 +130,13 @@ fn fetch_into_cache(dest: &Path) -> Result<()> {
         }
         errors.push(format!(
             "{} ({}):\n{}",
-            if extra.is_empty() {
-                "pip download"
-            } else {
-                "pip download for cp312/manylinux_2_28"
-            },
+            if extra.is_empty() { "pip download" } else { "pip download for cp312/manylinux_2_28" },
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
     if !errors.is_empty() {
-        bail!(
-            "`python3 -m pip download onnxruntime=={ORT_VERSION}` failed:\n{}",
-            errors.join("\n")
-        );
+        bail!("`python3 -m pip download onnxruntime=={ORT_VERSION}` failed:\n{}", errors.join("\n"));
     }
     let wheel = std::fs::read_dir(&tmp.0)
         .with_context(|| format!("listing {}", tmp.0.display()))?
@@ -190,8 +165,7 @@ fn fetch_into_cache(dest: &Path) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    std::fs::rename(&part, dest)
-        .with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
+    std::fs::rename(&part, dest).with_context(|| format!("moving {} to {}", part.display(), dest.display()))?;
     Ok(())
 }
 
@@ -200,10 +174,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(parent: &Path) -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let path = parent.join(format!(".download-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(TempDir(path))
@@ -220,9 +192,7 @@ impl Drop for TempDir {
 static POOL_THREADS: OnceLock<usize> = OnceLock::new();
 
 fn default_pool_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Fix the size of the shared intra-op thread pool that multi-threaded measurements use (default: all logical
@@ -266,22 +236,18 @@ pub fn environment() -> Result<&'static ort::environment::Environment> {
 }
 
 fn loaded() -> Result<&'static Loaded> {
-    let state =
-        ENV.get_or_init(|| init().map_err(|e| (format!("{e:#}"), crate::error::is_user_error(&e))));
+    let state = ENV.get_or_init(|| init().map_err(|e| (format!("{e:#}"), crate::error::is_user_error(&e))));
     match state {
         Ok(l) => Ok(l),
-        Err((msg, true)) => {
-            Err(crate::error::user(msg.clone())).context("initialising ONNX Runtime")
-        }
+        Err((msg, true)) => Err(crate::error::user(msg.clone())).context("initialising ONNX Runtime"),
         Err((msg, false)) => Err(anyhow!("{msg}")).context("initialising ONNX Runtime"),
     }
 }
 
 fn init() -> Result<Loaded> {
     let path = ort_library()?;
-    let builder = ort::init_from(&path)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("loading {}", path.display()))?;
+    let builder =
+        ort::init_from(&path).map_err(|e| anyhow!("{e}")).with_context(|| format!("loading {}", path.display()))?;
     let threads = *POOL_THREADS.get_or_init(default_pool_threads);
     let mut builder = builder;
     if threads > 1 {
@@ -310,17 +276,10 @@ fn init() -> Result<Loaded> {
 fn register_shared_cpu_arena(env: &ort::environment::Environment) -> Result<()> {
     use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
     use ort::AsPointer;
-    let info = MemoryInfo::new(
-        AllocationDevice::CPU,
-        0,
-        AllocatorType::Arena,
-        MemoryType::Default,
-    )
-    .map_err(|e| anyhow!("{e}"))?;
+    let info = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Arena, MemoryType::Default)
+        .map_err(|e| anyhow!("{e}"))?;
     // SAFETY: env and info are live; a null arena config means ORT's defaults; the status is taken over below.
-    let status = unsafe {
-        (ort::api().CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), std::ptr::null())
-    };
+    let status = unsafe { (ort::api().CreateAndRegisterAllocator)(env.ptr().cast_mut(), info.ptr(), std::ptr::null()) };
     unsafe { ort::Error::result_from_status(status) }.map_err(|e| anyhow!("{e}"))
 }
 
@@ -356,8 +315,7 @@ fn version_from_library(path: &Path) -> Option<String> {
         let version = if sym.is_null() {
             None
         } else {
-            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
-                std::mem::transmute(sym);
+            let get_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
             let base = get_base();
             if base.is_null() {
                 None
@@ -399,9 +357,9 @@ impl std::str::FromStr for Ep {
             "cuda" => Ok(Ep::Cuda { device_id: 0 }),
             _ => match s.strip_prefix("cuda:").map(str::parse::<i32>) {
                 Some(Ok(id)) if id >= 0 => Ok(Ep::Cuda { device_id: id }),
-                _ => Err(crate::error::user(format!(
-                    "unknown execution provider `{s}` (expected cpu, cuda or cuda:N)"
-                ))),
+                _ => {
+                    Err(crate::error::user(format!("unknown execution provider `{s}` (expected cpu, cuda or cuda:N)")))
+                }
             },
         }
     }
@@ -447,8 +405,7 @@ pub fn register_ep_with(
                         "this ONNX Runtime build has no CUDA execution provider (the PyPI `onnxruntime` wheel is \
                          CPU-only); install `onnxruntime-gpu` and set ORT_DYLIB_PATH to its libonnxruntime.so"
                     };
-                    Err(anyhow!("{}", e.message()))
-                        .context(format!("cannot use CUDA device {device_id}: {why}"))
+                    Err(anyhow!("{}", e.message())).context(format!("cannot use CUDA device {device_id}: {why}"))
                 }
             }
         }
@@ -498,7 +455,9 @@ pub fn gpu_info(device_id: i32) -> Gpu {
             .args([&format!("--id={device_id}"), &format!("--query-gpu={fields}"), "--format=csv,noheader,nounits"])
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().split(", ").map(|s| s.trim().to_string()).collect())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().split(", ").map(|s| s.trim().to_string()).collect())
     };
     let f = query("name,memory.total,driver_version").unwrap_or_default();
     let cc = query("compute_cap").and_then(|v| v.first().cloned()).unwrap_or_else(|| "unknown".into());
@@ -527,9 +486,8 @@ pub fn gpu_info(device_id: i32) -> Gpu {
 /// The fullest versioned file name of a shared library on the library path (`LD_LIBRARY_PATH`, then
 /// the linker cache), e.g. `libcudnn.so.9.8.0`.
 fn find_library(stem: &str) -> Option<String> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
-        .map(|v| std::env::split_paths(&v).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("LD_LIBRARY_PATH").map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
     if let Ok(out) = std::process::Command::new("ldconfig").arg("-p").output() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some((_, path)) = line.split_once("=> ") {
@@ -561,36 +519,18 @@ pub fn hardware() -> Hardware {
         .iter()
         .find_map(|key| field(&cpuinfo, key))
         .unwrap_or_else(|| "unknown".to_string());
-    let logical_cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let logical_cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let memory_bytes = field(&meminfo, "MemTotal")
-        .and_then(|v| {
-            v.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        })
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
         .map(|kib| kib * 1024)
         .unwrap_or(0);
     let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let pretty =
-        field_eq(&release, "PRETTY_NAME").unwrap_or_else(|| std::env::consts::OS.to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let os = if kernel.is_empty() {
-        pretty
-    } else {
-        format!("{pretty} (kernel {kernel}, {})", std::env::consts::ARCH)
-    };
-    Hardware {
-        cpu_model,
-        logical_cores,
-        memory_bytes,
-        os,
-        gpu: None,
-    }
+    let pretty = field_eq(&release, "PRETTY_NAME").unwrap_or_else(|| std::env::consts::OS.to_string());
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    let os = if kernel.is_empty() { pretty } else { format!("{pretty} (kernel {kernel}, {})", std::env::consts::ARCH) };
+    Hardware { cpu_model, logical_cores, memory_bytes, os, gpu: None }
 }
 
 /// `key : value` lookup in /proc-style text.
@@ -625,10 +565,7 @@ mod tests {
 
     #[test]
     fn cache_dir_precedence() {
-        let mut v = LibraryVars {
-            home: Some("/h".into()),
-            ..Default::default()
-        };
+        let mut v = LibraryVars { home: Some("/h".into()), ..Default::default() };
         assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/h/.cache/fuseval"));
         v.xdg_cache_home = Some("/x".into());
         assert_eq!(cache_dir(&v).unwrap(), PathBuf::from("/x/fuseval"));
@@ -639,13 +576,7 @@ mod tests {
 
     #[test]
     fn proc_fields() {
-        assert_eq!(
-            field("model name\t: Xeon\nflags : x", "model name").as_deref(),
-            Some("Xeon")
-        );
-        assert_eq!(
-            field_eq("NAME=x\nPRETTY_NAME=\"Debian 12\"", "PRETTY_NAME").as_deref(),
-            Some("Debian 12")
-        );
+        assert_eq!(field("model name\t: Xeon\nflags : x", "model name").as_deref(), Some("Xeon"));
+        assert_eq!(field_eq("NAME=x\nPRETTY_NAME=\"Debian 12\"", "PRETTY_NAME").as_deref(), Some("Debian 12"));
     }
 }

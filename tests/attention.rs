@@ -8,11 +8,11 @@ use common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fuseval::bench::{prepare, Prepared};
 use fuseval::carve::Carved;
 use fuseval::fuse::{explicit_fused, Availability, Explicit};
 use fuseval::measure::{check_equivalence, compare, random_inputs, InputSpec, ModelSource};
 use fuseval::patterns::{Instance, Pattern, Pattern::*};
+use fuseval::pipeline::{prepare, Prepared};
 use fuseval::runtime::Ep;
 
 fn prep(path: &str) -> Prepared {
@@ -158,9 +158,6 @@ fn constant_k_is_not_attention() {
 // ---------------------------------------------------------------------------------------------------
 // Equivalence
 
-
-
-
 fn assert_ort_agrees(c: &Carved, what: &str) {
     let r = compare(ModelSource::Bytes(&c.bytes), &specs(c), &short()).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     assert!(r.equivalence_extended.passed, "{what}: {:?}", r.equivalence_extended);
@@ -195,7 +192,9 @@ fn carved_heads_agree_fused_and_unfused() {
 /// and agree fused and unfused.
 #[test]
 fn bert_blocks_carve_and_agree() {
-    for file in ["fixtures/attention/tiny_bert_eager.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"] {
+    for file in
+        ["fixtures/attention/tiny_bert_eager.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"]
+    {
         let p = prep(file);
         for layer in 0..2 {
             let (c, _) = carve_nth(&p, MultiHeadLinear, layer);
@@ -213,7 +212,7 @@ fn bert_blocks_carve_and_agree() {
 /// input sets (floats in `range` when given), and it uses `kernel`.
 fn assert_explicit(c: &Carved, kernel: &str, what: &str, range: Option<(i64, i64)>) -> Explicit {
     let e = match explicit_fused(c, Ep::Cpu).unwrap_or_else(|e| panic!("{what}: {e:#}")) {
-        Availability::Fused(e) => e,
+        Availability::Fused(e) => *e,
         Availability::NoKernel(why) => panic!("{what}: no kernel: {why}"),
     };
     assert!(e.kernels.iter().any(|k| k == kernel), "{what}: {:?}", e.kernels);
@@ -258,7 +257,9 @@ fn explicit_attention_heads_match() {
 /// split would hardly show: the inputs span [-20, 20) instead.
 #[test]
 fn explicit_bert_blocks_match() {
-    for file in ["fixtures/attention/tiny_bert_eager.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"] {
+    for file in
+        ["fixtures/attention/tiny_bert_eager.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"]
+    {
         let p = prep(file);
         for layer in 0..2 {
             let (c, _) = carve_nth(&p, MultiHeadLinear, layer);

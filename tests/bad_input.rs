@@ -139,7 +139,8 @@ fn bad_dimensions_and_data() {
     };
     let set_input_dim = |v: i64| {
         move |m: &mut pb::ModelProto| {
-            let Some(pb::type_proto::Value::TensorType(t)) = graph(m).input[0].r#type.as_mut().unwrap().value.as_mut() else {
+            let Some(pb::type_proto::Value::TensorType(t)) = graph(m).input[0].r#type.as_mut().unwrap().value.as_mut()
+            else {
                 panic!("a tensor input")
             };
             t.shape.as_mut().unwrap().dim[1] = dim(v);
@@ -192,7 +193,9 @@ fn bad_input_flags() {
             ("input_ids=1x8x3", &["input_ids", "rank"][..]),
             ("input_ids=1099511627776x2", &["input_ids", "2^40"][..]),
         ] {
-            let o = fuseval(&[cmd, m, "--input", flag, "-o", out.to_str().unwrap()][..if cmd == "inspect" { 4 } else { 6 }]);
+            let o = fuseval(
+                &[cmd, m, "--input", flag, "-o", out.to_str().unwrap()][..if cmd == "inspect" { 4 } else { 6 }],
+            );
             let t = text(&o);
             assert_eq!(o.status.code(), Some(2), "{cmd} {flag}: {t}");
             for n in names {

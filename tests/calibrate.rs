@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use fuseval::calibrate::{parse_patterns, read, sizes_per_pattern, HardwareCalibration};
+use fuseval::calibration::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
+use fuseval::calibration::hardware::{read, sizes_per_pattern, HardwareCalibration};
 use fuseval::calibration::{CalibrationFile, Status};
-use fuseval::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
+use fuseval::drivers::calibrate::parse_patterns;
 use fuseval::patterns::Pattern;
 
 fn fuseval(args: &[&str]) -> Output {
@@ -40,7 +41,13 @@ fn check_calibration(cal: &HardwareCalibration) {
 
     let sizes = sizes_per_pattern(cal);
     for p in Pattern::ALL {
-        assert!(sizes.get(p.key()).copied().unwrap_or(0) >= 3, "{}: {:?} ({:?})", p.key(), sizes.get(p.key()), cal.warnings);
+        assert!(
+            sizes.get(p.key()).copied().unwrap_or(0) >= 3,
+            "{}: {:?} ({:?})",
+            p.key(),
+            sizes.get(p.key()),
+            cal.warnings
+        );
     }
     for r in cal.fusion_profiles.iter().filter(|r| r.status == Status::Measured) {
         assert!(r.unfused_latency_ms > 0.0 && r.fused_latency_ms > 0.0, "{}", r.fusion_pattern);
@@ -59,7 +66,10 @@ fn check_calibration(cal: &HardwareCalibration) {
         assert_eq!(r.rule_says_fused, r.saving_ms > r.threshold_ms);
     }
     // Conv2d_BN: ORT folds BN into the Conv on CPU, whatever the rule's timing says
-    assert!(cal.fusion_rules.iter().any(|r| r.first == "Conv" && r.second == "BatchNormalization" && r.graph_says_fused));
+    assert!(cal
+        .fusion_rules
+        .iter()
+        .any(|r| r.first == "Conv" && r.second == "BatchNormalization" && r.graph_says_fused));
 }
 
 fn check_cost_model(path: &std::path::Path, cal: &HardwareCalibration) {
@@ -129,7 +139,8 @@ fn calibrate_quick_writes_a_hardware_calibration_the_cost_model_reads() {
         bench_dir.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let b: CalibrationFile = serde_json::from_slice(&std::fs::read(bench_dir.join("calibration.json")).unwrap()).unwrap();
+    let b: CalibrationFile =
+        serde_json::from_slice(&std::fs::read(bench_dir.join("calibration.json")).unwrap()).unwrap();
     assert_eq!(b.ceilings.as_ref(), Some(&cal.ceilings));
     assert!(b.fusion_profiles.iter().filter(|r| r.status == Status::Measured).all(|r| r.roofline.is_some()));
     let pred = b.whole_model.as_ref().and_then(|w| w.prediction.as_ref()).expect("prediction");

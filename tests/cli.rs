@@ -163,9 +163,15 @@ fn bad_input_exits_2_with_a_clear_message() {
     std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
     assert_user_error(&["inspect", truncated.to_str().unwrap()], &["truncated.onnx", "not a valid ONNX model"]);
     assert_user_error(&["inspect", "README.md"], &["README.md"]);
-    assert_user_error(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1xq"], &["input_ids=1xq", "NAME=DIMS"]);
+    assert_user_error(
+        &["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1xq"],
+        &["input_ids=1xq", "NAME=DIMS"],
+    );
     assert_user_error(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "ids=1x8"], &["ids", "input_ids"]);
-    assert_user_error(&["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x8x3"], &["input_ids", "rank"]);
+    assert_user_error(
+        &["inspect", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x8x3"],
+        &["input_ids", "rank"],
+    );
     let out = dir.join("out");
     assert_user_error(&["bench", missing.to_str().unwrap(), "-o", out.to_str().unwrap()], &["missing.onnx"]);
     assert!(!out.join("calibration.json").exists(), "no output on bad input");
@@ -175,7 +181,8 @@ fn bad_input_exits_2_with_a_clear_message() {
 #[test]
 fn cuda_without_a_gpu_is_a_clear_error() {
     let out = tmp("cuda");
-    let o = fuseval(&["bench", "fixtures/patterns/add_relu.onnx", "--ep", "cuda", "--quick", "-o", out.to_str().unwrap()]);
+    let o =
+        fuseval(&["bench", "fixtures/patterns/add_relu.onnx", "--ep", "cuda", "--quick", "-o", out.to_str().unwrap()]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(2), "{t}");
     assert!(t.contains("CUDA"), "{t}");
@@ -190,11 +197,53 @@ fn cuda_without_a_gpu_is_a_clear_error_for_every_measuring_command() {
     let plan = dir.join("plan.json");
     let bench_out = dir.join("b");
     let cases: Vec<Vec<&str>> = vec![
-        vec!["calibrate", "--hardware", "x", "--ep", "cuda", "--quick", "--patterns", "Add_ReLU", "-o", cal.to_str().unwrap()],
+        vec![
+            "calibrate",
+            "--hardware",
+            "x",
+            "--ep",
+            "cuda",
+            "--quick",
+            "--patterns",
+            "Add_ReLU",
+            "-o",
+            cal.to_str().unwrap(),
+        ],
         vec!["calibrate", "--hardware", "x", "--ep", "cuda", "--cuda-graph", "--quick", "-o", cal.to_str().unwrap()],
-        vec!["validate", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x32", "--plan", "fixtures/plans/tiny_bert_plan.json", "--ep", "cuda", "--quick"],
-        vec!["plan", "fixtures/tiny_bert_legacy.onnx", "--input", "input_ids=1x32", "--ep", "cuda", "--quick", "-o", plan.to_str().unwrap()],
-        vec!["bench", "fixtures/patterns/add_relu.onnx", "--ep", "cuda", "--device-id", "3", "--cuda-graph", "--quick", "-o", bench_out.to_str().unwrap()],
+        vec![
+            "validate",
+            "fixtures/tiny_bert_legacy.onnx",
+            "--input",
+            "input_ids=1x32",
+            "--plan",
+            "fixtures/plans/tiny_bert_plan.json",
+            "--ep",
+            "cuda",
+            "--quick",
+        ],
+        vec![
+            "plan",
+            "fixtures/tiny_bert_legacy.onnx",
+            "--input",
+            "input_ids=1x32",
+            "--ep",
+            "cuda",
+            "--quick",
+            "-o",
+            plan.to_str().unwrap(),
+        ],
+        vec![
+            "bench",
+            "fixtures/patterns/add_relu.onnx",
+            "--ep",
+            "cuda",
+            "--device-id",
+            "3",
+            "--cuda-graph",
+            "--quick",
+            "-o",
+            bench_out.to_str().unwrap(),
+        ],
     ];
     for args in cases {
         let o = fuseval(&args);
@@ -281,7 +330,17 @@ fn inspect_patterns_lists_the_catalog() {
 fn slim_annotated_model_points_at_the_original_weights() {
     let out = tmp("slim");
     let model = "fixtures/mini_resnet50_legacy.onnx";
-    let o = fuseval(&["bench", model, "--quick", "--threads", "1", "--no-whole-model", "--slim-annotated", "-o", out.to_str().unwrap()]);
+    let o = fuseval(&[
+        "bench",
+        model,
+        "--quick",
+        "--threads",
+        "1",
+        "--no-whole-model",
+        "--slim-annotated",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let annotated = out.join("annotated.onnx");
     let size = std::fs::metadata(&annotated).unwrap().len();
@@ -297,17 +356,24 @@ fn slim_annotated_model_points_at_the_original_weights() {
         .flat_map(|t| t.external_data.iter().filter(|e| e.key == "length").map(|e| e.value.parse::<u64>().unwrap()))
         .sum();
     // the weights are referenced, not copied: the file plus what it points at is the model's size
-    assert!(referenced > model_size / 4 && size + referenced >= model_size * 9 / 10, "{size} + {referenced} vs {model_size}");
+    assert!(
+        referenced > model_size / 4 && size + referenced >= model_size * 9 / 10,
+        "{size} + {referenced} vs {model_size}"
+    );
     for t in &external {
         assert!(t.raw_data.is_empty());
-        assert!(t.external_data.iter().any(|e| e.key == "location" && e.value == "mini_resnet50_legacy.onnx"), "{}", t.name);
+        assert!(
+            t.external_data.iter().any(|e| e.key == "location" && e.value == "mini_resnet50_legacy.onnx"),
+            "{}",
+            t.name
+        );
     }
     // beside the model it is a complete model again: same patterns, and ONNX Runtime runs it
     std::fs::copy(model, out.join("mini_resnet50_legacy.onnx")).unwrap();
-    let a = fuseval::bench::prepare(&annotated, &[]).unwrap();
-    let b = fuseval::bench::prepare(std::path::Path::new(model), &[]).unwrap();
+    let a = fuseval::pipeline::prepare(&annotated, &[]).unwrap();
+    let b = fuseval::pipeline::prepare(std::path::Path::new(model), &[]).unwrap();
     assert_eq!(a.detection.counts(true), b.detection.counts(true));
-    let specs = fuseval::bench::model_input_specs(&a.loaded, &a.graph).unwrap();
+    let specs = fuseval::pipeline::model_input_specs(&a.loaded, &a.graph).unwrap();
     let opts = fuseval::measure::MeasureOptions {
         budget: std::time::Duration::from_millis(200),
         min_rounds: 3,

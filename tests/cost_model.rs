@@ -7,13 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use fuseval::bench::{prepare, Prepared};
-use fuseval::calibration::FusionCalibration;
-use fuseval::cost_model::{
+use fuseval::calibration::cost_model::{
     resolve_pattern, Choice, CostModelOptions, Fallback, FusionCostModel, Source, Variant, Workload, ALIASES,
 };
+use fuseval::calibration::FusionCalibration;
 use fuseval::estimate::Estimate;
 use fuseval::patterns::Pattern;
+use fuseval::pipeline::{prepare, Prepared};
 use serde_json::{json, Value};
 
 // ---------- helpers ----------
@@ -262,7 +262,9 @@ fn every_alias_resolves_to_its_pattern() {
 #[test]
 fn names_that_only_resemble_a_pattern_are_errors_with_the_valid_keys() {
     // different computations: no bias, no ReLU, a whole gated MLP, an unknown op
-    for name in ["Linear_ReLU", "FusedMulAdd", "Mul_Add", "Gemm_ReLU", "SwiGLU", "FFN", "Conv_Add", "Conv_Frobnicate", "", "  "] {
+    for name in
+        ["Linear_ReLU", "FusedMulAdd", "Mul_Add", "Gemm_ReLU", "SwiGLU", "FFN", "Conv_Add", "Conv_Frobnicate", "", "  "]
+    {
         let e = resolve_pattern(name).expect_err(name);
         let msg = format!("{e:#}");
         assert!(msg.contains("unknown fusion pattern"), "{name}: {msg}");
@@ -297,7 +299,10 @@ fn lookups_do_not_miss_because_of_naming() {
         assert_est(b.speedup, 1.6, 1.5, 1.7);
     }
     // and the other way round: a record written under a spelling (another tool's file)
-    let recs = [Rec::new("Conv2d_BatchNorm2d_ReLU", 2_000_000, est(1.6, 1.5, 1.7)), Rec::new("MatMul_Add", 1_000_000, est(1.3, 1.25, 1.35))];
+    let recs = [
+        Rec::new("Conv2d_BatchNorm2d_ReLU", 2_000_000, est(1.6, 1.5, 1.7)),
+        Rec::new("MatMul_Add", 1_000_000, est(1.3, 1.25, 1.35)),
+    ];
     let m = model(&recs, CostModelOptions::default());
     assert_eq!(m.patterns(), vec![Pattern::LinearBias, Pattern::ConvBnRelu]);
     assert_eq!(m.fusion_benefit("Conv2d_BN_ReLU", &at(2_000_000)).unwrap().source, Source::Measured { size: 2e6 });
@@ -351,7 +356,10 @@ fn workload_constructors_count_what_the_calibration_counts() {
 
 #[test]
 fn workload_formulas_and_size() {
-    assert_eq!(Workload::linear(2, 3, 4), Workload { flops: 48 + 8, unfused_bytes: 4 * (6 + 12 + 24 + 4), fused_bytes: 4 * (6 + 12 + 4 + 8) });
+    assert_eq!(
+        Workload::linear(2, 3, 4),
+        Workload { flops: 48 + 8, unfused_bytes: 4 * (6 + 12 + 24 + 4), fused_bytes: 4 * (6 + 12 + 4 + 8) }
+    );
     let c = Workload::conv(1, 3, 4, 4, 2, 3, 3);
     assert_eq!(c.flops, 2 * 32 * 27 + 32);
     assert_eq!(c.unfused_bytes, 4 * (48 + 54 + 3 * 32 + 2));
@@ -366,7 +374,11 @@ fn workload_formulas_and_size() {
     // size: flops when compute-heavy, bytes otherwise
     assert_eq!(Workload { flops: 100, unfused_bytes: 40, fused_bytes: 8 }.size(), 100.0);
     assert_eq!(Workload { flops: 10, unfused_bytes: 40, fused_bytes: 8 }.size(), 40.0);
-    assert_eq!(Workload::linear(1, 4096, 4096).size(), Workload::linear(1, 4096, 4096).unfused_bytes as f64, "a GEMV is memory-bound");
+    assert_eq!(
+        Workload::linear(1, 4096, 4096).size(),
+        Workload::linear(1, 4096, 4096).unfused_bytes as f64,
+        "a GEMV is memory-bound"
+    );
     // no overflow on absurd shapes
     assert_eq!(Workload::linear(usize::MAX, usize::MAX, 2).flops, u64::MAX);
 }
@@ -404,7 +416,10 @@ fn exact_size_hits_are_measured() {
     let b = m.fusion_benefit("Linear_Bias", &at(1_010_000)).unwrap();
     assert_eq!(b.source, Source::Measured { size: 1e6 });
     assert_est(b.speedup, 1.1, 1.05, 1.15);
-    assert_eq!(m.calibrated_sizes(Pattern::LinearBias), vec![(1e6, Some(est(1.1, 1.05, 1.15))), (1e8, Some(est(1.5, 1.4, 1.6)))]);
+    assert_eq!(
+        m.calibrated_sizes(Pattern::LinearBias),
+        vec![(1e6, Some(est(1.1, 1.05, 1.15))), (1e8, Some(est(1.5, 1.4, 1.6)))]
+    );
 }
 
 #[test]
@@ -426,7 +441,10 @@ fn a_fixture_record_is_found_by_its_instance() {
     assert_eq!(d.benefit.source, Source::Measured { size: w.size() });
     assert_eq!(d.choice, Choice::Fuse);
     assert!(d.fuse);
-    assert_eq!(m.should_fuse("MatMul_Add", &Workload::linear(16, 64, 64)).unwrap().benefit.source, Source::Measured { size: w.size() });
+    assert_eq!(
+        m.should_fuse("MatMul_Add", &Workload::linear(16, 64, 64)).unwrap().benefit.source,
+        Source::Measured { size: w.size() }
+    );
 }
 
 #[test]
@@ -437,7 +455,11 @@ fn extrapolation_below_and_above_the_range_warns_with_the_factor() {
     assert_est(b.speedup, 1.1, 1.05, 1.15);
     assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
     assert!(b.warnings[0].contains("100.000× below the calibrated range"), "{}", b.warnings[0]);
-    assert!(b.warnings[0].contains("1.000e6") && b.warnings[0].contains("1.000e8"), "names the range: {}", b.warnings[0]);
+    assert!(
+        b.warnings[0].contains("1.000e6") && b.warnings[0].contains("1.000e8"),
+        "names the range: {}",
+        b.warnings[0]
+    );
 
     let b = m.fusion_benefit("Linear_Bias", &at(2_500_000_000)).unwrap();
     assert_eq!(b.source, Source::Extrapolated { nearest: 1e8, ratio: 25.0 });
@@ -483,7 +505,11 @@ fn records_whose_outputs_disagree_are_never_a_speedup() {
     assert!(!d.fuse && !d.benefit.equivalent);
     assert_eq!(d.benefit.speedup, Estimate::exact(1.0));
     assert_eq!(d.benefit.records_used, 2);
-    assert!(d.benefit.warnings.iter().any(|w| w.contains("disagree") && w.contains("all 2")), "{:?}", d.benefit.warnings);
+    assert!(
+        d.benefit.warnings.iter().any(|w| w.contains("disagree") && w.contains("all 2")),
+        "{:?}",
+        d.benefit.warnings
+    );
     assert!(d.reason.contains("disagree"), "{}", d.reason);
     // between it and a good size: a bracket disagrees, so no
     let d = m.should_fuse("Linear_Bias", &at(10_000_000)).unwrap();
@@ -564,7 +590,11 @@ fn variants_pick_the_speedup_of_a_record() {
     // no explicit kernel: the fallback, with ORT's reason
     let b = m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap();
     assert_eq!(b.source, Source::Fallback(Fallback::AssumeBeneficial));
-    assert!(b.warnings[0].contains("Explicit") && b.warnings[0].contains("ORT has no fused Add+ReLU kernel"), "{:?}", b.warnings);
+    assert!(
+        b.warnings[0].contains("Explicit") && b.warnings[0].contains("ORT has no fused Add+ReLU kernel"),
+        "{:?}",
+        b.warnings
+    );
     assert_eq!(m.patterns(), vec![Pattern::ConvBn, Pattern::ConvBnRelu]);
 }
 
@@ -584,7 +614,11 @@ fn the_three_choices() {
 
     let fuse = d("Conv2d_BN_ReLU");
     assert_eq!((fuse.choice, fuse.fuse, fuse.threshold), (Choice::Fuse, true, 1.2));
-    assert!(fuse.reason.contains("CI low 1.400 ≥ threshold 1.200") && fuse.reason.contains("measured at size 1.000e6"), "{}", fuse.reason);
+    assert!(
+        fuse.reason.contains("CI low 1.400 ≥ threshold 1.200") && fuse.reason.contains("measured at size 1.000e6"),
+        "{}",
+        fuse.reason
+    );
     // the point clears the threshold, the CI does not: marginal
     let straddles = d("Add_ReLU");
     assert_eq!((straddles.choice, straddles.fuse), (Choice::Marginal, false));
@@ -643,7 +677,12 @@ fn the_fallback_is_visible_in_source_warnings_and_reason() {
     assert_eq!(d.benefit.records_used, 0);
     assert_eq!((d.choice, d.fuse), (Choice::Fuse, true));
     assert!(d.reason.contains("Fallback::AssumeBeneficial"), "{}", d.reason);
-    assert!(d.benefit.warnings[0].contains("no record of Attention_Head") && d.benefit.warnings[0].contains("AssumeBeneficial"), "{:?}", d.benefit.warnings);
+    assert!(
+        d.benefit.warnings[0].contains("no record of Attention_Head")
+            && d.benefit.warnings[0].contains("AssumeBeneficial"),
+        "{:?}",
+        d.benefit.warnings
+    );
     // serialised for a report, the fallback is there too
     let v = serde_json::to_value(&d).unwrap();
     assert_eq!(v["benefit"]["source"], json!({ "Fallback": "AssumeBeneficial" }));
@@ -668,7 +707,10 @@ fn the_fallback_is_visible_in_source_warnings_and_reason() {
     // refuse: an error naming the pattern, the fallback and what is calibrated
     let m = model(&recs, CostModelOptions { fallback: Fallback::Refuse, ..Default::default() });
     let e = format!("{:#}", m.should_fuse("Add_ReLU", &at(1000)).unwrap_err());
-    assert!(e.contains("Add_ReLU") && e.contains("Fallback::Refuse") && e.contains("calibrated patterns: Linear_Bias"), "{e}");
+    assert!(
+        e.contains("Add_ReLU") && e.contains("Fallback::Refuse") && e.contains("calibrated patterns: Linear_Bias"),
+        "{e}"
+    );
     assert!(m.fusion_benefit("Add_ReLU", &at(1000)).is_err());
     // measured patterns are unaffected by the fallback
     assert_eq!(m.should_fuse("Linear_Bias", &at(1_000_000)).unwrap().benefit.source, Source::Measured { size: 1e6 });

@@ -6,11 +6,11 @@ mod common;
 
 use std::path::Path;
 
-use fuseval::bench::{prepare, Prepared};
 use fuseval::carve::{carve, Carved, ConstValues};
 use fuseval::fuse::{explicit_fused, kernel_for, Availability, Explicit};
 use fuseval::measure::{check_equivalence, random_inputs, OutputValues};
 use fuseval::patterns::Pattern;
+use fuseval::pipeline::{prepare, Prepared};
 use fuseval::runtime::Ep;
 use prost::Message;
 use tract_onnx::pb;
@@ -34,7 +34,7 @@ fn run(bytes: &[u8], c: &Carved, seed: u64) -> Vec<OutputValues> {
 /// The explicit rewrite of `c` on CPU: fused into `kernels`, loads, and matches `c` on two input sets.
 fn check_fused(what: &str, c: &Carved, kernels: &[&str]) -> Explicit {
     let e = match explicit_fused(c, Ep::Cpu).unwrap_or_else(|e| panic!("{what}: {e:#}")) {
-        Availability::Fused(e) => e,
+        Availability::Fused(e) => *e,
         Availability::NoKernel(why) => panic!("{what}: no kernel: {why}"),
     };
     assert_eq!(e.kernels, kernels, "{what}: kernels ({})", e.note);
@@ -202,7 +202,7 @@ fn catalog_names_a_kernel_or_none_for_every_pattern() {
 // Hand-built carved models for forms no fixture has yet
 
 fn vi(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
-    fuseval::load::value_info(name, 1, Some(dims))
+    fuseval::onnx::value_info(name, 1, Some(dims))
 }
 
 fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributeProto>) -> pb::NodeProto {
@@ -219,7 +219,9 @@ fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<pb::AttributePro
 fn f32_init(name: &str, dims: &[i64], seed: u32) -> pb::TensorProto {
     let n: i64 = dims.iter().product();
     // deterministic, non-zero, in (-1, 1)
-    let data: Vec<f32> = (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2000) as f32 / 1000.0) - 0.9995).collect();
+    let data: Vec<f32> = (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2000) as f32 / 1000.0) - 0.9995)
+        .collect();
     pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: 1, float_data: data, ..Default::default() }
 }
 
@@ -231,7 +233,15 @@ fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: 7, ints: ints.to_vec(), ..Default::default() }
 }
 
-fn hand_carved(pattern: Pattern, form: &str, nodes: Vec<pb::NodeProto>, inputs: &[(&str, &[usize])], inits: Vec<pb::TensorProto>, out: (&str, &[usize]), opset: i64) -> Carved {
+fn hand_carved(
+    pattern: Pattern,
+    form: &str,
+    nodes: Vec<pb::NodeProto>,
+    inputs: &[(&str, &[usize])],
+    inits: Vec<pb::TensorProto>,
+    out: (&str, &[usize]),
+    opset: i64,
+) -> Carved {
     let graph = pb::GraphProto {
         name: "hand".into(),
         node: nodes,
@@ -352,11 +362,16 @@ fn relu6_conv_and_dropout_linear() {
         Pattern::LinearBiasGelu,
         "Gemm+GELU(Gelu op)",
         vec![
-            node("Gemm", &["x", "w", "b"], "h", vec![
-                pb::AttributeProto { name: "transB".into(), r#type: 2, i: 1, ..Default::default() },
-                attr_f("alpha", 0.5),
-                attr_f("beta", 2.0),
-            ]),
+            node(
+                "Gemm",
+                &["x", "w", "b"],
+                "h",
+                vec![
+                    pb::AttributeProto { name: "transB".into(), r#type: 2, i: 1, ..Default::default() },
+                    attr_f("alpha", 0.5),
+                    attr_f("beta", 2.0),
+                ],
+            ),
             node("Gelu", &["h"], "y", vec![]),
         ],
         &[("x", &[6, 16])],
@@ -374,11 +389,14 @@ fn every_real_instance_fuses_or_says_why() {
     for file in ["fixtures/light_resnet50.onnx", "fixtures/tiny_bert_legacy.onnx", "fixtures/tiny_bert_dynamo.onnx"] {
         let p = prepare(Path::new(file), &[]).unwrap();
         let all: Vec<_> = p.detection.longest_instances().collect();
-        let groups = fuseval::bench::distinct_groups(&p.graph, &all);
+        let groups = fuseval::pipeline::distinct_groups(&p.graph, &all);
         let mut fused = 0;
         for (_, group) in groups {
             let inst = group[0];
-            if matches!(inst.pattern, Pattern::QkSoftmax | Pattern::SoftmaxV | Pattern::AttentionHead | Pattern::MultiHeadLinear) {
+            if matches!(
+                inst.pattern,
+                Pattern::QkSoftmax | Pattern::SoftmaxV | Pattern::AttentionHead | Pattern::MultiHeadLinear
+            ) {
                 continue;
             }
             let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[inst]).unwrap();

@@ -18,7 +18,7 @@ fn fuzz_findings_stay_fixed() {
         let path = f.clone();
         // a thread, so that a hang fails the test instead of stalling it; a panic ends the thread early
         std::thread::spawn(move || {
-            let _ = fuseval::bench::prepare(&path, &[]);
+            let _ = fuseval::pipeline::prepare(&path, &[]);
             let _ = tx.send(());
         });
         match rx.recv_timeout(Duration::from_secs(60)) {

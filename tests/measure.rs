@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use fuseval::estimate::Estimate;
 use fuseval::measure::{
-    check_equivalence, compare, compare_variants, random_inputs, Comparison, DType, InputSpec,
-    Level, MeasureOptions, ModelSource, OutputValues,
+    check_equivalence, compare, compare_variants, random_inputs, Comparison, DType, InputSpec, Level, MeasureOptions,
+    ModelSource, OutputValues,
 };
 use fuseval::runtime::{self, Ep, LibraryVars};
 use prost::Message;
@@ -18,10 +18,7 @@ fn value_info(name: &str, elem: DType, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension, Dimension};
     let dim = dims
         .iter()
-        .map(|&d| Dimension {
-            denotation: String::new(),
-            value: Some(dimension::Value::DimValue(d)),
-        })
+        .map(|&d| Dimension { denotation: String::new(), value: Some(dimension::Value::DimValue(d)) })
         .collect();
     pb::ValueInfoProto {
         name: name.into(),
@@ -50,10 +47,7 @@ fn f32_initializer(name: &str, dims: &[i64], seed: u32) -> pb::TensorProto {
     let n: i64 = dims.iter().product();
     // Deterministic, non-zero, roughly unit-scale weights.
     let data = (0..n as u32)
-        .map(|i| {
-            ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32)
-                - 0.5
-        })
+        .map(|i| ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32) - 0.5)
         .collect();
     pb::TensorProto {
         name: name.into(),
@@ -72,10 +66,7 @@ fn model(
 ) -> Vec<u8> {
     pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: 17,
-        }],
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
         producer_name: "fuseval-tests".into(),
         graph: Some(pb::GraphProto {
             node: nodes,
@@ -98,18 +89,12 @@ fn ms_model(
     inits: Vec<pb::TensorProto>,
 ) -> Vec<u8> {
     let mut m = pb::ModelProto::decode(model(nodes, inputs, outputs, inits).as_slice()).unwrap();
-    m.opset_import.push(pb::OperatorSetIdProto {
-        domain: "com.microsoft".into(),
-        version: 1,
-    });
+    m.opset_import.push(pb::OperatorSetIdProto { domain: "com.microsoft".into(), version: 1 });
     m.encode_to_vec()
 }
 
 fn ms_node(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
-    pb::NodeProto {
-        domain: "com.microsoft".into(),
-        ..node(op, inputs, outputs)
-    }
+    pb::NodeProto { domain: "com.microsoft".into(), ..node(op, inputs, outputs) }
 }
 
 fn string_attr(name: &str, v: &str) -> pb::AttributeProto {
@@ -130,10 +115,7 @@ fn fused_gemm(activation: &str) -> Vec<u8> {
         vec![n],
         vec![value_info("x", DType::F32, &[64, 256])],
         vec![value_info("y", DType::F32, &[64, 256])],
-        vec![
-            f32_initializer("w", &[256, 256], 1),
-            f32_initializer("bias", &[256], 2),
-        ],
+        vec![f32_initializer("w", &[256, 256], 1), f32_initializer("bias", &[256], 2)],
     )
 }
 
@@ -143,10 +125,7 @@ fn gemm_without_relu() -> Vec<u8> {
         vec![node("Gemm", &["x", "w", "bias"], &["y"])],
         vec![value_info("x", DType::F32, &[64, 256])],
         vec![value_info("y", DType::F32, &[64, 256])],
-        vec![
-            f32_initializer("w", &[256, 256], 1),
-            f32_initializer("bias", &[256], 2),
-        ],
+        vec![f32_initializer("w", &[256, 256], 1), f32_initializer("bias", &[256], 2)],
     )
 }
 
@@ -156,51 +135,27 @@ const ADD_RELU_SHAPE: [i64; 4] = [1, 256, 56, 56];
 fn add_relu() -> (Vec<u8>, Vec<InputSpec>) {
     let s = &ADD_RELU_SHAPE;
     let bytes = model(
-        vec![
-            node("Add", &["a", "b"], &["s"]),
-            node("Relu", &["s"], &["y"]),
-        ],
-        vec![
-            value_info("a", DType::F32, s),
-            value_info("b", DType::F32, s),
-        ],
+        vec![node("Add", &["a", "b"], &["s"]), node("Relu", &["s"], &["y"])],
+        vec![value_info("a", DType::F32, s), value_info("b", DType::F32, s)],
         vec![value_info("y", DType::F32, s)],
         vec![],
     );
-    (
-        bytes,
-        vec![
-            spec("a", DType::F32, &[1, 256, 56, 56], None),
-            spec("b", DType::F32, &[1, 256, 56, 56], None),
-        ],
-    )
+    (bytes, vec![spec("a", DType::F32, &[1, 256, 56, 56], None), spec("b", DType::F32, &[1, 256, 56, 56], None)])
 }
 
 /// `Relu(x @ W + bias)` with constant W [256,256] and bias [256], x [64,256].
 fn matmul_add_relu() -> (Vec<u8>, Vec<InputSpec>) {
     let bytes = model(
-        vec![
-            node("MatMul", &["x", "w"], &["m"]),
-            node("Add", &["m", "bias"], &["s"]),
-            node("Relu", &["s"], &["y"]),
-        ],
+        vec![node("MatMul", &["x", "w"], &["m"]), node("Add", &["m", "bias"], &["s"]), node("Relu", &["s"], &["y"])],
         vec![value_info("x", DType::F32, &[64, 256])],
         vec![value_info("y", DType::F32, &[64, 256])],
-        vec![
-            f32_initializer("w", &[256, 256], 1),
-            f32_initializer("bias", &[256], 2),
-        ],
+        vec![f32_initializer("w", &[256, 256], 1), f32_initializer("bias", &[256], 2)],
     );
     (bytes, vec![spec("x", DType::F32, &[64, 256], None)])
 }
 
 fn spec(name: &str, dtype: DType, shape: &[usize], range: Option<(i64, i64)>) -> InputSpec {
-    InputSpec {
-        name: name.into(),
-        dtype,
-        shape: shape.to_vec(),
-        range,
-    }
+    InputSpec { name: name.into(), dtype, shape: shape.to_vec(), range }
 }
 
 fn quick_opts() -> MeasureOptions {
@@ -238,18 +193,9 @@ fn matmul_add_relu_fuses_and_stays_equivalent() {
     setup();
     let (bytes, inputs) = matmul_add_relu();
     let c = compare(ModelSource::Bytes(&bytes), &inputs, &quick_opts()).expect("compare");
-    eprintln!(
-        "matmul+add+relu: {}\n  ext ops {:?}\n  all ops {:?}",
-        show(&c),
-        c.fused_ops_extended,
-        c.fused_ops_all
-    );
+    eprintln!("matmul+add+relu: {}\n  ext ops {:?}\n  all ops {:?}", show(&c), c.fused_ops_extended, c.fused_ops_all);
     assert_eq!(c.unfused_ops, ["MatMul", "Add", "Relu"]);
-    assert!(
-        c.equivalence_extended.passed,
-        "{:?}",
-        c.equivalence_extended
-    );
+    assert!(c.equivalence_extended.passed, "{:?}", c.equivalence_extended);
     assert!(c.equivalence_all.passed, "{:?}", c.equivalence_all);
     // Two input sets plus the bound (timed) outputs: three comparisons of the single output.
     assert_eq!(c.equivalence_all.outputs_compared, 3);
@@ -261,10 +207,7 @@ fn matmul_add_relu_fuses_and_stays_equivalent() {
     let json = serde_json::to_string(&c).expect("serialize");
     let back: Comparison = serde_json::from_str(&json).expect("deserialize");
     // serde_json may differ in the last bit of a float; compare structure and values closely.
-    assert_eq!(
-        (back.rounds, &back.fused_ops_all, back.ep, back.aa_ok),
-        (c.rounds, &c.fused_ops_all, c.ep, c.aa_ok)
-    );
+    assert_eq!((back.rounds, &back.fused_ops_all, back.ep, back.aa_ok), (c.rounds, &c.fused_ops_all, c.ep, c.aa_ok));
     assert!((back.speedup_all.point - c.speedup_all.point).abs() < 1e-12);
 }
 
@@ -273,12 +216,7 @@ fn add_relu_records_ops_and_passes() {
     setup();
     let (bytes, inputs) = add_relu();
     let c = compare(ModelSource::Bytes(&bytes), &inputs, &quick_opts()).expect("compare");
-    eprintln!(
-        "add+relu: {}\n  ext ops {:?}\n  all ops {:?}",
-        show(&c),
-        c.fused_ops_extended,
-        c.fused_ops_all
-    );
+    eprintln!("add+relu: {}\n  ext ops {:?}\n  all ops {:?}", show(&c), c.fused_ops_extended, c.fused_ops_all);
     assert_eq!(c.unfused_ops, ["Add", "Relu"]);
     assert!(c.equivalence_extended.passed && c.equivalence_all.passed);
     // ORT 1.31 has no CPU fusion for Add+Relu: both levels keep the two ops.
@@ -306,13 +244,7 @@ fn explicit_fused_gemm_agrees_and_is_timed_with_the_rest() {
     setup();
     let (bytes, inputs) = matmul_add_relu();
     let explicit = fused_gemm("Relu");
-    let c = compare_variants(
-        ModelSource::Bytes(&bytes),
-        Some(&explicit),
-        &inputs,
-        &quick_opts(),
-    )
-    .expect("compare");
+    let c = compare_variants(ModelSource::Bytes(&bytes), Some(&explicit), &inputs, &quick_opts()).expect("compare");
     let x = c.explicit.as_ref().expect("explicit measured");
     eprintln!(
         "matmul+add+relu with explicit FusedGemm: {}\n  explicit {:.4} ms, speedup {:?}",
@@ -345,13 +277,7 @@ fn explicit_that_computes_something_else_fails_equivalence() {
     setup();
     let (bytes, inputs) = matmul_add_relu();
     let wrong = gemm_without_relu();
-    let c = compare_variants(
-        ModelSource::Bytes(&bytes),
-        Some(&wrong),
-        &inputs,
-        &quick_opts(),
-    )
-    .expect("compare");
+    let c = compare_variants(ModelSource::Bytes(&bytes), Some(&wrong), &inputs, &quick_opts()).expect("compare");
     let x = c.explicit.as_ref().expect("explicit measured");
     eprintln!("explicit without relu: {:?}", x.equivalence);
     assert_eq!(x.ops, ["Gemm"]);
@@ -371,18 +297,10 @@ fn explicit_that_cannot_run_is_an_explicit_error_not_a_failure() {
         vec![ms_node("NoSuchFusedOp", &["x", "w", "bias"], &["y"])],
         vec![value_info("x", DType::F32, &[64, 256])],
         vec![value_info("y", DType::F32, &[64, 256])],
-        vec![
-            f32_initializer("w", &[256, 256], 1),
-            f32_initializer("bias", &[256], 2),
-        ],
+        vec![f32_initializer("w", &[256, 256], 1), f32_initializer("bias", &[256], 2)],
     );
-    let c = compare_variants(
-        ModelSource::Bytes(&bytes),
-        Some(&unknown),
-        &inputs,
-        &quick_opts(),
-    )
-    .expect("the comparison goes on without the explicit variant");
+    let c = compare_variants(ModelSource::Bytes(&bytes), Some(&unknown), &inputs, &quick_opts())
+        .expect("the comparison goes on without the explicit variant");
     let why = c.explicit_error.as_deref().expect("explicit_error set");
     eprintln!("unknown op: {why}");
     assert!(why.contains("NoSuchFusedOp"), "{why}");
@@ -397,10 +315,7 @@ fn explicit_that_cannot_run_is_an_explicit_error_not_a_failure() {
     g.input[0].name = "x2".into();
     g.node[0].input[0] = "x2".into();
     let renamed = renamed.encode_to_vec();
-    for (what, m) in [
-        ("renamed input", renamed.as_slice()),
-        ("garbage", b"not onnx".as_slice()),
-    ] {
+    for (what, m) in [("renamed input", renamed.as_slice()), ("garbage", b"not onnx".as_slice())] {
         let c = compare_variants(ModelSource::Bytes(&bytes), Some(m), &inputs, &quick_opts())
             .unwrap_or_else(|e| panic!("{what}: {e:#}"));
         eprintln!("{what}: {:?}", c.explicit_error);
@@ -432,25 +347,14 @@ fn aa_control_is_one() {
     }
     let c = c.unwrap();
     let opts = MeasureOptions::new(Ep::Cpu, 1, false);
-    assert!(
-        c.aa_control.contains(1.0),
-        "A/A CI misses 1.00 in three runs; last: {:?}",
-        c.aa_control
-    );
-    assert!(
-        (0.98..=1.02).contains(&c.aa_control.point),
-        "A/A point {:?}",
-        c.aa_control
-    );
+    assert!(c.aa_control.contains(1.0), "A/A CI misses 1.00 in three runs; last: {:?}", c.aa_control);
+    assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
     assert!(c.aa_ok);
     assert!(c.rounds >= opts.min_rounds);
     // Add+Relu is not fused on CPU, so the "fused" sessions run the same graph: more A/A controls for free.
     assert_eq!(c.fused_ops_all, ["Add", "Relu"]);
     for s in [&c.speedup_extended, &c.speedup_all] {
-        assert!(
-            (0.98..=1.02).contains(&s.point),
-            "identical graphs differ: {s:?}"
-        );
+        assert!((0.98..=1.02).contains(&s.point), "identical graphs differ: {s:?}");
     }
 }
 
@@ -465,17 +369,10 @@ fn aa_control_is_near_one_with_two_threads() {
     assert_eq!(c.threads, 2);
     // Per-session pools put identical sessions 3% apart here; the shared pool keeps them within a fraction of 1%.
     // (Its 95% CI still misses 1.00 by a hair in ~3% of runs, so this asserts the point, not the CI.)
-    assert!(
-        (0.98..=1.02).contains(&c.aa_control.point),
-        "A/A point {:?}",
-        c.aa_control
-    );
+    assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
     for s in [&c.speedup_extended, &c.speedup_all] {
         // Add+Relu is not fused on CPU: all four sessions run the same graph.
-        assert!(
-            (0.97..=1.03).contains(&s.point),
-            "identical graphs differ: {s:?}"
-        );
+        assert!((0.97..=1.03).contains(&s.point), "identical graphs differ: {s:?}");
     }
 }
 
@@ -488,35 +385,19 @@ fn aa_control_holds_with_five_sessions() {
     for threads in [1, 2] {
         let mut opts = MeasureOptions::new(Ep::Cpu, threads, false);
         opts.budget = std::time::Duration::from_secs(4);
-        let c = compare_variants(ModelSource::Bytes(&bytes), Some(&bytes), &inputs, &opts)
-            .expect("compare");
+        let c = compare_variants(ModelSource::Bytes(&bytes), Some(&bytes), &inputs, &opts).expect("compare");
         let x = c.explicit.as_ref().expect("explicit measured");
-        eprintln!(
-            "A/A add+relu, 5 sessions, threads={threads}: {}; explicit {:?}",
-            show(&c),
-            x.speedup
-        );
+        eprintln!("A/A add+relu, 5 sessions, threads={threads}: {}; explicit {:?}", show(&c), x.speedup);
         assert!(x.equivalence.passed);
         assert_eq!(x.ops, ["Add", "Relu"]);
-        assert!(
-            (0.98..=1.02).contains(&c.aa_control.point),
-            "A/A point {:?}",
-            c.aa_control
-        );
+        assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
         if threads == 1 {
             assert!(c.aa_ok, "A/A control {:?}", c.aa_control);
         }
         // the fifth session runs the same graph at the same level as unfused A
-        assert!(
-            (0.98..=1.02).contains(&x.speedup.point),
-            "identical explicit session differs: {:?}",
-            x.speedup
-        );
+        assert!((0.98..=1.02).contains(&x.speedup.point), "identical explicit session differs: {:?}", x.speedup);
         for s in [&c.speedup_extended, &c.speedup_all] {
-            assert!(
-                (0.97..=1.03).contains(&s.point),
-                "identical graphs differ: {s:?}"
-            );
+            assert!((0.97..=1.03).contains(&s.point), "identical graphs differ: {s:?}");
         }
     }
 }
@@ -527,10 +408,7 @@ fn three_threads_is_refused_in_this_process() {
     let (bytes, inputs) = matmul_add_relu();
     let opts = MeasureOptions::new(Ep::Cpu, 3, true);
     let err = compare(ModelSource::Bytes(&bytes), &inputs, &opts).expect_err("pool is fixed at 2");
-    assert!(
-        format!("{err:#}").contains("shared pool of 2 threads"),
-        "{err:#}"
-    );
+    assert!(format!("{err:#}").contains("shared pool of 2 threads"), "{err:#}");
 }
 
 // ---------- equivalence checking itself ----------
@@ -572,19 +450,13 @@ fn equivalence_ints_are_exact() {
         "i",
         DType::I64,
         vec![3],
-        &[1i64, 2, 3]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>(),
+        &[1i64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
     );
     let b = OutputValues::from_bytes(
         "i",
         DType::I64,
         vec![3],
-        &[1i64, 2, 4]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect::<Vec<_>>(),
+        &[1i64, 2, 4].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
     );
     assert!(check_equivalence(std::slice::from_ref(&a), std::slice::from_ref(&a)).passed);
     let e = check_equivalence(&[a], &[b]);
@@ -599,8 +471,7 @@ fn cuda_without_cuda_is_an_error() {
     setup();
     let (bytes, inputs) = matmul_add_relu();
     let opts = MeasureOptions::new(Ep::Cuda { device_id: 0 }, 1, true);
-    let err = compare(ModelSource::Bytes(&bytes), &inputs, &opts)
-        .expect_err("CUDA must not silently fall back to CPU");
+    let err = compare(ModelSource::Bytes(&bytes), &inputs, &opts).expect_err("CUDA must not silently fall back to CPU");
     let msg = format!("{err:#}");
     eprintln!("cuda error: {msg}");
     assert!(msg.contains("CUDA"), "{msg}");
@@ -619,27 +490,14 @@ fn bad_inputs_are_errors() {
     let wrong_type = [spec("x", DType::F64, &[64, 256], None)];
     assert!(compare(ModelSource::Bytes(&bytes), &wrong_type, &quick_opts()).is_err());
     let garbage = b"definitely not onnx";
-    let e = compare(
-        ModelSource::Bytes(garbage),
-        &[spec("x", DType::F32, &[64, 256], None)],
-        &quick_opts(),
-    )
-    .expect_err("garbage");
+    let e = compare(ModelSource::Bytes(garbage), &[spec("x", DType::F32, &[64, 256], None)], &quick_opts())
+        .expect_err("garbage");
     eprintln!("garbage model: {e:#}");
     let mut zero = quick_opts();
     zero.threads = 0;
-    assert!(compare(
-        ModelSource::Bytes(&bytes),
-        &[spec("x", DType::F32, &[64, 256], None)],
-        &zero
-    )
-    .is_err());
-    let missing = compare(
-        ModelSource::Path(Path::new("/nonexistent/model.onnx")),
-        &[],
-        &quick_opts(),
-    )
-    .expect_err("missing file");
+    assert!(compare(ModelSource::Bytes(&bytes), &[spec("x", DType::F32, &[64, 256], None)], &zero).is_err());
+    let missing =
+        compare(ModelSource::Path(Path::new("/nonexistent/model.onnx")), &[], &quick_opts()).expect_err("missing file");
     assert!(format!("{missing:#}").contains("/nonexistent/model.onnx"));
 }
 
@@ -668,19 +526,12 @@ fn random_inputs_are_seeded_nonzero_and_in_range() {
         assert_eq!(t.data.len(), t.len() * t.dtype.size_bytes());
     }
     let get = |n: &str| a.iter().find(|t| t.name == n).unwrap().to_f64();
-    assert!(get("f")
-        .iter()
-        .all(|&x| (-1.0..1.0).contains(&x) && x != 0.0));
+    assert!(get("f").iter().all(|&x| (-1.0..1.0).contains(&x) && x != 0.0));
     assert!(get("h").iter().all(|&x| (-1.0..=1.0).contains(&x)));
     assert!(get("d").iter().all(|&x| (2.0..5.0).contains(&x)));
     let idx = get("idx");
-    assert!(idx
-        .iter()
-        .all(|&x| (3.0..17.0).contains(&x) && x.fract() == 0.0));
-    assert!(
-        idx.contains(&3.0) && idx.contains(&16.0),
-        "range ends are reachable"
-    );
+    assert!(idx.iter().all(|&x| (3.0..17.0).contains(&x) && x.fract() == 0.0));
+    assert!(idx.contains(&3.0) && idx.contains(&16.0), "range ends are reachable");
     assert!(get("i").iter().all(|&x| x == 0.0 || x == 1.0));
     assert!(get("b").iter().all(|&x| x == 0.0 || x == 1.0));
     assert!(get("u").iter().all(|&x| (250.0..256.0).contains(&x)));
@@ -692,24 +543,12 @@ fn random_inputs_are_seeded_nonzero_and_in_range() {
 
 #[test]
 fn dtype_codes_round_trip() {
-    for d in [
-        DType::F32,
-        DType::F64,
-        DType::F16,
-        DType::I64,
-        DType::I32,
-        DType::I8,
-        DType::U8,
-        DType::Bool,
-    ] {
+    for d in [DType::F32, DType::F64, DType::F16, DType::I64, DType::I32, DType::I8, DType::U8, DType::Bool] {
         assert_eq!(DType::from_onnx(d.onnx_code()), Some(d));
     }
     assert_eq!(DType::from_onnx(8), None); // string
     assert_eq!(serde_json::to_string(&DType::F16).unwrap(), "\"f16\"");
-    assert_eq!(
-        serde_json::to_string(&Level::Extended).unwrap(),
-        "\"extended\""
-    );
+    assert_eq!(serde_json::to_string(&Level::Extended).unwrap(), "\"extended\"");
     assert_eq!(Level::Disable.to_string(), "disable");
 }
 
@@ -717,42 +556,24 @@ fn dtype_codes_round_trip() {
 
 #[test]
 fn ort_dylib_path_to_missing_file_names_the_path() {
-    let vars = LibraryVars {
-        ort_dylib_path: Some("/nowhere/libonnxruntime.so.1.31.1".into()),
-        ..Default::default()
-    };
+    let vars = LibraryVars { ort_dylib_path: Some("/nowhere/libonnxruntime.so.1.31.1".into()), ..Default::default() };
     let mut fetched = false;
     let err = runtime::resolve_library(&vars, &mut |_| {
         fetched = true;
         Ok(())
     })
     .expect_err("missing file");
-    assert!(
-        !fetched,
-        "an explicit ORT_DYLIB_PATH must not trigger a download"
-    );
+    assert!(!fetched, "an explicit ORT_DYLIB_PATH must not trigger a download");
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("/nowhere/libonnxruntime.so.1.31.1") && msg.contains("ORT_DYLIB_PATH"),
-        "{msg}"
-    );
-    assert!(
-        fuseval::error::is_user_error(&err),
-        "a bad setting is the user's to fix"
-    );
+    assert!(msg.contains("/nowhere/libonnxruntime.so.1.31.1") && msg.contains("ORT_DYLIB_PATH"), "{msg}");
+    assert!(fuseval::error::is_user_error(&err), "a bad setting is the user's to fix");
 }
 
 #[test]
 fn cache_is_used_then_filled() {
     let dir = tempfile::tempdir().unwrap();
-    let vars = LibraryVars {
-        fuseval_cache: Some(dir.path().into()),
-        ..Default::default()
-    };
-    let want: PathBuf = dir
-        .path()
-        .join("onnxruntime-1.31.1")
-        .join("libonnxruntime.so.1.31.1");
+    let vars = LibraryVars { fuseval_cache: Some(dir.path().into()), ..Default::default() };
+    let want: PathBuf = dir.path().join("onnxruntime-1.31.1").join("libonnxruntime.so.1.31.1");
     // Missing: the fetcher is asked to create exactly the cached path.
     let got = runtime::resolve_library(&vars, &mut |p| {
         assert_eq!(p, want.as_path());
@@ -770,14 +591,9 @@ fn cache_is_used_then_filled() {
 #[test]
 fn failed_fetch_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let vars = LibraryVars {
-        fuseval_cache: Some(dir.path().into()),
-        ..Default::default()
-    };
-    let err = runtime::resolve_library(&vars, &mut |_| {
-        anyhow::bail!("pip: ERROR: No matching distribution found")
-    })
-    .expect_err("fetch failed");
+    let vars = LibraryVars { fuseval_cache: Some(dir.path().into()), ..Default::default() };
+    let err = runtime::resolve_library(&vars, &mut |_| anyhow::bail!("pip: ERROR: No matching distribution found"))
+        .expect_err("fetch failed");
     let msg = format!("{err:#}");
     assert!(msg.contains("pip install onnxruntime==1.31.1"), "{msg}");
     assert!(msg.contains("ORT_DYLIB_PATH"), "{msg}");

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use fuseval::bench::prepare;
 use fuseval::patterns::Pattern::{self, *};
+use fuseval::pipeline::prepare;
 use prost::Message;
 use tract_onnx::pb;
 
@@ -45,7 +45,8 @@ fn an_escaping_intermediate_breaks_every_pattern() {
     let mut covered = std::collections::BTreeSet::new();
     for (file, pattern) in cases {
         let p = prepare(Path::new(file), &[]).unwrap_or_else(|e| panic!("{file}: {e:#}"));
-        let inst = p.detection.all.iter().find(|i| i.pattern == *pattern).unwrap_or_else(|| panic!("{file}: {pattern} found"));
+        let inst =
+            p.detection.all.iter().find(|i| i.pattern == *pattern).unwrap_or_else(|| panic!("{file}: {pattern} found"));
         assert!(inst.nodes.len() >= 2, "{file}: {pattern} has an intermediate");
         let (first, last) = (inst.nodes[0], *inst.nodes.last().unwrap());
         let (first_name, last_name) = (p.graph.node(first).name.clone(), p.graph.node(last).name.clone());

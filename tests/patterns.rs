@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fuseval::bench::{prepare, Prepared};
 use fuseval::patterns::Pattern::{self, *};
+use fuseval::pipeline::{prepare, Prepared};
 
 fn prep(path: &str) -> Prepared {
     prepare(Path::new(path), &[]).unwrap_or_else(|e| panic!("{path}: {e:#}"))
@@ -109,11 +109,7 @@ fn tiny_bert_dynamo_counts() {
 
 #[test]
 fn input_override_sets_sequence() {
-    let p = prepare(
-        Path::new("fixtures/tiny_bert_legacy.onnx"),
-        &["input_ids=2x16".parse().unwrap()],
-    )
-    .unwrap();
+    let p = prepare(Path::new("fixtures/tiny_bert_legacy.onnx"), &["input_ids=2x16".parse().unwrap()]).unwrap();
     // attention_mask and token_type_ids share the `batch` and `sequence` symbols
     for i in &p.loaded.inputs {
         assert_eq!(i.dims, [2, 16], "{}", i.name);

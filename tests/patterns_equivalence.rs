@@ -7,12 +7,9 @@ use common::*;
 
 use std::path::Path;
 
-use fuseval::bench::prepare;
 use fuseval::measure::{compare, ModelSource};
 use fuseval::patterns::Pattern;
-
-
-
+use fuseval::pipeline::prepare;
 
 #[test]
 fn new_forms_carve_and_their_variants_agree() {

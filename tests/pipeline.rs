@@ -6,14 +6,11 @@ use common::*;
 
 use std::path::Path;
 
-use fuseval::bench::prepare;
 use fuseval::carve::{carve, ConstValues};
 use fuseval::measure::{compare, MeasureOptions, ModelSource};
 use fuseval::patterns::Pattern;
+use fuseval::pipeline::prepare;
 use fuseval::runtime::Ep;
-
-
-
 
 #[test]
 fn every_pattern_carves_and_its_variants_agree() {

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fuseval::bench::{prepare, Prepared};
 use fuseval::calibration::{
     CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL, SCHEMA_VERSION,
 };
 use fuseval::estimate::{Estimate, Verdict};
 use fuseval::measure::{aa_ok, Comparison, Equivalence, ExplicitResult, Latency, WholeModel};
 use fuseval::patterns::{Instance, Pattern};
+use fuseval::pipeline::{prepare, Prepared};
 use fuseval::report::{self, dot, inspect, summary, warnings};
 use fuseval::runtime::{Ep, Hardware};
 use prost::Message;
@@ -114,7 +114,13 @@ fn metadata(p: &Prepared, quick: bool) -> Metadata {
         date: "2026-01-02T03:04:05Z".into(),
         model: p.loaded.path.display().to_string(),
         model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
-        hardware: Hardware { cpu_model: CPU.into(), logical_cores: 2, memory_bytes: 8 << 30, os: "Test OS".into(), gpu: None },
+        hardware: Hardware {
+            cpu_model: CPU.into(),
+            logical_cores: 2,
+            memory_bytes: 8 << 30,
+            os: "Test OS".into(),
+            gpu: None,
+        },
         runtime: "onnxruntime".into(),
         ort_version: "1.31.1".into(),
         execution_provider: "cpu".into(),
@@ -779,13 +785,19 @@ fn explicit_variant_in_summary_dot_onnx_and_json() {
     }
     // the explicit line is the third line of the entry
     let entry: Vec<&str> = s.lines().skip_while(|l| !l.starts_with("Conv2d + BatchNorm + ReLU")).take(4).collect();
-    assert!(entry[1].starts_with("  Unfused:") && entry[2].starts_with("  Fused:") && entry[3].starts_with("  Explicit:"), "{entry:#?}");
+    assert!(
+        entry[1].starts_with("  Unfused:") && entry[2].starts_with("  Fused:") && entry[3].starts_with("  Explicit:"),
+        "{entry:#?}"
+    );
 
     let dot = dot::graph_dot(&cal, &p.graph, &p.detection);
     assert!(dot.contains("explicit FusedConv 2.70× [2.65, 2.75]; best explicit"), "{dot}");
 
     let doc = report::onnx::doc_line(rec);
-    assert!(doc.contains("; explicit com.microsoft.FusedConv 2.70× [2.65, 2.75], 0.37 ms; best explicit; A/A 1.00"), "{doc}");
+    assert!(
+        doc.contains("; explicit com.microsoft.FusedConv 2.70× [2.65, 2.75], 0.37 ms; best explicit; A/A 1.00"),
+        "{doc}"
+    );
 
     // graph.json groups embed the record, so they carry all three variants and the best
     let g = serde_json::to_value(report::graph_json::graph_json(&cal, &p.graph, &p.detection)).unwrap();
@@ -825,14 +837,22 @@ fn explicit_that_disagrees_is_reported_not_a_speedup() {
     // the runtime levels still agree: the record itself stays trustworthy
     assert!(rec.equivalent && rec.trustworthy);
     let s = summary::summary_text(&cal);
-    assert!(s.contains("  Explicit: 0.20 ms  com.microsoft.FusedConv  speedup not reported: OUTPUTS DISAGREE (max abs err 5e-1)"), "{s}");
+    assert!(
+        s.contains(
+            "  Explicit: 0.20 ms  com.microsoft.FusedConv  speedup not reported: OUTPUTS DISAGREE (max abs err 5e-1)"
+        ),
+        "{s}"
+    );
     assert!(!s.contains("5.00×"), "{s}");
     let w = warnings::warnings(&cal);
     assert!(
-        w.iter().any(|w| w.starts_with("the explicit-fused model of Conv2d_BN_ReLU at `/conv/Conv` computes something else (max abs err 5e-1)")),
+        w.iter().any(|w| w.starts_with(
+            "the explicit-fused model of Conv2d_BN_ReLU at `/conv/Conv` computes something else (max abs err 5e-1)"
+        )),
         "{w:#?}"
     );
-    assert!(dot::graph_dot(&cal, &p.graph, &p.detection).contains("explicit FusedConv outputs disagree; best runtime_extended"));
+    assert!(dot::graph_dot(&cal, &p.graph, &p.detection)
+        .contains("explicit FusedConv outputs disagree; best runtime_extended"));
     assert!(report::onnx::doc_line(rec).contains("explicit com.microsoft.FusedConv outputs disagree"));
 }
 

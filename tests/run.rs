@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fuseval::calibration::{CalibrationFile, Status};
-use fuseval::run::exit;
+use fuseval::drivers::run::exit;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fuseval");
 const RESNET: &str = "fixtures/mini_resnet50_legacy.onnx";
@@ -24,7 +24,7 @@ fn text(o: &Output) -> String {
 /// A bench command with a lock file of its own (the tests in this file run at the same time).
 fn bench_cmd(lock: &Path) -> Command {
     let mut c = Command::new(BIN);
-    c.env(fuseval::run::LOCK_VAR, lock).env_remove(fuseval::bench::FAIL_PATTERN_VAR).arg("bench");
+    c.env(fuseval::drivers::run::LOCK_VAR, lock).env_remove(fuseval::pipeline::FAIL_PATTERN_VAR).arg("bench");
     c
 }
 
@@ -44,7 +44,8 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
     let out = tmp("kill");
     let lock = out.with_extension("lock");
     let cal_path = out.join("calibration.json");
-    let mut child = bench_cmd(&lock).args(quick(RESNET, &out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        bench_cmd(&lock).args(quick(RESNET, &out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
 
     // wait for at least two finished records, then SIGTERM
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -53,7 +54,8 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
         assert!(child.try_wait().unwrap().is_none(), "bench finished before it could be killed");
         if let Ok(bytes) = std::fs::read(&cal_path) {
             // every version on disk is valid JSON (atomic writes)
-            let c: CalibrationFile = serde_json::from_slice(&bytes).expect("calibration.json is valid JSON while running");
+            let c: CalibrationFile =
+                serde_json::from_slice(&bytes).expect("calibration.json is valid JSON while running");
             if c.fusion_profiles.len() >= 2 {
                 break c;
             }
@@ -67,8 +69,8 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
     let killed = read_cal(&cal_path);
     assert!(!killed.complete);
     assert!(killed.fusion_profiles.len() >= partial.fusion_profiles.len());
-    let p = fuseval::bench::prepare(Path::new(RESNET), &[]).unwrap();
-    let total = fuseval::bench::distinct_count(&p, false);
+    let p = fuseval::pipeline::prepare(Path::new(RESNET), &[]).unwrap();
+    let total = fuseval::pipeline::distinct_count(&p, false);
     assert!(killed.fusion_profiles.len() < total, "the kill came too late to test resume");
 
     // an existing output is not overwritten without --force or --resume
@@ -110,7 +112,8 @@ fn a_second_signal_exits_at_once_leaving_valid_json() {
     let out = tmp("twice");
     let lock = out.with_extension("lock");
     let cal_path = out.join("calibration.json");
-    let mut child = bench_cmd(&lock).args(quick(RESNET, &out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        bench_cmd(&lock).args(quick(RESNET, &out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while !cal_path.exists() {
         assert!(Instant::now() < deadline, "no calibration.json in time");
@@ -157,11 +160,8 @@ fn a_failing_instance_is_skipped_and_the_run_goes_on() {
     for (hook, reason) in [("Add_ReLU", "injected failure"), ("Add_ReLU!", "internal error (panic)")] {
         let out = tmp(&format!("fail{}", hook.len()));
         let lock = out.with_extension("lock");
-        let o = bench_cmd(&lock)
-            .env(fuseval::bench::FAIL_PATTERN_VAR, hook)
-            .args(quick(RESNET, &out))
-            .output()
-            .unwrap();
+        let o =
+            bench_cmd(&lock).env(fuseval::pipeline::FAIL_PATTERN_VAR, hook).args(quick(RESNET, &out)).output().unwrap();
         assert_eq!(o.status.code(), Some(exit::SKIPPED), "{}", text(&o));
         let cal = read_cal(&out.join("calibration.json"));
         assert!(cal.complete);
@@ -173,7 +173,11 @@ fn a_failing_instance_is_skipped_and_the_run_goes_on() {
         }
         // everything else was measured
         assert!(cal.fusion_profiles.iter().any(|r| r.status == Status::Measured));
-        assert!(cal.fusion_profiles.iter().filter(|r| r.fusion_pattern != "Add_ReLU").all(|r| r.status == Status::Measured));
+        assert!(cal
+            .fusion_profiles
+            .iter()
+            .filter(|r| r.fusion_pattern != "Add_ReLU")
+            .all(|r| r.status == Status::Measured));
         let n: usize = skipped.iter().map(|r| r.instances.len()).sum();
         let summary = String::from_utf8_lossy(&o.stdout);
         assert!(summary.contains(&format!("{n} skipped ({} distinct)", skipped.len())), "{summary}");
@@ -202,7 +206,7 @@ fn merge_keeps_each_run_with_its_metadata() {
     };
     let o = merge(&[]);
     assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
-    let m: fuseval::run::MergedFile = serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
+    let m: fuseval::calibration::merge::MergedFile = serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
     assert_eq!(m.kind, "merged");
     assert_eq!(m.runs.len(), 2);
     let (ra, rb) = (read_cal(&ja), read_cal(&jb));
@@ -230,11 +234,14 @@ fn merge_keeps_each_run_with_its_metadata() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
-    let m2: fuseval::run::MergedFile = serde_json::from_slice(&std::fs::read(&again).unwrap()).unwrap();
+    let m2: fuseval::calibration::merge::MergedFile = serde_json::from_slice(&std::fs::read(&again).unwrap()).unwrap();
     assert_eq!(m2.runs.len(), 3);
 
     // not a calibration file: bad input
-    let o = Command::new(BIN).args(["merge", RESNET, ja.to_str().unwrap(), "-o", tmp("x.json").to_str().unwrap()]).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["merge", RESNET, ja.to_str().unwrap(), "-o", tmp("x.json").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(exit::BAD_INPUT), "{}", text(&o));
     for p in [&a, &b] {
         let _ = std::fs::remove_dir_all(p);
@@ -258,12 +265,20 @@ fn a_held_lock_fails_warns_or_waits() {
     let lock = out.with_extension("lock");
     let held = hold_lock(&lock, "pid 424242 (test)");
 
-    let o = bench_cmd(&lock).args(quick("fixtures/patterns/add_relu.onnx", &out)).args(["--lock", "fail"]).output().unwrap();
+    let o = bench_cmd(&lock)
+        .args(quick("fixtures/patterns/add_relu.onnx", &out))
+        .args(["--lock", "fail"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(exit::LOCKED), "{}", text(&o));
     assert!(text(&o).contains("pid 424242"), "{}", text(&o));
     assert!(!out.join("calibration.json").exists());
 
-    let o = bench_cmd(&lock).args(quick("fixtures/patterns/add_relu.onnx", &out)).args(["--lock", "warn"]).output().unwrap();
+    let o = bench_cmd(&lock)
+        .args(quick("fixtures/patterns/add_relu.onnx", &out))
+        .args(["--lock", "warn"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
     assert!(text(&o).contains("pid 424242"), "{}", text(&o));
     std::fs::remove_dir_all(&out).unwrap();

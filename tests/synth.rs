@@ -6,11 +6,11 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
-use fuseval::bench::{distinct_groups, measure_group, prepare, Prepared};
 use fuseval::calibration::Status;
 use fuseval::carve::ConstValues;
 use fuseval::measure::DType;
 use fuseval::patterns::{Instance, Pattern};
+use fuseval::pipeline::{distinct_groups, measure_group, prepare, Prepared};
 use fuseval::runtime::{self, Ep};
 use fuseval::synth::{add_model, build, flops, gemm_model, grid, Size};
 use prost::Message;
@@ -216,7 +216,8 @@ fn weights_are_small_seeded_random_values() {
         assert_eq!(v.len() as i64, t.dims.iter().product::<i64>(), "{}", t.name);
         let distinct: HashSet<u32> = v.iter().map(|x| x.to_bits()).collect();
         assert!(distinct.len() > v.len() / 2, "{}: random, not constant", t.name);
-        let (lo, hi) = if t.name.ends_with("running_var") || t.name.ends_with("bn.weight") { (0.5, 1.5) } else { (-1.0, 1.0) };
+        let (lo, hi) =
+            if t.name.ends_with("running_var") || t.name.ends_with("bn.weight") { (0.5, 1.5) } else { (-1.0, 1.0) };
         assert!(v.iter().all(|&x| (lo..=hi).contains(&x)), "{}: values in [{lo}, {hi}]", t.name);
     }
     // conv weights within ±1/sqrt(fan_in)
@@ -276,7 +277,11 @@ fn every_pattern_runs_in_onnx_runtime() {
         }
         eprintln!(
             "{what}: unfused {:.4} ms, fused {:.4} ms -> {:?}, explicit {:?} {:?}",
-            rec.unfused_latency_ms, rec.fused_latency_ms, rec.ort_fused_into, rec.explicit_kernels, rec.explicit_unavailable
+            rec.unfused_latency_ms,
+            rec.fused_latency_ms,
+            rec.ort_fused_into,
+            rec.explicit_kernels,
+            rec.explicit_unavailable
         );
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use fuseval::plan::{Basis, Plan, ValidationReport, Verdict, EXIT_HARMFUL};
+use fuseval::drivers::plan::{Basis, Plan, ValidationReport, Verdict, EXIT_HARMFUL};
 
 const MODEL: &str = "fixtures/tiny_bert_legacy.onnx";
 const PLAN: &str = "fixtures/plans/tiny_bert_plan.json";
@@ -87,13 +87,13 @@ fn estimated_plan_gives_every_verdict_and_the_missed_patterns() {
     assert!(slower.assessment.reason.starts_with("slower"), "{}", slower.assessment.reason);
     // harmful: an intermediate escapes the group
     let illegal = &r.groups[3];
-    assert_eq!(illegal.kind, fuseval::plan::report::GroupKind::Illegal);
+    assert_eq!(illegal.kind, fuseval::drivers::plan::report::GroupKind::Illegal);
     assert_eq!(illegal.escaping_tensor.as_deref(), Some(ESCAPING));
     assert!(illegal.assessment.speedup.is_none());
     assert!(illegal.assessment.reason.contains("intermediate_act_fn/Mul"), "{}", illegal.assessment.reason);
     // unmeasured: Gemm+Tanh is legal, but no catalog pattern; nothing invented
     let other = &r.groups[4];
-    assert_eq!(other.kind, fuseval::plan::report::GroupKind::Uncatalogued);
+    assert_eq!(other.kind, fuseval::drivers::plan::report::GroupKind::Uncatalogued);
     assert!(other.assessment.speedup.is_none());
     assert_eq!(other.contains.len(), 1);
     assert!(other.contains[0].starts_with("Linear_Bias"), "{:?}", other.contains);
@@ -120,12 +120,17 @@ fn text_report_has_the_table_the_missed_patterns_and_the_summary() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("estimates"), "{s}");
-    for word in ["ffn0_gelu", "Linear_Bias_GELU", "~1.50× [1.46, 1.55]", "keep", "marginal", "harmful", "unmeasured", "illegal"] {
+    for word in
+        ["ffn0_gelu", "Linear_Bias_GELU", "~1.50× [1.46, 1.55]", "keep", "marginal", "harmful", "unmeasured", "illegal"]
+    {
         assert!(s.contains(word), "missing {word}: {s}");
     }
     assert!(s.contains(ESCAPING), "{s}");
     assert!(s.contains("Missed patterns: 7"), "{s}");
-    assert!(s.contains("summary: 5 groups: 1 keep, 1 marginal, 2 harmful, 1 unmeasured; 7 missed patterns (2 keep)"), "{s}");
+    assert!(
+        s.contains("summary: 5 groups: 1 keep, 1 marginal, 2 harmful, 1 unmeasured; 7 missed patterns (2 keep)"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -210,14 +215,22 @@ fn unknown_node_is_bad_input() {
 #[test]
 fn malformed_plans_are_bad_input() {
     let cases = [
-        ("two_groups.json", r#"[["/m/pooler/dense/Gemm"], ["/m/pooler/activation/Tanh", "/m/pooler/dense/Gemm"]]"#, "which group 1 already holds"),
+        (
+            "two_groups.json",
+            r#"[["/m/pooler/dense/Gemm"], ["/m/pooler/activation/Tanh", "/m/pooler/dense/Gemm"]]"#,
+            "which group 1 already holds",
+        ),
         ("twice.json", r#"[["/m/pooler/dense/Gemm", "/m/pooler/dense/Gemm"]]"#, "twice"),
         ("empty.json", r#"{"groups": [{"name": "e", "nodes": []}]}"#, "group 1 (\"e\") is empty"),
         ("not_json.json", "{\"groups\": [", "not valid JSON"),
         ("number.json", "42", "found a number"),
         ("no_nodes.json", r#"{"groups": [{"name": "x"}]}"#, "nodes"),
         ("bad_item.json", r#"[["/m/pooler/dense/Gemm"], 7]"#, "group 2"),
-        ("bad_pattern.json", r#"{"groups": [{"nodes": ["/m/pooler/dense/Gemm"], "pattern": "Frobnicate"}]}"#, "Frobnicate"),
+        (
+            "bad_pattern.json",
+            r#"{"groups": [{"nodes": ["/m/pooler/dense/Gemm"], "pattern": "Frobnicate"}]}"#,
+            "Frobnicate",
+        ),
     ];
     for (name, json, want) in cases {
         let plan = write_tmp(name, json);
@@ -330,5 +343,5 @@ fn measured_plan_and_validate_quick() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let r = report(&o);
     assert_eq!(r.groups.len(), plan.groups.len());
-    assert!(r.groups.iter().all(|g| g.kind == fuseval::plan::report::GroupKind::Catalog));
+    assert!(r.groups.iter().all(|g| g.kind == fuseval::drivers::plan::report::GroupKind::Catalog));
 }

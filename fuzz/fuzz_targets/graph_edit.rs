@@ -143,5 +143,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let path = std::env::temp_dir().join(format!("fuseval-fuzz-edit-{}.onnx", std::process::id()));
     std::fs::write(&path, m.encode_to_vec()).expect("write the model");
-    let _ = fuseval::bench::prepare(&path, &[]);
+    let _ = fuseval::pipeline::prepare(&path, &[]);
 });

@@ -7,5 +7,5 @@ fuzz_target!(|data: &[u8]| {
     // load reads a path (it memory-maps the file)
     let path = std::env::temp_dir().join(format!("fuseval-fuzz-{}.onnx", std::process::id()));
     std::fs::write(&path, data).expect("write the input");
-    let _ = fuseval::bench::prepare(&path, &[]);
+    let _ = fuseval::pipeline::prepare(&path, &[]);
 });

@@ -22,8 +22,9 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use tract_onnx::pb;
 
-use super::{a_f, a_i, attr_i, is, Availability, Rewrite, View};
+use super::{attr_i, is, Availability, Rewrite, View};
 use crate::carve::Carved;
+use crate::onnx::{a_f, a_i};
 
 /// Q@Kᵀ + Softmax → FusedMatMul (scale folded) + Add + Softmax.
 pub fn qk_softmax(c: &Carved) -> Result<Availability> {
@@ -92,7 +93,9 @@ pub fn attention_head(c: &Carved) -> Result<Availability> {
     let bias = match &h.mask {
         Some(m) => match attention_bias(&v, &mut r, m, b, n, s, t)? {
             Some(x) => x,
-            None => return Ok(Availability::NoKernel(format!("mask {:?} does not broadcast to the scores", v.dims(m)?))),
+            None => {
+                return Ok(Availability::NoKernel(format!("mask {:?} does not broadcast to the scores", v.dims(m)?)))
+            }
         },
         None => String::new(),
     };
@@ -144,11 +147,18 @@ pub fn multihead_linear(c: &Carved) -> Result<Availability> {
     let dims = |t: &str| shapes.get(t).cloned().flatten().with_context(|| format!("the shape of `{t}` is unknown"));
     let (x, q, kt) = (dims(&proj[0].x)?, dims(&h.q)?, dims(&h.kt)?);
     if x.len() != 3 || q.len() != 4 || kt.len() != 4 {
-        return Ok(Availability::NoKernel(format!("hidden state {x:?}, Q {q:?}, Kᵀ {kt:?}: only [B,S,hidden] blocks with 4-D heads")));
+        return Ok(Availability::NoKernel(format!(
+            "hidden state {x:?}, Q {q:?}, Kᵀ {kt:?}: only [B,S,hidden] blocks with 4-D heads"
+        )));
     }
     let (b, n, s, t) = (q[0], q[1], q[2], kt[3]);
     let sizes: Vec<i64> = proj.iter().map(|p| p.n).collect();
-    if v.elem_type(&proj[0].x) != 1 || sizes[0] != sizes[1] || sizes[0] % n != 0 || sizes[2] % n != 0 || x[2] != proj[0].k {
+    if v.elem_type(&proj[0].x) != 1
+        || sizes[0] != sizes[1]
+        || sizes[0] % n != 0
+        || sizes[2] % n != 0
+        || x[2] != proj[0].k
+    {
         return no_form(&v);
     }
     let mut r = Rewrite::default();
@@ -172,7 +182,9 @@ pub fn multihead_linear(c: &Carved) -> Result<Availability> {
     let mask = match &h.mask {
         Some(m) => match attention_bias(&v, &mut r, m, b, n, s, t)? {
             Some(x) => x,
-            None => return Ok(Availability::NoKernel(format!("mask {:?} does not broadcast to the scores", v.dims(m)?))),
+            None => {
+                return Ok(Availability::NoKernel(format!("mask {:?} does not broadcast to the scores", v.dims(m)?)))
+            }
         },
         None => String::new(),
     };
@@ -392,11 +404,7 @@ fn tensor_shapes(c: &Carved) -> Result<HashMap<String, Option<Vec<i64>>>> {
     let loaded = crate::load::load(&path, &[]);
     let _ = std::fs::remove_file(&path);
     let loaded = loaded.context("analysing the carved block's shapes")?;
-    Ok(loaded
-        .tensors
-        .into_iter()
-        .map(|(k, t)| (k, t.shape.map(|s| s.iter().map(|&d| d as i64).collect())))
-        .collect())
+    Ok(loaded.tensors.into_iter().map(|(k, t)| (k, t.shape.map(|s| s.iter().map(|&d| d as i64).collect()))).collect())
 }
 
 fn no_form(v: &View) -> Result<Availability> {

@@ -13,8 +13,9 @@
 use anyhow::{bail, Result};
 use tract_onnx::pb;
 
-use super::{a_floats, a_s, is, unsupported, Availability, Rewrite, View};
+use super::{is, unsupported, Availability, Rewrite, View};
 use crate::carve::Carved;
+use crate::onnx::{a_floats, a_s};
 use crate::runtime::Ep;
 
 pub(crate) fn rewrite(c: &Carved, ep: Ep) -> Result<Availability> {
@@ -45,7 +46,10 @@ pub(crate) fn rewrite(c: &Carved, ep: Ep) -> Result<Availability> {
     // BN or per-channel bias
     if let Some(n) = main.get(i) {
         if is(n, "BatchNormalization") && n.input.first().map(|s| s.as_str()) == Some(x) {
-            if n.input.len() != 5 || !n.input[1..].iter().all(|t| v.is_const(t)) || super::attr_i(n, "training_mode") == Some(1) {
+            if n.input.len() != 5
+                || !n.input[1..].iter().all(|t| v.is_const(t))
+                || super::attr_i(n, "training_mode") == Some(1)
+            {
                 return unsupported(&v);
             }
             let eps = super::attr_f(n, "epsilon").unwrap_or(1e-5);
@@ -99,9 +103,7 @@ pub(crate) fn rewrite(c: &Carved, ep: Ep) -> Result<Availability> {
     }
     if let Some((act, _)) = &activation {
         if matches!(ep, Ep::Cuda { .. }) && *act != "Relu" {
-            return Ok(Availability::NoKernel(format!(
-                "ORT's CUDA FusedConv takes only a Relu activation, not {act}"
-            )));
+            return Ok(Availability::NoKernel(format!("ORT's CUDA FusedConv takes only a Relu activation, not {act}")));
         }
     }
 
@@ -128,7 +130,11 @@ pub(crate) fn rewrite(c: &Carved, ep: Ep) -> Result<Availability> {
                 attrs.push(a_floats("activation_params", params));
             }
             rw.node("FusedConv", "com.microsoft", &[c_in(conv), &w_name, &b_name], &conv_out, attrs);
-            notes.push(if *act == "Clip" { "ReLU6 (Clip) as FusedConv activation" } else { "activation as FusedConv activation" });
+            notes.push(if *act == "Clip" {
+                "ReLU6 (Clip) as FusedConv activation"
+            } else {
+                "activation as FusedConv activation"
+            });
         }
         None => rw.node("Conv", "", &[c_in(conv), &w_name, &b_name], &conv_out, attrs),
     }

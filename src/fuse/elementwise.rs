@@ -13,8 +13,9 @@
 
 use anyhow::Result;
 
-use super::{a_f, is, unsupported, Availability, Rewrite, View};
+use super::{is, unsupported, Availability, Rewrite, View};
 use crate::carve::Carved;
+use crate::onnx::a_f;
 use crate::patterns::Pattern;
 use crate::runtime::Ep;
 
@@ -54,7 +55,8 @@ fn sigmoid_mul(c: &Carved) -> Result<Availability> {
         }
         // SwiGLU: SiLU(g) times another tensor
         [sig, _, _] if is(sig, "Sigmoid") => Ok(Availability::NoKernel(
-            "ORT has no fused SwiGLU kernel (x·SiLU(g) of two tensors); QuickGelu covers SiLU of one tensor only".into(),
+            "ORT has no fused SwiGLU kernel (x·SiLU(g) of two tensors); QuickGelu covers SiLU of one tensor only"
+                .into(),
         )),
         [gate, mul] if is(mul, "Mul") => {
             let Some(x) = v.other_input(mul, &gate.output[0]) else { return unsupported(&v) };

@@ -10,8 +10,9 @@
 use anyhow::Result;
 use tract_onnx::pb;
 
-use super::{a_f, is, unsupported, Availability, Rewrite, View};
+use super::{is, unsupported, Availability, Rewrite, View};
 use crate::carve::Carved;
+use crate::onnx::a_f;
 use crate::runtime::Ep;
 
 pub(crate) fn rewrite(c: &Carved, _ep: Ep) -> Result<Availability> {
@@ -97,7 +98,10 @@ fn decomposed(v: &View, s: &str, rest: &[&pb::NodeProto]) -> Result<Option<Decom
     let reads = |n: &pb::NodeProto, t: &str| n.input.iter().any(|x| x == t);
     let find = |op: &str, t: &str| rest.iter().copied().find(|n| is(n, op) && reads(n, t));
     let Some(mean) = find("ReduceMean", s) else { return Ok(None) };
-    let Some(sub) = rest.iter().copied().find(|n| is(n, "Sub") && n.input.len() == 2 && n.input[0] == s && n.input[1] == mean.output[0])
+    let Some(sub) = rest
+        .iter()
+        .copied()
+        .find(|n| is(n, "Sub") && n.input.len() == 2 && n.input[0] == s && n.input[1] == mean.output[0])
     else {
         return Ok(None);
     };
@@ -111,7 +115,10 @@ fn decomposed(v: &View, s: &str, rest: &[&pb::NodeProto]) -> Result<Option<Decom
     let Some(eps_t) = v.other_input(add_eps, &var.output[0]).filter(|e| v.is_const(e)) else { return Ok(None) };
     let eps = v.scalar(eps_t)?;
     let Some(sqrt) = find("Sqrt", &add_eps.output[0]) else { return Ok(None) };
-    let Some(div) = rest.iter().copied().find(|n| is(n, "Div") && n.input.len() == 2 && n.input[0] == d && n.input[1] == sqrt.output[0])
+    let Some(div) = rest
+        .iter()
+        .copied()
+        .find(|n| is(n, "Div") && n.input.len() == 2 && n.input[0] == d && n.input[1] == sqrt.output[0])
     else {
         return Ok(None);
     };

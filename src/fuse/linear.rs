@@ -19,8 +19,9 @@
 use anyhow::{bail, Result};
 use tract_onnx::pb;
 
-use super::{a_f, a_i, a_s, is, unsupported, Availability, Rewrite, View};
+use super::{is, unsupported, Availability, Rewrite, View};
 use crate::carve::Carved;
+use crate::onnx::{a_f, a_i, a_s};
 use crate::runtime::Ep;
 
 /// One linear layer with bias, as found in the carved nodes.

@@ -42,7 +42,7 @@ pub struct Explicit {
 /// Whether ORT has a fused kernel for an instance on a provider.
 #[derive(Clone, Debug)]
 pub enum Availability {
-    Fused(Explicit),
+    Fused(Box<Explicit>),
     /// Why not, e.g. "ORT has no fused Add+ReLU kernel on CPU".
     NoKernel(String),
 }
@@ -213,18 +213,18 @@ pub(crate) fn read_f32(t: &pb::TensorProto) -> Result<Vec<f32>> {
     }
     let numel: i64 = t.dims.iter().product();
     let v: Vec<f32> = match t.data_type {
-        1 if !t.raw_data.is_empty() => t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        1 if !t.raw_data.is_empty() => {
+            t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        }
         1 => t.float_data.clone(),
-        11 if !t.raw_data.is_empty() => t
-            .raw_data
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-            .collect(),
+        11 if !t.raw_data.is_empty() => {
+            t.raw_data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32).collect()
+        }
         11 => t.double_data.iter().map(|&x| x as f32).collect(),
         10 if !t.raw_data.is_empty() => {
-            t.raw_data.chunks_exact(2).map(|b| crate::measure::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect()
+            t.raw_data.chunks_exact(2).map(|b| crate::onnx::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect()
         }
-        10 => t.int32_data.iter().map(|&x| crate::measure::f16_to_f32(x as u16)).collect(),
+        10 => t.int32_data.iter().map(|&x| crate::onnx::f16_to_f32(x as u16)).collect(),
         other => bail!("tensor `{}` has element type {other}, not a float", t.name),
     };
     if v.len() as i64 != numel {
@@ -240,7 +240,7 @@ fn eval_const(v: &View, name: &str) -> Result<(Vec<i64>, Vec<f32>)> {
         name: "fuseval_const".into(),
         node: v.prefix.iter().map(|n| (*n).clone()).collect(),
         initializer: v.graph.initializer.clone(),
-        output: vec![crate::load::value_info(name, 1, None)],
+        output: vec![crate::onnx::value_info(name, 1, None)],
         ..Default::default()
     };
     let model = pb::ModelProto { graph: Some(graph), ..header(v.c, None) };
@@ -361,13 +361,9 @@ impl Rewrite {
             ..Default::default()
         };
         let model = pb::ModelProto { graph: Some(graph), ..header(v.c, self.min_opset) };
-        let kernels = model
-            .graph
-            .as_ref()
-            .map(|g| g.node.iter().map(qualified).collect())
-            .unwrap_or_default();
+        let kernels = model.graph.as_ref().map(|g| g.node.iter().map(qualified).collect()).unwrap_or_default();
         let bytes = model.encode_to_vec();
-        Ok(Availability::Fused(Explicit { model, bytes, kernels, note: note.into() }))
+        Ok(Availability::Fused(Box::new(Explicit { model, bytes, kernels, note: note.into() })))
     }
 }
 
@@ -418,32 +414,6 @@ pub(crate) fn attr_f(n: &pb::NodeProto, name: &str) -> Option<f32> {
 
 pub(crate) fn attr_s(n: &pb::NodeProto, name: &str) -> Option<String> {
     attr(n, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
-}
-
-pub(crate) fn a_f(name: &str, f: f32) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: pb::attribute_proto::AttributeType::Float as i32, f, ..Default::default() }
-}
-
-pub(crate) fn a_i(name: &str, i: i64) -> pb::AttributeProto {
-    pb::AttributeProto { name: name.into(), r#type: pb::attribute_proto::AttributeType::Int as i32, i, ..Default::default() }
-}
-
-pub(crate) fn a_s(name: &str, s: &str) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::String as i32,
-        s: s.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-pub(crate) fn a_floats(name: &str, v: &[f32]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Floats as i32,
-        floats: v.to_vec(),
-        ..Default::default()
-    }
 }
 
 /// `NoKernel` for carved nodes this module does not rewrite.

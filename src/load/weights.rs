@@ -101,7 +101,10 @@ fn slim_message(buf: &[u8], base: usize, level: Level, ranges: &mut Vec<Option<R
             5 => pos += 4,
             2 => {
                 let len = varint(buf, &mut pos)? as usize;
-                let body = pos..pos.checked_add(len).filter(|&e| e <= buf.len()).ok_or_else(|| anyhow::anyhow!("truncated field {field}"))?;
+                let body = pos..pos
+                    .checked_add(len)
+                    .filter(|&e| e <= buf.len())
+                    .ok_or_else(|| anyhow::anyhow!("truncated field {field}"))?;
                 pos = body.end;
                 let descend = match (level, field) {
                     (Level::Model, 7) => Some(Level::Graph),

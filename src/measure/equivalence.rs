@@ -26,14 +26,7 @@ pub struct Equivalence {
 impl Equivalence {
     /// Nothing compared yet (passes vacuously; `outputs_compared == 0` tells).
     pub fn empty() -> Self {
-        Equivalence {
-            passed: true,
-            max_abs_err: 0.0,
-            max_rel_err: 0.0,
-            atol: 0.0,
-            rtol: 0.0,
-            outputs_compared: 0,
-        }
+        Equivalence { passed: true, max_abs_err: 0.0, max_rel_err: 0.0, atol: 0.0, rtol: 0.0, outputs_compared: 0 }
     }
 
     /// Combine two comparisons (e.g. two input sets): passes only if both do; errors and tolerances are maxima.
@@ -76,23 +69,13 @@ pub struct OutputValues {
 
 impl OutputValues {
     /// Decode little-endian bytes of `dtype`.
-    pub fn from_bytes(
-        name: impl Into<String>,
-        dtype: DType,
-        shape: Vec<usize>,
-        bytes: &[u8],
-    ) -> Self {
+    pub fn from_bytes(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Self {
         let values = if dtype.is_float() {
             Values::Float(decode_f64(dtype, bytes))
         } else {
             Values::Int(decode_i64(dtype, bytes))
         };
-        OutputValues {
-            name: name.into(),
-            dtype,
-            shape,
-            values,
-        }
+        OutputValues { name: name.into(), dtype, shape, values }
     }
 
     /// Float output from f32 values (handy in tests).
@@ -154,7 +137,11 @@ pub fn check_equivalence_for(reference: &[OutputValues], candidate: &[OutputValu
     check_with(reference, candidate, &|d| tolerance_for(d, k))
 }
 
-fn check_with(reference: &[OutputValues], candidate: &[OutputValues], tol: &dyn Fn(DType) -> (f64, f64)) -> Equivalence {
+fn check_with(
+    reference: &[OutputValues],
+    candidate: &[OutputValues],
+    tol: &dyn Fn(DType) -> (f64, f64),
+) -> Equivalence {
     let mut eq = Equivalence::empty();
     if reference.len() != candidate.len() {
         return eq.incomparable();
@@ -174,10 +161,7 @@ pub fn check_equivalence(reference: &[OutputValues], candidate: &[OutputValues])
 }
 
 fn compare_one(r: &OutputValues, c: &OutputValues, tol: &dyn Fn(DType) -> (f64, f64)) -> Equivalence {
-    let mut eq = Equivalence {
-        outputs_compared: 1,
-        ..Equivalence::empty()
-    };
+    let mut eq = Equivalence { outputs_compared: 1, ..Equivalence::empty() };
     if r.dtype != c.dtype || r.shape != c.shape {
         return eq.incomparable();
     }

@@ -40,7 +40,10 @@ impl Cudart {
                 Err(e) => last = Some(e),
             }
         }
-        Err(anyhow!("cannot open the CUDA runtime (libcudart.so.13/.12): {}", last.map(|e| e.to_string()).unwrap_or_default()))
+        Err(anyhow!(
+            "cannot open the CUDA runtime (libcudart.so.13/.12): {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ))
     }
 
     fn from_lib(lib: Library) -> Result<Cudart> {

@@ -5,6 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{DType, InputSpec};
+use crate::onnx::{f16_to_f32, f32_to_f16};
 
 /// A tensor in host memory: little-endian elements of `dtype`, row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,10 +35,7 @@ impl HostTensor {
 
 /// Element count of `shape`, or an error on overflow.
 pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .context("tensor shape overflows usize")
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).context("tensor shape overflows usize")
 }
 
 /// Random inputs for `specs`, seeded: the same seed gives the same bytes.
@@ -46,23 +44,15 @@ pub(crate) fn element_count(shape: &[usize]) -> Result<usize> {
 /// `range` = `[lo, hi)` (default `[0, 2)`); bools fair coin flips. Empty tensors are rejected.
 pub fn random_inputs(specs: &[InputSpec], seed: u64) -> Result<Vec<HostTensor>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    specs
-        .iter()
-        .map(|s| random_tensor(s, &mut rng).with_context(|| format!("input `{}`", s.name)))
-        .collect()
+    specs.iter().map(|s| random_tensor(s, &mut rng).with_context(|| format!("input `{}`", s.name))).collect()
 }
 
 fn random_tensor(spec: &InputSpec, rng: &mut ChaCha8Rng) -> Result<HostTensor> {
     let n = element_count(&spec.shape)?;
     if n == 0 {
-        bail!(
-            "shape {:?} has no elements; fuseval cannot time empty tensors",
-            spec.shape
-        );
+        bail!("shape {:?} has no elements; fuseval cannot time empty tensors", spec.shape);
     }
-    let bytes = n
-        .checked_mul(spec.dtype.size_bytes())
-        .context("tensor byte size overflows usize")?;
+    let bytes = n.checked_mul(spec.dtype.size_bytes()).context("tensor byte size overflows usize")?;
     let mut data = Vec::with_capacity(bytes);
     match spec.dtype {
         DType::F32 | DType::F64 | DType::F16 => {
@@ -107,12 +97,7 @@ fn random_tensor(spec: &InputSpec, rng: &mut ChaCha8Rng) -> Result<HostTensor> {
             }
         }
     }
-    Ok(HostTensor {
-        name: spec.name.clone(),
-        dtype: spec.dtype,
-        shape: spec.shape.clone(),
-        data,
-    })
+    Ok(HostTensor { name: spec.name.clone(), dtype: spec.dtype, shape: spec.shape.clone(), data })
 }
 
 /// Uniform in `[lo, hi)`, redrawn while exactly zero (unless the range is `{0}`-only in practice).
@@ -135,9 +120,7 @@ pub(crate) fn decode_f64(dtype: DType, bytes: &[u8]) -> Vec<f64> {
             DType::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
             DType::F64 => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
             DType::F16 => f16_to_f32(u16::from_le_bytes([c[0], c[1]])) as f64,
-            DType::I64 => {
-                i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64
-            }
+            DType::I64 => i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64,
             DType::I32 => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64,
             DType::I8 => c[0] as i8 as f64,
             DType::U8 => c[0] as f64,
@@ -162,74 +145,15 @@ pub(crate) fn decode_i64(dtype: DType, bytes: &[u8]) -> Vec<i64> {
         .collect()
 }
 
-/// IEEE binary32 to binary16, round to nearest even (overflow to infinity, NaN stays NaN).
-pub fn f32_to_f16(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let exp = ((b >> 23) & 0xff) as i32;
-    let man = b & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let full = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let mut m = full >> shift;
-        let rem = full & ((1 << shift) - 1);
-        let half = 1 << (shift - 1);
-        if rem > half || (rem == half && m & 1 == 1) {
-            m += 1;
-        }
-        return sign | m as u16;
-    }
-    let mut h = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && h & 1 == 1) {
-        h += 1; // may carry into the exponent, which is the correct rounding
-    }
-    sign | h as u16
-}
-
-/// IEEE binary16 to binary32 (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h & 0x8000) as u32) << 16;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    if exp == 0 {
-        let v = man as f32 * (1.0 / 16_777_216.0); // 2^-24
-        if sign != 0 {
-            -v
-        } else {
-            v
-        }
-    } else if exp == 0x1f {
-        f32::from_bits(sign | 0x7f80_0000 | (man << 13))
-    } else {
-        f32::from_bits(sign | ((exp + 112) << 23) | (man << 13))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn f16_round_trip() {
-        for (x, h) in [
-            (1.0f32, 0x3c00u16),
-            (-2.0, 0xc000),
-            (65504.0, 0x7bff),
-            (0.1, 0x2e66),
-            (5.960_464_5e-8, 0x0001),
-            (0.0, 0),
-        ] {
+        for (x, h) in
+            [(1.0f32, 0x3c00u16), (-2.0, 0xc000), (65504.0, 0x7bff), (0.1, 0x2e66), (5.960_464_5e-8, 0x0001), (0.0, 0)]
+        {
             assert_eq!(f32_to_f16(x), h, "{x}");
             assert_eq!(f16_to_f32(h), f16_to_f32(f32_to_f16(x)));
         }

@@ -19,10 +19,10 @@
 //! global lock.
 
 mod equivalence;
+pub mod events;
 mod inputs;
 mod session;
 mod timing;
-pub mod events;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -38,13 +38,15 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use self::equivalence::{
-    check_equivalence, check_equivalence_ep, check_equivalence_for, tolerance, tolerance_ep, tolerance_for, Equivalence, OutputValues, Values,
+    check_equivalence, check_equivalence_ep, check_equivalence_for, tolerance, tolerance_ep, tolerance_for,
+    Equivalence, OutputValues, Values,
 };
-pub use self::inputs::{f16_to_f32, f32_to_f16, random_inputs, HostTensor};
+pub use self::inputs::{random_inputs, HostTensor};
 pub use self::session::model_ops;
 use self::session::Variant;
 use self::timing::{ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
 use crate::estimate::{median_ci, Estimate};
+pub use crate::onnx::DType;
 use crate::runtime::Ep;
 
 /// Bootstrap resamples for the reported CIs.
@@ -56,90 +58,7 @@ pub const SESSION_FLOOR: f64 = 0.003;
 /// The A/A control may miss 1.00 by at most this much and still count as fine (see [`Comparison::aa_ok`]).
 pub const AA_TOLERANCE: f64 = 0.01;
 
-/// Element type of a model input or output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    F32,
-    F64,
-    F16,
-    I64,
-    I32,
-    I8,
-    U8,
-    Bool,
-}
-
 impl DType {
-    /// From an ONNX `TensorProto.DataType` code; `None` for types fuseval does not handle.
-    pub fn from_onnx(elem_type: i32) -> Option<DType> {
-        Some(match elem_type {
-            1 => DType::F32,
-            2 => DType::U8,
-            3 => DType::I8,
-            6 => DType::I32,
-            7 => DType::I64,
-            9 => DType::Bool,
-            10 => DType::F16,
-            11 => DType::F64,
-            _ => return None,
-        })
-    }
-
-    /// The ONNX `TensorProto.DataType` code.
-    pub fn onnx_code(self) -> i32 {
-        match self {
-            DType::F32 => 1,
-            DType::U8 => 2,
-            DType::I8 => 3,
-            DType::I32 => 6,
-            DType::I64 => 7,
-            DType::Bool => 9,
-            DType::F16 => 10,
-            DType::F64 => 11,
-        }
-    }
-
-    /// Bytes per element.
-    pub fn size_bytes(self) -> usize {
-        match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 => 2,
-            DType::I8 | DType::U8 | DType::Bool => 1,
-        }
-    }
-
-    /// Lowercase name, as serialised: `f32`, `f16`, ...
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F64 => "f64",
-            DType::F16 => "f16",
-            DType::I64 => "i64",
-            DType::I32 => "i32",
-            DType::I8 => "i8",
-            DType::U8 => "u8",
-            DType::Bool => "bool",
-        }
-    }
-
-    /// Whether this is a floating-point type.
-    pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64 | DType::F16)
-    }
-
-    /// Inclusive value bounds of an integer type (bool: 0..=1; floats: i64 bounds).
-    pub(crate) fn int_bounds(self) -> (i64, i64) {
-        match self {
-            DType::I32 => (i32::MIN as i64, i32::MAX as i64),
-            DType::I8 => (i8::MIN as i64, i8::MAX as i64),
-            DType::U8 => (0, u8::MAX as i64),
-            DType::Bool => (0, 1),
-            _ => (i64::MIN, i64::MAX),
-        }
-    }
-
     pub(crate) fn to_ort(self) -> TensorElementType {
         match self {
             DType::F32 => TensorElementType::Float32,
@@ -275,10 +194,7 @@ impl MeasureOptions {
             return Err(crate::error::user("threads must be at least 1"));
         }
         if self.target_rel_ci.is_nan() || self.target_rel_ci <= 0.0 {
-            return Err(crate::error::user(format!(
-                "target relative CI must be > 0, got {}",
-                self.target_rel_ci
-            )));
+            return Err(crate::error::user(format!("target relative CI must be > 0, got {}", self.target_rel_ci)));
         }
         Ok(())
     }
@@ -373,8 +289,7 @@ pub fn ratio_estimate(ratios: &[f64], seed: u64) -> Estimate {
 
 /// Whether an A/A control estimate is consistent with 1.00 (see [`Comparison::aa_ok`]).
 pub fn aa_ok(aa_control: &Estimate) -> bool {
-    aa_control.contains(1.0)
-        || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
+    aa_control.contains(1.0) || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
 }
 
 /// The whole model timed at each level (same four-session design as [`compare`]).
@@ -440,11 +355,7 @@ pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> 
 
 /// Build the four sessions, check equivalence, time them, and summarise. See the module docs.
 /// The same as [`compare_variants`] without an explicit-fused model.
-pub fn compare(
-    model: ModelSource<'_>,
-    inputs: &[InputSpec],
-    opts: &MeasureOptions,
-) -> Result<Comparison> {
+pub fn compare(model: ModelSource<'_>, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<Comparison> {
     compare_variants(model, None, inputs, opts)
 }
 
@@ -470,8 +381,7 @@ pub fn compare_variants(
     let model_bytes: &[u8] = match model {
         ModelSource::Bytes(b) => b,
         ModelSource::Path(p) => {
-            owned_bytes =
-                std::fs::read(p).with_context(|| format!("reading model {}", p.display()))?;
+            owned_bytes = std::fs::read(p).with_context(|| format!("reading model {}", p.display()))?;
             &owned_bytes
         }
     };
@@ -488,11 +398,7 @@ pub fn compare_variants(
     let plan: [(&'static str, Level, Option<PathBuf>); 5] = [
         ("unfused", Level::Disable, None),
         ("unfused control", Level::Disable, None),
-        (
-            "fused extended",
-            Level::Extended,
-            Some(tmp.0.join("extended.onnx")),
-        ),
+        ("fused extended", Level::Extended, Some(tmp.0.join("extended.onnx"))),
         ("fused all", Level::All, Some(tmp.0.join("all.onnx"))),
         ("explicit fused", Level::Disable, None),
     ];
@@ -537,7 +443,8 @@ pub fn compare_variants(
             }
             continue;
         }
-        let (mut s, fell_back) = session::build_session_placed(model, *level, &plain_opts, optimized.as_deref(), label)?;
+        let (mut s, fell_back) =
+            session::build_session_placed(model, *level, &plain_opts, optimized.as_deref(), label)?;
         if fell_back {
             cpu_fallback.push(label.to_string());
         }
@@ -546,14 +453,9 @@ pub fn compare_variants(
             inputs_checked = true;
         }
         if let Some(p) = optimized {
-            let bytes = std::fs::read(p).with_context(|| {
-                format!(
-                    "reading the {label} optimised model ORT saved at {}",
-                    p.display()
-                )
-            })?;
-            ops[i] =
-                model_ops(&bytes).with_context(|| format!("listing the {label} model's ops"))?;
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("reading the {label} optimised model ORT saved at {}", p.display()))?;
+            ops[i] = model_ops(&bytes).with_context(|| format!("listing the {label} model's ops"))?;
         }
         let out1 = session::run_plain(&mut s, &names, &values1, label)?;
         let out2 = session::run_plain(&mut s, &names, &values2, label)?;
@@ -626,11 +528,8 @@ pub fn compare_variants(
     // What the bound runs (the timed path) compute, read right after each one.
     let mut bound = Vec::with_capacity(5);
     for (i, (v, &k)) in variants.iter().zip(&out_set_of).enumerate() {
-        let read = v.run_bound().and_then(|()| {
-            out_sets[k]
-                .read()
-                .with_context(|| format!("reading {} outputs", v.label))
-        });
+        let read =
+            v.run_bound().and_then(|()| out_sets[k].read().with_context(|| format!("reading {} outputs", v.label)));
         match read {
             Ok(o) => bound.push(o),
             Err(e) if i == EXPLICIT => {
@@ -742,10 +641,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = std::env::temp_dir().join(format!("fuseval-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(TempDir(path))

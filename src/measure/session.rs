@@ -48,19 +48,12 @@ impl Outputs {
     /// Whether these tensors can receive outputs like `like` (same names, dtypes and shapes, same order).
     pub fn fits(&self, like: &[OutputValues]) -> bool {
         self.0.len() == like.len()
-            && self
-                .0
-                .iter()
-                .zip(like)
-                .all(|((n, d, s, _), o)| *n == o.name && *d == o.dtype && *s == o.shape)
+            && self.0.iter().zip(like).all(|((n, d, s, _), o)| *n == o.name && *d == o.dtype && *s == o.shape)
     }
 
     /// Current contents.
     pub fn read(&self) -> Result<Vec<OutputValues>> {
-        self.0
-            .iter()
-            .map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t))
-            .collect()
+        self.0.iter().map(|(name, dtype, shape, t)| read_tensor(name, *dtype, shape, t)).collect()
     }
 }
 
@@ -80,13 +73,8 @@ impl Variant {
     pub fn run_bound(&self) -> Result<()> {
         // SAFETY: session and binding are live for `self`; RunWithBinding takes (session, null run options, binding)
         // and returns a status that `result_from_status` takes ownership of. Calls are serialised by the caller.
-        let status = unsafe {
-            (ort::api().RunWithBinding)(
-                self.session.ptr().cast_mut(),
-                std::ptr::null(),
-                self.binding.ptr(),
-            )
-        };
+        let status =
+            unsafe { (ort::api().RunWithBinding)(self.session.ptr().cast_mut(), std::ptr::null(), self.binding.ptr()) };
         unsafe { ort::Error::result_from_status(status) }
             .map_err(|e| anyhow!("{e}"))
             .with_context(|| format!("running {} session", self.label))?;
@@ -116,12 +104,7 @@ fn ort_level(level: Level) -> GraphOptimizationLevel {
 ///   session needs;
 /// - sequential execution, and the environment's shared CPU arena (see `runtime`), so all variants place
 ///   intermediates alike.
-fn configure(
-    level: Level,
-    threads: usize,
-    optimized: Option<&Path>,
-    strict_gpu: bool,
-) -> ort::Result<SessionBuilder> {
+fn configure(level: Level, threads: usize, optimized: Option<&Path>, strict_gpu: bool) -> ort::Result<SessionBuilder> {
     let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
     let mut b = Session::builder(env)?
         .with_optimization_level(ort_level(level))?
@@ -201,7 +184,11 @@ pub(crate) fn build_session(
 
 /// A `Disable`-level CUDA session that runs on `stream` (for CUDA event timing); the caller drops it
 /// before the stream.
-pub(crate) fn build_session_on_stream(model: &[u8], opts: &MeasureOptions, stream: *mut std::ffi::c_void) -> Result<Session> {
+pub(crate) fn build_session_on_stream(
+    model: &[u8],
+    opts: &MeasureOptions,
+    stream: *mut std::ffi::c_void,
+) -> Result<Session> {
     let b = configure(Level::Disable, opts.threads, None, opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .context("configuring the event-timed session")?;
@@ -249,16 +236,10 @@ pub(crate) fn check_inputs(session: &Session, inputs: &[HostTensor]) -> Result<(
             bail!("model input `{}` is not a tensor", outlet.name());
         };
         if DType::from_ort(*ty) != Some(h.dtype) {
-            return Err(crate::error::user(format!(
-                "input `{}`: the model expects {ty:?}, got {:?}",
-                h.name, h.dtype
-            )));
+            return Err(crate::error::user(format!("input `{}`: the model expects {ty:?}, got {:?}", h.name, h.dtype)));
         }
-        let dims_ok = shape.len() == h.shape.len()
-            && shape
-                .iter()
-                .zip(&h.shape)
-                .all(|(&d, &g)| d < 0 || d as usize == g);
+        let dims_ok =
+            shape.len() == h.shape.len() && shape.iter().zip(&h.shape).all(|(&d, &g)| d < 0 || d as usize == g);
         if !dims_ok {
             let want: Vec<i64> = shape.iter().copied().collect();
             return Err(crate::error::user(format!(
@@ -269,10 +250,7 @@ pub(crate) fn check_inputs(session: &Session, inputs: &[HostTensor]) -> Result<(
     }
     for h in inputs {
         if !session.inputs().iter().any(|o| o.name() == h.name) {
-            return Err(crate::error::user(format!(
-                "`{}` is not an input of the model",
-                h.name
-            )));
+            return Err(crate::error::user(format!("`{}` is not an input of the model", h.name)));
         }
     }
     Ok(())
@@ -285,26 +263,14 @@ pub(crate) fn run_plain(
     values: &[DynTensor],
     label: &str,
 ) -> Result<Vec<OutputValues>> {
-    let feed: Vec<(&str, SessionInputValue<'_>)> = names
-        .iter()
-        .map(|n| n.as_str())
-        .zip(values.iter().map(SessionInputValue::from))
-        .collect();
-    let out_names: Vec<String> = session
-        .outputs()
-        .iter()
-        .map(|o| o.name().to_string())
-        .collect();
-    let outputs = session
-        .run(feed)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("running {label} session"))?;
+    let feed: Vec<(&str, SessionInputValue<'_>)> =
+        names.iter().map(|n| n.as_str()).zip(values.iter().map(SessionInputValue::from)).collect();
+    let out_names: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    let outputs = session.run(feed).map_err(|e| anyhow!("{e}")).with_context(|| format!("running {label} session"))?;
     out_names
         .iter()
         .map(|name| {
-            let v = outputs
-                .get(name)
-                .with_context(|| format!("{label}: output `{name}` missing from the run"))?;
+            let v = outputs.get(name).with_context(|| format!("{label}: output `{name}` missing from the run"))?;
             let (dtype, shape) = tensor_type(name, v.dtype())?;
             let t = v
                 .view()
@@ -325,15 +291,10 @@ pub(crate) fn bind(
     label: &'static str,
 ) -> Result<Variant> {
     let wrap = |e: ort::Error| anyhow!("{e}");
-    let mut binding = session
-        .create_binding()
-        .map_err(wrap)
-        .with_context(|| format!("creating the {label} I/O binding"))?;
+    let mut binding =
+        session.create_binding().map_err(wrap).with_context(|| format!("creating the {label} I/O binding"))?;
     for (n, v) in names.iter().zip(values) {
-        binding
-            .bind_input(n.as_str(), v)
-            .map_err(wrap)
-            .with_context(|| format!("binding input `{n}` ({label})"))?;
+        binding.bind_input(n.as_str(), v).map_err(wrap).with_context(|| format!("binding input `{n}` ({label})"))?;
     }
     for (name, _, _, t) in outputs.0.iter_mut() {
         binding
@@ -343,20 +304,14 @@ pub(crate) fn bind(
     }
     let sync = outputs.0.iter().any(|(_, _, _, t)| !t.memory_info().is_cpu_accessible())
         || values.iter().any(|v| !v.memory_info().is_cpu_accessible());
-    Ok(Variant {
-        label,
-        session,
-        binding,
-        sync,
-    })
+    Ok(Variant { label, session, binding, sync })
 }
 
 fn tensor_type(name: &str, vt: &ValueType) -> Result<(DType, Vec<usize>)> {
     let ValueType::Tensor { ty, shape, .. } = vt else {
         bail!("output `{name}` is not a tensor ({vt:?}); fuseval measures tensor outputs only");
     };
-    let dtype = DType::from_ort(*ty)
-        .with_context(|| format!("output `{name}` has unsupported element type {ty:?}"))?;
+    let dtype = DType::from_ort(*ty).with_context(|| format!("output `{name}` has unsupported element type {ty:?}"))?;
     let shape = shape
         .iter()
         .map(|&d| usize::try_from(d))

@@ -34,11 +34,7 @@ pub(crate) struct Rounds {
 impl Rounds {
     /// Per-round ratio `times[num] / times[den]`.
     pub fn ratios(&self, num: usize, den: usize) -> Vec<f64> {
-        self.times[num]
-            .iter()
-            .zip(&self.times[den])
-            .map(|(a, b)| a / b)
-            .collect()
+        self.times[num].iter().zip(&self.times[den]).map(|(a, b)| a / b).collect()
     }
 }
 
@@ -124,20 +120,11 @@ pub(crate) fn run_rounds(
     for (i, v) in variants.iter().enumerate() {
         fastest = fastest.min(warm_up(v, warm_runs, warm_time).map_err(fail(i))?);
     }
-    let plan = Plan::new(
-        fastest,
-        Duration::from_micros(50),
-        slice,
-        Duration::from_millis(60),
-    );
+    let plan = Plan::new(fastest, Duration::from_micros(50), slice, Duration::from_millis(60));
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0072_6f75_6e64);
     let mut order: Vec<usize> = (0..variants.len()).collect();
-    let mut rounds = Rounds {
-        times: vec![Vec::new(); variants.len()],
-        iters: plan.iters(),
-        budget_exhausted: false,
-    };
+    let mut rounds = Rounds { times: vec![Vec::new(); variants.len()], iters: plan.iters(), budget_exhausted: false };
     let mut next_check = opts.min_rounds.max(2);
     let max_rounds = opts.max_rounds.max(opts.min_rounds).max(1);
     let mut subs = vec![0.0; plan.subs];
@@ -186,36 +173,12 @@ mod tests {
         let ms = Duration::from_millis;
         let us = Duration::from_micros;
         // 0.6 ms iterations: one per sub-slice, 7 sub-slices fill 4 ms.
-        assert_eq!(
-            Plan::new(600e-6, us(50), ms(4), ms(60)),
-            Plan {
-                sub_iters: 1,
-                subs: 7
-            }
-        );
+        assert_eq!(Plan::new(600e-6, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 7 });
         // 2 us iterations: 25 per sub-slice, 80 sub-slices.
-        assert_eq!(
-            Plan::new(2e-6, us(50), ms(4), ms(60)),
-            Plan {
-                sub_iters: 25,
-                subs: 80
-            }
-        );
+        assert_eq!(Plan::new(2e-6, us(50), ms(4), ms(60)), Plan { sub_iters: 25, subs: 80 });
         // 15 ms: still 3 sub-slices (45 ms) so the median can drop one.
-        assert_eq!(
-            Plan::new(15e-3, us(50), ms(4), ms(60)),
-            Plan {
-                sub_iters: 1,
-                subs: 3
-            }
-        );
+        assert_eq!(Plan::new(15e-3, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 3 });
         // 100 ms: one run per slice.
-        assert_eq!(
-            Plan::new(0.1, us(50), ms(4), ms(60)),
-            Plan {
-                sub_iters: 1,
-                subs: 1
-            }
-        );
+        assert_eq!(Plan::new(0.1, us(50), ms(4), ms(60)), Plan { sub_iters: 1, subs: 1 });
     }
 }

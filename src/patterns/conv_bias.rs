@@ -14,4 +14,3 @@ pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let add = channel_bias_after(g, n)?;
     Instance::new(g, Pattern::ConvBias, "Conv+Add", vec![n, add])
 }
-

@@ -14,4 +14,3 @@ pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let bn = batchnorm_after(g, n)?;
     Instance::new(g, Pattern::ConvBn, "Conv+BatchNormalization", vec![n, bn])
 }
-

@@ -369,8 +369,7 @@ pub fn detect(g: &ModelGraph) -> Detection {
             }
         }
     }
-    let pos: std::collections::HashMap<NodeIndex, usize> =
-        g.order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let pos: std::collections::HashMap<NodeIndex, usize> = g.order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
     let mut by_len: Vec<usize> = (0..all.len()).collect();
     by_len.sort_by_key(|&i| (std::cmp::Reverse(all[i].nodes.len()), pos[&all[i].nodes[0]]));
     let mut taken: BTreeSet<NodeIndex> = BTreeSet::new();

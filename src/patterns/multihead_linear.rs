@@ -82,7 +82,10 @@ fn back_to_linear(g: &ModelGraph, t: &str) -> Option<(Vec<NodeIndex>, Vec<NodeIn
             p
         } else {
             guard!(is_op(g, p, "Add"));
-            g.node(p).real_inputs().filter_map(|i| g.producer_of(i)).find(|&q| is_op(g, q, "MatMul") || is_op(g, q, "Gemm"))?
+            g.node(p)
+                .real_inputs()
+                .filter_map(|i| g.producer_of(i))
+                .find(|&q| is_op(g, q, "MatMul") || is_op(g, q, "Gemm"))?
         };
         let lin = linear(g, start)?.nodes;
         guard!(lin.last() == Some(&p));
@@ -134,11 +137,8 @@ fn shape_nodes(g: &ModelGraph, core: &[NodeIndex], x: &str) -> Vec<NodeIndex> {
     let inside: HashSet<NodeIndex> = core.iter().copied().collect();
     let own = |t: &str| t == x || g.producer_of(t).is_some_and(|p| inside.contains(&p));
     let mut found: HashSet<NodeIndex> = HashSet::new();
-    let mut stack: Vec<String> = core
-        .iter()
-        .filter(|&&r| is_op(g, r, "Reshape"))
-        .filter_map(|&r| g.node(r).inputs.get(1).cloned())
-        .collect();
+    let mut stack: Vec<String> =
+        core.iter().filter(|&&r| is_op(g, r, "Reshape")).filter_map(|&r| g.node(r).inputs.get(1).cloned()).collect();
     // constant or not: a graph whose input shapes are fixed may count `Shape` outputs as constants
     while let Some(t) = stack.pop() {
         let Some(p) = g.producer_of(&t) else { continue };

@@ -141,7 +141,11 @@ pub fn catalog() -> Vec<CatalogEntry> {
             forms: forms(p.key()).iter().map(|s| s.to_string()).collect(),
             kernel_cpu: kernel_name(p, Ep::Cpu),
             kernel_cuda: kernel_name(p, Ep::Cuda { device_id: 0 }),
-            cuda_measured: CUDA_MEASURED.iter().find(|(k, _)| *k == p.key()).map(|(_, m)| m.to_string()).unwrap_or_default(),
+            cuda_measured: CUDA_MEASURED
+                .iter()
+                .find(|(k, _)| *k == p.key())
+                .map(|(_, m)| m.to_string())
+                .unwrap_or_default(),
         })
         .collect()
 }

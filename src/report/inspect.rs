@@ -9,7 +9,8 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::graph::ModelGraph;
-use crate::load::{dims_string, elem_name, Loaded};
+use crate::load::{dims_string, Loaded};
+use crate::onnx::elem_name;
 use crate::patterns::{Detection, Pattern};
 
 /// Everything `inspect` reports.

@@ -25,6 +25,7 @@ use crate::patterns::Detection;
 pub mod catalog;
 pub mod dot;
 pub mod graph_json;
+pub mod hardware;
 pub mod inspect;
 pub mod onnx;
 pub mod summary;
@@ -133,7 +134,8 @@ pub fn write_outputs_with(
     let graph = serde_json::to_vec_pretty(&graph_json::graph_json(cal, g, det)).context("serialising graph.json")?;
     put(GRAPH_JSON, &graph)?;
     put(GRAPH_DOT, dot::graph_dot(cal, g, det).as_bytes())?;
-    let annotated = if slim { onnx::annotated_model_slim(cal, loaded, g) } else { onnx::annotated_model(cal, loaded, g) };
+    let annotated =
+        if slim { onnx::annotated_model_slim(cal, loaded, g) } else { onnx::annotated_model(cal, loaded, g) };
     let annotated = annotated.with_context(|| {
         format!(
             "{CALIBRATION_JSON}, {GRAPH_JSON} and {GRAPH_DOT} were written to {}, but {ANNOTATED_ONNX} was not",

@@ -154,11 +154,8 @@ pub(crate) fn explicit_line(p: &FusionCalibration) -> String {
     if x.equivalence.passed {
         let _ = write!(line, "{}  outputs agree", fmt_speedup(&x.speedup));
     } else {
-        let _ = write!(
-            line,
-            "speedup not reported: OUTPUTS DISAGREE (max abs err {})",
-            fmt_err(x.equivalence.max_abs_err)
-        );
+        let _ =
+            write!(line, "speedup not reported: OUTPUTS DISAGREE (max abs err {})", fmt_err(x.equivalence.max_abs_err));
     }
     if let Some(note) = &p.explicit_note {
         let _ = write!(line, "  ({note})");
@@ -295,7 +292,11 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                     "Prediction (unfused {} minus the per-pattern savings of {} instances{}):",
                     fmt_ms(p.unfused_ms),
                     p.instances_used,
-                    if p.instances_left_out > 0 { format!(", {} left out: skipped or not equivalent", p.instances_left_out) } else { String::new() }
+                    if p.instances_left_out > 0 {
+                        format!(", {} left out: skipped or not equivalent", p.instances_left_out)
+                    } else {
+                        String::new()
+                    }
                 );
                 let line = |s: &mut String, name: &str, l: &crate::calibration::LevelPrediction| {
                     let _ = writeln!(

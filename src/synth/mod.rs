@@ -36,9 +36,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
-use crate::fuse::{a_f, a_i};
-use crate::load::value_info;
-use crate::measure::DType;
+use crate::onnx::value_info;
+use crate::onnx::DType;
+use crate::onnx::{a_f, a_i, a_ints as ints};
 use crate::patterns::Pattern;
 use crate::runtime::Ep;
 
@@ -111,7 +111,11 @@ pub fn grid(pattern: Pattern, quick: bool, ep: Ep) -> Vec<Size> {
         LinearBias | LinearBiasRelu | LinearBiasReluDropout | LinearBiasGelu => {
             let dims: &[usize] = if quick { &[64, 256, 512] } else { &[64, 128, 256, 512, 1024, 2048] };
             let v = dims.iter().map(|&d| linear_size(d, d, d)).collect();
-            if quick { v } else { more(v, linear_size(4096, 4096, 4096)) }
+            if quick {
+                v
+            } else {
+                more(v, linear_size(4096, 4096, 4096))
+            }
         }
         Mlp => {
             let mk: &[(usize, usize)] = if quick {
@@ -120,7 +124,11 @@ pub fn grid(pattern: Pattern, quick: bool, ep: Ep) -> Vec<Size> {
                 &[(64, 64), (128, 128), (256, 256), (512, 512), (1024, 768), (2048, 768)]
             };
             let v = mk.iter().map(|&(m, k)| linear_size(m, k, 4 * k)).collect();
-            if quick { v } else { more(v, linear_size(4096, 1024, 4096)) }
+            if quick {
+                v
+            } else {
+                more(v, linear_size(4096, 1024, 4096))
+            }
         }
         ConvBias | ConvBn | ConvBnRelu | ConvRelu | ConvBnReluMaxPool => {
             let ch: &[(usize, usize)] = if quick {
@@ -129,7 +137,11 @@ pub fn grid(pattern: Pattern, quick: bool, ep: Ep) -> Vec<Size> {
                 &[(16, 7), (32, 28), (16, 112), (64, 56), (512, 14), (256, 56)]
             };
             let v = ch.iter().map(|&(c, h)| conv_size(c, h)).collect();
-            if quick { v } else { more(v, conv_size(256, 112)) }
+            if quick {
+                v
+            } else {
+                more(v, conv_size(256, 112))
+            }
         }
         QkSoftmax | SoftmaxV | AttentionHead | MultiHeadLinear => {
             let s: &[usize] = match (quick, pattern) {
@@ -140,7 +152,11 @@ pub fn grid(pattern: Pattern, quick: bool, ep: Ep) -> Vec<Size> {
                 (false, _) => &[64, 128, 256, 384, 512, 1024],
             };
             let v = s.iter().map(|&s| attention_size(s)).collect();
-            if quick { v } else { more(v, attention_size(2048)) }
+            if quick {
+                v
+            } else {
+                more(v, attention_size(2048))
+            }
         }
         AddRelu | MulAddRelu | SigmoidMul => {
             // 2^12 .. 2^24 elements
@@ -150,7 +166,11 @@ pub fn grid(pattern: Pattern, quick: bool, ep: Ep) -> Vec<Size> {
         AddLayerNorm => {
             let r: &[usize] = if quick { &[16, 128, 1024] } else { &[16, 64, 256, 1024, 4096, 16384] };
             let v = r.iter().map(|&r| rows_size(r)).collect();
-            if quick { v } else { more(v, rows_size(65536)) }
+            if quick {
+                v
+            } else {
+                more(v, rows_size(65536))
+            }
         }
     }
 }
@@ -397,7 +417,13 @@ struct Model {
 
 impl Model {
     fn new(seed: u64) -> Model {
-        Model { rng: ChaCha8Rng::seed_from_u64(seed), elem: DType::F32.onnx_code(), nodes: vec![], inits: vec![], inputs: vec![] }
+        Model {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            elem: DType::F32.onnx_code(),
+            nodes: vec![],
+            inits: vec![],
+            inputs: vec![],
+        }
     }
 
     fn input(&mut self, name: &str, dims: &[usize]) -> String {
@@ -535,14 +561,5 @@ impl Model {
             ..Default::default()
         };
         Ok(model.encode_to_vec())
-    }
-}
-
-fn ints(name: &str, v: &[i64]) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Ints as i32,
-        ints: v.to_vec(),
-        ..Default::default()
     }
 }

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use fuseval::bench::Prepared;
 use fuseval::carve::{carve, Carved, ConstValues};
 use fuseval::measure::{DType, HostTensor, InputSpec, MeasureOptions, OutputValues};
 use fuseval::patterns::{Instance, Pattern};
+use fuseval::pipeline::Prepared;
 use fuseval::runtime::Ep;
 
 /// The `nth` match of `pattern` (all matches, model order), carved.
@@ -26,13 +26,23 @@ pub fn carve_first(p: &Prepared, pattern: Pattern) -> (Carved, Instance) {
 pub fn specs(c: &Carved) -> Vec<InputSpec> {
     c.inputs
         .iter()
-        .map(|(n, e, d)| InputSpec { name: n.clone(), dtype: DType::from_onnx(*e).unwrap(), shape: d.clone(), range: None })
+        .map(|(n, e, d)| InputSpec {
+            name: n.clone(),
+            dtype: DType::from_onnx(*e).unwrap(),
+            shape: d.clone(),
+            range: None,
+        })
         .collect()
 }
 
 /// Short runs: these tests check values, not speed.
 pub fn short() -> MeasureOptions {
-    MeasureOptions { budget: Duration::from_millis(300), min_rounds: 3, max_rounds: 20, ..MeasureOptions::new(Ep::Cpu, 1, true) }
+    MeasureOptions {
+        budget: Duration::from_millis(300),
+        min_rounds: 3,
+        max_rounds: 20,
+        ..MeasureOptions::new(Ep::Cpu, 1, true)
+    }
 }
 
 /// Run a model once at ORT_DISABLE_ALL, one thread, on float inputs; its outputs in session order.

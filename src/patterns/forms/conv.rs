@@ -42,4 +42,3 @@ pub(crate) fn channel_bias_after(g: &ModelGraph, n: NodeIndex) -> Option<NodeInd
     guard!(shape.len() >= 3 && shape[shape.len() - 3] == channels || shape.len() == 1 && channels == 1);
     Some(add)
 }
-

@@ -11,8 +11,8 @@ use std::collections::HashSet;
 
 use petgraph::graph::NodeIndex;
 
-use crate::patterns::{guard, out};
 use crate::graph::ModelGraph;
+use crate::patterns::{guard, out};
 
 const ERF_OPS: &[&str] = &["Div", "Mul", "Erf", "Add"];
 const TANH_OPS: &[&str] = &["Div", "Mul", "Pow", "Add", "Tanh"];
@@ -25,9 +25,8 @@ pub fn gelu_after(g: &ModelGraph, x: &str) -> Option<(Vec<NodeIndex>, &'static s
     if first.len() == 1 {
         let n = g.node(first[0]);
         if n.op == "Gelu" && (n.domain.is_empty() || n.domain == "com.microsoft" || n.domain == "ai.onnx") {
-            let tanh = n.attributes.get("approximate").is_some_and(|a| {
-                matches!(a, crate::graph::Attr::Str(s) if s == "tanh")
-            });
+            let tanh =
+                n.attributes.get("approximate").is_some_and(|a| matches!(a, crate::graph::Attr::Str(s) if s == "tanh"));
             return Some((vec![first[0]], if tanh { "Gelu op, tanh" } else { "Gelu op" }));
         }
     }
@@ -56,9 +55,9 @@ fn region(g: &ModelGraph, x: &str, first: &[NodeIndex], ops: &[&str]) -> Option<
     guard!(first.iter().all(|&n| allowed(n)));
     let mut set: HashSet<NodeIndex> = first.iter().copied().collect();
     let feeds_ok = |set: &HashSet<NodeIndex>, n: NodeIndex| {
-        g.node(n).real_inputs().all(|i| {
-            i == x || g.is_constant(i) || g.producer_of(i).is_some_and(|p| set.contains(&p))
-        })
+        g.node(n)
+            .real_inputs()
+            .all(|i| i == x || g.is_constant(i) || g.producer_of(i).is_some_and(|p| set.contains(&p)))
     };
     loop {
         let mut grew = false;

@@ -38,11 +38,15 @@ pub fn layernorm_after(g: &ModelGraph, x: &str) -> Option<(Vec<NodeIndex>, &'sta
     guard!(g.node(div).real_inputs().collect::<Vec<_>>() == [d, out(g, sqrt)]);
     let mut nodes = vec![mean, sub, pow, var, eps, sqrt, div];
     let mut last = div;
-    if let Some(mul) = next_op(g, last, "Mul").filter(|&m| other_input(g, m, out(g, last)).is_some_and(|s| g.is_constant(s))) {
+    if let Some(mul) =
+        next_op(g, last, "Mul").filter(|&m| other_input(g, m, out(g, last)).is_some_and(|s| g.is_constant(s)))
+    {
         nodes.push(mul);
         last = mul;
     }
-    if let Some(add) = next_op(g, last, "Add").filter(|&a| other_input(g, a, out(g, last)).is_some_and(|s| g.is_constant(s))) {
+    if let Some(add) =
+        next_op(g, last, "Add").filter(|&a| other_input(g, a, out(g, last)).is_some_and(|s| g.is_constant(s)))
+    {
         nodes.push(add);
     }
     Some((nodes, "decomposed"))
@@ -63,10 +67,7 @@ fn last_axis(g: &ModelGraph, n: NodeIndex, rank: Option<i64>) -> bool {
     // opset 18: axes as an input; check through the shapes instead
     match (in_shape, out_shape) {
         (Some(i), Some(o)) => {
-            i.len() == o.len()
-                && o.last() == Some(&1)
-                && i[..i.len() - 1] == o[..o.len() - 1]
-                && (i.last() != Some(&1))
+            i.len() == o.len() && o.last() == Some(&1) && i[..i.len() - 1] == o[..o.len() - 1] && (i.last() != Some(&1))
         }
         _ => false,
     }

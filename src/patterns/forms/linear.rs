@@ -82,9 +82,8 @@ fn integer_input(g: &ModelGraph, n: NodeIndex) -> bool {
 /// The nodes that dequantize the weight `w` of `linear`, when they feed it alone: `DequantizeLinear`,
 /// or `Cast` of an integer tensor then `Mul` by a constant (either order). Empty otherwise.
 fn dequantization(g: &ModelGraph, w: &str, linear: NodeIndex) -> Vec<NodeIndex> {
-    let alone = |t: &str, reader: NodeIndex| {
-        g.consumers_of(t) == [reader] && !g.tensor(t).is_some_and(|t| t.graph_output)
-    };
+    let alone =
+        |t: &str, reader: NodeIndex| g.consumers_of(t) == [reader] && !g.tensor(t).is_some_and(|t| t.graph_output);
     let Some(p) = g.producer_of(w) else { return vec![] };
     if !alone(w, linear) {
         return vec![];

@@ -14,9 +14,9 @@ use std::fmt::Write as _;
 
 use petgraph::graph::NodeIndex;
 
-use crate::bench::{distinct_groups, Prepared};
 use crate::calibration::FusionCalibration;
 use crate::patterns::Instance;
+use crate::pipeline::{distinct_groups, Prepared};
 
 use super::assess::{from_record, Assessment, Verdict};
 use super::estimated::Estimator;

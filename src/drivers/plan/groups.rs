@@ -81,7 +81,8 @@ pub fn resolve(plan: &Plan, plan_path: &Path, model: &Path, g: &ModelGraph, d: &
         let declared = match &pg.pattern {
             None => None,
             Some(s) => Some(
-                crate::cost_model::resolve_pattern(s).map_err(|e| user(format!("--plan {file}: {label}: {e:#}")))?,
+                crate::calibration::cost_model::resolve_pattern(s)
+                    .map_err(|e| user(format!("--plan {file}: {label}: {e:#}")))?,
             ),
         };
         nodes.sort_by_key(|n| pos.get(n).copied().unwrap_or(usize::MAX));
@@ -89,26 +90,26 @@ pub fn resolve(plan: &Plan, plan_path: &Path, model: &Path, g: &ModelGraph, d: &
         let mut notes = vec![];
         let exact: Vec<usize> =
             (0..d.all.len()).filter(|&i| d.all[i].nodes.iter().copied().collect::<BTreeSet<_>>() == set).collect();
-        let matched = match exact.iter().copied().find(|&i| Some(d.all[i].pattern) == declared).or(exact.first().copied()) {
-            Some(i) => {
-                if let Some(p) = declared.filter(|&p| p != d.all[i].pattern) {
-                    notes.push(format!("the plan says {p}, these nodes match {}", d.all[i].pattern));
-                }
-                Match::Catalog(i)
-            }
-            None => match legality(g, &nodes) {
-                Err((reason, tensor)) => Match::Illegal { reason, tensor },
-                Ok(()) => {
-                    if let Some(p) = declared {
-                        notes.push(format!("the plan says {p}, but these nodes are not a {p} match fuseval knows"));
+        let matched =
+            match exact.iter().copied().find(|&i| Some(d.all[i].pattern) == declared).or(exact.first().copied()) {
+                Some(i) => {
+                    if let Some(p) = declared.filter(|&p| p != d.all[i].pattern) {
+                        notes.push(format!("the plan says {p}, these nodes match {}", d.all[i].pattern));
                     }
-                    let contains = (0..d.all.len())
-                        .filter(|&i| d.all[i].nodes.iter().all(|n| set.contains(n)))
-                        .collect();
-                    Match::Uncatalogued { contains }
+                    Match::Catalog(i)
                 }
-            },
-        };
+                None => match legality(g, &nodes) {
+                    Err((reason, tensor)) => Match::Illegal { reason, tensor },
+                    Ok(()) => {
+                        if let Some(p) = declared {
+                            notes.push(format!("the plan says {p}, but these nodes are not a {p} match fuseval knows"));
+                        }
+                        let contains =
+                            (0..d.all.len()).filter(|&i| d.all[i].nodes.iter().all(|n| set.contains(n))).collect();
+                        Match::Uncatalogued { contains }
+                    }
+                },
+            };
         out.push(Group {
             index,
             name: pg.name.clone(),
@@ -208,7 +209,11 @@ pub fn legality(g: &ModelGraph, nodes: &[NodeIndex]) -> std::result::Result<(), 
         // the escaping intermediate: an exit that is not the last node's result
         let (t, n, why) = exits.iter().find(|(_, n, _)| *n != last).unwrap_or(&exits[0]).clone();
         let reason = if n == last {
-            format!("`{}` hands {} tensors to the rest of the model; a fused kernel has one output", name(n), exits.len())
+            format!(
+                "`{}` hands {} tensors to the rest of the model; a fused kernel has one output",
+                name(n),
+                exits.len()
+            )
         } else {
             format!(
                 "intermediate tensor `{t}` (output of `{}`) is {why}, so fusing the group would have to recompute or spill it",
@@ -219,8 +224,7 @@ pub fn legality(g: &ModelGraph, nodes: &[NodeIndex]) -> std::result::Result<(), 
     }
 
     // no path may leave the group and come back into it
-    let mut stack: Vec<NodeIndex> =
-        nodes.iter().flat_map(|&n| g.successors(n)).filter(|s| !set.contains(s)).collect();
+    let mut stack: Vec<NodeIndex> = nodes.iter().flat_map(|&n| g.successors(n)).filter(|s| !set.contains(s)).collect();
     let mut seen: HashSet<NodeIndex> = stack.iter().copied().collect();
     while let Some(n) = stack.pop() {
         for s in g.successors(n) {

@@ -16,14 +16,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use petgraph::graph::NodeIndex;
 
-use crate::bench::{check_ep, prepare, BenchOptions, Prepared};
 use crate::calibration::NOISE;
-use crate::cli::EpArg;
+use crate::drivers::bench::BenchOptions;
+use crate::drivers::run::LockMode;
 use crate::error::user;
 use crate::load::InputOverride;
 use crate::measure::MeasureOptions;
 use crate::patterns::Instance;
-use crate::run::LockMode;
+use crate::pipeline::{check_ep, prepare, Prepared};
+use crate::runtime::Ep;
 
 pub mod assess;
 pub mod estimated;
@@ -39,103 +40,44 @@ pub use report::ValidationReport;
 /// `validate --strict` exits with this code when any group is harmful.
 pub const EXIT_HARMFUL: i32 = 5;
 
-/// The default threshold: keep a fusion when it is at least 20% faster.
-pub const DEFAULT_THRESHOLD: f64 = 1.2;
-
-/// How the model is loaded and measured (as `bench`).
-#[derive(clap::Args, Debug, Clone)]
+/// How the model is loaded and measured (as `bench`), resolved from the command line.
+#[derive(Debug, Clone)]
 pub struct MeasureArgs {
-    /// Fix a dynamic input: NAME=DIMS, e.g. input_ids=1x128. Repeatable.
-    #[arg(long = "input", value_name = "NAME=DIMS")]
     pub inputs: Vec<String>,
-    /// Execution provider to measure on.
-    #[arg(long, value_enum, default_value_t = EpArg::Cpu)]
-    pub ep: EpArg,
-    /// CUDA device, with --ep cuda.
-    #[arg(long, default_value_t = 0)]
-    pub device_id: i32,
-    /// Intra-op threads (default: all logical cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Wider CI target (±5%) and a short time budget per pattern.
-    #[arg(long)]
+    pub ep: Ep,
+    pub threads: usize,
     pub quick: bool,
-    /// Seed of the random inputs.
-    #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// When a bench run holds the machine-wide lock: wait, fail (exit 4), or warn and measure anyway.
-    #[arg(long, value_enum, default_value_t = LockMode::Wait)]
     pub lock: LockMode,
 }
 
-/// `fuseval validate`: check a partitioner's fusion plan.
-#[derive(clap::Args, Debug)]
-#[command(after_help = VALIDATE_EXIT_CODES)]
+/// What `fuseval validate` was asked (flags: `cli::validate`).
+#[derive(Debug)]
 pub struct ValidateArgs {
-    /// The model the plan partitions.
     pub model: PathBuf,
-    /// The plan: JSON naming the groups of nodes fused (docs/plan.md).
-    #[arg(long, value_name = "PLAN.json")]
     pub plan: PathBuf,
-    /// Estimate with the cost model over this calibration file instead of measuring.
-    #[arg(long, value_name = "CAL.json")]
     pub calibration: Option<PathBuf>,
-    /// Measure even with --calibration (its hardware ceilings then place groups on the roofline).
-    #[arg(long)]
     pub measure: bool,
-    /// When measuring, skip measuring the hardware's ceilings (about 10 s), so no bottleneck is given.
-    #[arg(long)]
     pub no_roofline: bool,
-    /// Speedup a group needs for `keep`.
-    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub threshold: f64,
-    /// Exit with code 5 when any group is harmful.
-    #[arg(long)]
     pub strict: bool,
-    /// List the missed patterns without measuring them.
-    #[arg(long)]
     pub no_missed_measure: bool,
-    /// Print the report as JSON instead of text.
-    #[arg(long)]
     pub json: bool,
-    /// Also write the JSON report to this file.
-    #[arg(short = 'o', long = "out")]
     pub out: Option<PathBuf>,
-    /// Overwrite an existing -o file.
-    #[arg(long)]
     pub force: bool,
-    #[command(flatten)]
     pub m: MeasureArgs,
 }
 
-/// `fuseval plan`: propose a partition.
-#[derive(clap::Args, Debug)]
+/// What `fuseval plan` was asked (flags: `cli::plan`).
+#[derive(Debug)]
 pub struct PlanArgs {
-    /// The model to partition.
     pub model: PathBuf,
-    /// Estimate with the cost model over this calibration file instead of measuring.
-    #[arg(long, value_name = "CAL.json")]
     pub calibration: Option<PathBuf>,
-    /// Speedup a candidate needs to be fused.
-    #[arg(long, default_value_t = DEFAULT_THRESHOLD)]
     pub threshold: f64,
-    /// The plan file to write.
-    #[arg(short = 'o', long = "out", required = true)]
     pub out: PathBuf,
-    /// Overwrite an existing plan file.
-    #[arg(long)]
     pub force: bool,
-    #[command(flatten)]
     pub m: MeasureArgs,
 }
-
-/// Exit codes of `validate`, as `--help` prints them.
-pub const VALIDATE_EXIT_CODES: &str = "Exit codes:
-  0    the plan was validated (with --strict: and no group is harmful)
-  1    any other failure
-  2    bad input: the model, the plan (unknown node, a node in two groups, an empty group), a flag, an existing -o without --force
-  4    --lock fail, and another bench run holds the lock
-  5    --strict, and at least one group is harmful";
 
 fn check_threshold(t: f64) -> Result<()> {
     if !(t.is_finite() && t >= 1.0) {
@@ -150,12 +92,11 @@ fn parse_inputs(v: &[String]) -> Result<Vec<InputOverride>> {
 
 /// The bench options for measuring, the ORT pool sized and the provider checked.
 fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
-    let threads = crate::cli::threads_arg(m.threads)?;
-    let ep = m.ep.ep(m.device_id);
+    let (threads, ep) = (m.threads, m.ep);
     // before anything starts ONNX Runtime: its shared thread pool is sized once per process
     crate::runtime::configure_pool(threads)?;
     check_ep(ep)?;
-    Ok(crate::bench::measure_options(&BenchOptions {
+    Ok(crate::drivers::bench::measure_options(&BenchOptions {
         ep,
         threads,
         quick: m.quick,
@@ -171,10 +112,10 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
 }
 
 /// Take the machine-wide measuring lock, like bench; a cache directory that cannot be written only warns.
-fn lock(mode: LockMode) -> Result<Option<crate::run::RunLock>> {
-    match crate::run::lock_path().and_then(|path| crate::run::RunLock::acquire(&path, mode)) {
+fn lock(mode: LockMode) -> Result<Option<crate::drivers::run::RunLock>> {
+    match crate::drivers::run::lock_path().and_then(|path| crate::drivers::run::RunLock::acquire(&path, mode)) {
         Ok(l) => Ok(l),
-        Err(e) if e.chain().any(|c| c.downcast_ref::<crate::run::Locked>().is_some()) => Err(e),
+        Err(e) if e.chain().any(|c| c.downcast_ref::<crate::drivers::run::Locked>().is_some()) => Err(e),
         Err(e) => {
             eprintln!("warning: no lock against concurrent runs: {e:#}");
             Ok(None)
@@ -209,11 +150,22 @@ fn load_model(model: &Path, m: &MeasureArgs) -> Result<Prepared> {
 }
 
 /// The hardware's ceilings, measured briefly as bench does; a failure only warns.
-fn measure_ceilings(mopts: &MeasureOptions, warnings: &mut Vec<String>) -> Option<crate::roofline::Ceilings> {
+fn measure_ceilings(
+    mopts: &MeasureOptions,
+    warnings: &mut Vec<String>,
+) -> Option<crate::calibration::roofline::Ceilings> {
     if progress() {
         eprintln!("measuring the hardware ceilings for the roofline (--no-roofline skips this)");
     }
-    match crate::calibrate::measure_ceilings(mopts.ep, mopts.threads, true, mopts.seed, (None, None), false, true) {
+    match crate::drivers::calibrate::measure_ceilings(
+        mopts.ep,
+        mopts.threads,
+        true,
+        mopts.seed,
+        (None, None),
+        false,
+        true,
+    ) {
         Ok((_, c)) => Some(c),
         Err(e) => {
             warnings.push(format!("the hardware ceilings could not be measured, so no bottleneck is given: {e:#}"));
@@ -393,7 +345,7 @@ pub fn validate_command(args: &ValidateArgs) -> Result<i32> {
         );
         return Ok(EXIT_HARMFUL);
     }
-    Ok(crate::run::exit::OK)
+    Ok(crate::drivers::run::exit::OK)
 }
 
 /// `fuseval plan`: returns the exit code.
@@ -434,5 +386,5 @@ pub fn plan_command(args: &PlanArgs) -> Result<i32> {
     let json = serde_json::to_vec_pretty(&plan).context("serialising the plan")?;
     write_json(&args.out, &json)?;
     println!("wrote {} ({} groups)", args.out.display(), plan.groups.len());
-    Ok(crate::run::exit::OK)
+    Ok(crate::drivers::run::exit::OK)
 }

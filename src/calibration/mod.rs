@@ -12,6 +12,11 @@ use crate::graph::ModelGraph;
 use crate::measure::{Comparison, Equivalence, Latency, WholeModel};
 use crate::patterns::Instance;
 
+pub mod cost_model;
+pub mod hardware;
+pub mod merge;
+pub mod roofline;
+
 /// Version of the calibration file's schema.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -31,7 +36,7 @@ pub struct CalibrationFile {
     /// The hardware ceilings the roofline figures use (measured at the start of the run, or read from
     /// `--ceilings`/`--calibration`).
     #[serde(default)]
-    pub ceilings: Option<crate::roofline::Ceilings>,
+    pub ceilings: Option<crate::calibration::roofline::Ceilings>,
     pub warnings: Vec<String>,
     /// False while the run is going on, and after it was interrupted: `fusion_profiles` then holds only
     /// the instances finished so far, and `fuseval bench --resume` measures the rest. Files without
@@ -50,7 +55,7 @@ pub struct RunOptions {
     /// The model's absolute path.
     pub model_path: String,
     /// Its size and mtime when measured.
-    pub model_fingerprint: crate::run::Fingerprint,
+    pub model_fingerprint: crate::calibration::merge::Fingerprint,
     /// `--input` as given.
     pub inputs: Vec<String>,
     pub all_patterns: bool,
@@ -179,7 +184,7 @@ pub struct FusionCalibration {
     pub cpu_fallback: Vec<String>,
     /// The instance on the roofline of the run's ceilings (unfused and fused at the headline level).
     #[serde(default)]
-    pub roofline: Option<crate::roofline::Roofline>,
+    pub roofline: Option<crate::calibration::roofline::Roofline>,
 }
 
 /// Whole-model timing beside the sum of the per-pattern savings.
@@ -267,7 +272,11 @@ impl LevelPrediction {
 
 /// A saving per inference, ms, from an unfused latency and a speedup: u · (1 − 1/s).
 pub fn saving_ms(unfused_ms: f64, speedup: f64) -> f64 {
-    if speedup > 0.0 { unfused_ms * (1.0 - 1.0 / speedup) } else { 0.0 }
+    if speedup > 0.0 {
+        unfused_ms * (1.0 - 1.0 / speedup)
+    } else {
+        0.0
+    }
 }
 
 /// Predict the whole model at each level from the per-instance speedups (counted once per instance).
@@ -275,7 +284,8 @@ pub fn saving_ms(unfused_ms: f64, speedup: f64) -> f64 {
 pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
     let used: Vec<&FusionCalibration> =
         profiles.iter().filter(|p| p.status == Status::Measured && p.equivalent).collect();
-    let left_out: usize = profiles.iter().filter(|p| !(p.status == Status::Measured && p.equivalent)).map(|p| p.instances.len()).sum();
+    let left_out: usize =
+        profiles.iter().filter(|p| !(p.status == Status::Measured && p.equivalent)).map(|p| p.instances.len()).sum();
     let level = |name: &str, measured_ms: f64, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
         let speedups = used.iter().filter_map(|p| Some((p.instances.len(), p.unfused_latency_ms, pick(p)?)));
         LevelPrediction::from_speedups(name, m.disabled.median_ms, measured_ms, speedups)
@@ -334,7 +344,11 @@ fn node_flops(g: &ModelGraph, n: petgraph::graph::NodeIndex) -> u64 {
             let k = input(0)
                 .and_then(|a| {
                     let trans = node.op == "Gemm" && node.attr_int("transA") == Some(1);
-                    if trans { a.first() } else { a.last() }
+                    if trans {
+                        a.first()
+                    } else {
+                        a.last()
+                    }
                 })
                 .copied()
                 .unwrap_or(0) as u64;
@@ -367,7 +381,9 @@ pub fn reduction_size(g: &ModelGraph, inst: &Instance) -> usize {
                 "Gemm" => input(0)
                     .and_then(|a| if node.attr_int("transA") == Some(1) { a.first() } else { a.last() }.copied())
                     .unwrap_or(1),
-                "LayerNormalization" | "Softmax" | "ReduceMean" => input(0).and_then(|a| a.last().copied()).unwrap_or(1),
+                "LayerNormalization" | "Softmax" | "ReduceMean" => {
+                    input(0).and_then(|a| a.last().copied()).unwrap_or(1)
+                }
                 _ => 1,
             }
         })
@@ -548,8 +564,8 @@ impl FusionCalibration {
     }
 
     /// Place the record on the roofline of `c` (latencies and speedup left at 0 when skipped).
-    pub fn with_roofline(mut self, c: &crate::roofline::Ceilings) -> Self {
-        self.roofline = Some(crate::roofline::Roofline::new(
+    pub fn with_roofline(mut self, c: &crate::calibration::roofline::Ceilings) -> Self {
+        self.roofline = Some(crate::calibration::roofline::Roofline::new(
             self.flops,
             (self.unfused_memory_bytes, self.fused_memory_bytes),
             (self.unfused_latency_ms, self.fused_latency_ms),
@@ -604,6 +620,24 @@ pub fn best_variant(p: &FusionCalibration) -> &'static str {
 
 /// Relative band around 1.00 inside which a speedup is called noise.
 pub const NOISE: f64 = 0.02;
+
+/// The current UTC time as RFC 3339, without a date crate.
+pub fn utc_now() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,24 +8,22 @@
 //! 3. Where fusion starts or stops paying per pattern, and an nn-Meter-style fusion-rule table: for each
 //!    producer→consumer pair, T1 + T2 − T_block against 0.5 · min(T1, T2).
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
-use crate::bench::{carved_specs, distinct_groups, measure_group, prepare, Prepared};
-use crate::calibration::{kernel_count, FusionCalibration, Status, NOISE};
+use crate::calibration::hardware::{
+    best_speedup, size_label, CalibrationMetadata, Crossover, FusionRule, HardwareCalibration, OperationProfile,
+    SweepPoint, HW_SCHEMA_VERSION,
+};
+use crate::calibration::roofline::{bottleneck, Ceilings};
+use crate::calibration::{kernel_count, FusionCalibration, Status};
 use crate::carve::{carve, ConstValues};
-use crate::estimate::{Estimate, Verdict};
-use crate::measure::{self, DType, InputSpec, Latency, MeasureOptions, ModelSource, TempDir};
+use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource, TempDir};
 use crate::patterns::{Instance, Pattern};
-use crate::roofline::{bottleneck, BottleneckType, Ceilings};
+use crate::pipeline::{carved_specs, distinct_groups, measure_group, prepare, Prepared};
+use crate::report::hardware::rule_text;
 use crate::runtime::Ep;
-
-/// Version of the HardwareCalibration schema.
-pub const HW_SCHEMA_VERSION: u32 = 1;
 
 /// The pattern families `--patterns` accepts, besides single keys and `all`.
 pub const FAMILIES: [&str; 4] = ["linear", "conv", "attention", "elementwise"];
@@ -50,8 +48,9 @@ pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
         } else if FAMILIES.contains(&lower.as_str()) {
             want.extend(Pattern::ALL.into_iter().filter(|p| family(*p) == lower));
         } else {
-            let p = crate::cost_model::resolve_pattern(item)
-                .map_err(|e| crate::error::user(format!("--patterns: {e:#} (or a family: all, {})", FAMILIES.join(", "))))?;
+            let p = crate::calibration::cost_model::resolve_pattern(item).map_err(|e| {
+                crate::error::user(format!("--patterns: {e:#} (or a family: all, {})", FAMILIES.join(", ")))
+            })?;
             want.push(p);
         }
     }
@@ -65,7 +64,12 @@ pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
 /// GPU peaks are the dense TF32 tensor-core rates: ONNX Runtime's CUDA provider runs f32 MatMul and Conv
 /// in TF32 by default (`use_tf32`), so that is the ceiling an f32 MatMul probe can reach.
 pub const PRESETS: &[(&str, f64, f64, &str)] = &[
-    ("h100-sxm", 494_700.0, 3_350.0, "NVIDIA H100 SXM datasheet: TF32 tensor 495 TFLOPS dense (ORT's CUDA f32 MatMul runs in TF32), HBM3 3.35 TB/s"),
+    (
+        "h100-sxm",
+        494_700.0,
+        3_350.0,
+        "NVIDIA H100 SXM datasheet: TF32 tensor 495 TFLOPS dense (ORT's CUDA f32 MatMul runs in TF32), HBM3 3.35 TB/s",
+    ),
     ("h100-pcie", 378_000.0, 2_000.0, "NVIDIA H100 PCIe datasheet: TF32 tensor 378 TFLOPS dense, HBM2e 2.0 TB/s"),
     ("h200", 494_700.0, 4_800.0, "NVIDIA H200 SXM datasheet: TF32 tensor 495 TFLOPS dense, HBM3e 4.8 TB/s"),
     ("a100-sxm", 156_000.0, 2_039.0, "NVIDIA A100 80GB SXM datasheet: TF32 tensor 156 TFLOPS dense, 2.04 TB/s"),
@@ -93,131 +97,6 @@ pub struct CalibrateOptions {
     pub progress: bool,
     /// CUDA: time CUDA-graph replays.
     pub cuda_graph: bool,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CalibrationMetadata {
-    pub hardware_name: String,
-    pub date: String,
-    pub tool: String,
-    pub fuseval_version: String,
-    /// `cpu` or `gpu`.
-    pub device_type: String,
-    pub hardware: crate::runtime::Hardware,
-    pub runtime: String,
-    pub ort_version: String,
-    pub execution_provider: String,
-    #[serde(default)]
-    pub cuda_graph: bool,
-    pub threads: usize,
-    pub quick: bool,
-    pub seed: u64,
-    /// How warm-up and measurement runs are chosen (they adapt per measurement; each record has its own
-    /// `rounds`, `iters_per_round` and `num_trials`).
-    pub warmup: String,
-    pub measurement: String,
-    pub target_rel_ci: f64,
-    pub budget_per_measurement_s: f64,
-    pub min_rounds: usize,
-    pub max_rounds: usize,
-    pub patterns: Vec<String>,
-    /// Wall time of the whole calibration.
-    pub measured: String,
-}
-
-/// One operation on the hardware: a ceiling probe.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct OperationProfile {
-    pub operation: String,
-    pub dtype: String,
-    pub shape: Vec<usize>,
-    pub supported: bool,
-    /// Why it is unsupported, or what it measures.
-    pub note: String,
-    pub flops: u64,
-    pub bytes: u64,
-    pub arithmetic_intensity: f64,
-    pub latency: Option<Latency>,
-    pub measured_gflops: f64,
-    /// measured / theoretical, when a theoretical peak is known.
-    pub efficiency: Option<f64>,
-    pub achieved_bandwidth_gbps: f64,
-    pub bandwidth_efficiency: Option<f64>,
-    pub bottleneck: Option<BottleneckType>,
-}
-
-/// One size of a pattern's sweep, in grid order.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SweepPoint {
-    pub size: String,
-    pub flops: u64,
-    pub unfused_memory_bytes: u64,
-    pub unfused_latency_ms: f64,
-    /// The headline (runtime, extended level) speedup.
-    pub speedup: Option<Estimate>,
-    /// The best agreeing variant and its speedup (`unfused` with the headline when none is faster).
-    pub best_variant: String,
-    pub best_speedup: Option<Estimate>,
-    pub verdict: Option<Verdict>,
-    pub bottleneck_unfused: Option<BottleneckType>,
-}
-
-/// Where fusion starts or stops paying for one pattern (the design's open question 2).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Crossover {
-    pub fusion_pattern: String,
-    pub points: Vec<SweepPoint>,
-    /// Sizes where the best fused variant is faster beyond noise.
-    pub pays_at: Vec<String>,
-    pub summary: String,
-}
-
-/// The nn-Meter fusion rule for one producer→consumer pair on one provider.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FusionRule {
-    pub execution_provider: String,
-    pub first: String,
-    pub second: String,
-    /// The synthetic pattern model and size the pair was carved from.
-    pub from: String,
-    pub t1_ms: f64,
-    pub t2_ms: f64,
-    pub t_block_ms: f64,
-    /// T1 + T2 − T_block.
-    pub saving_ms: f64,
-    /// 0.5 · min(T1, T2).
-    pub threshold_ms: f64,
-    /// nn-Meter's rule: saving > threshold.
-    pub rule_says_fused: bool,
-    /// ORT's optimized block has fewer compute kernels than the two nodes optimized alone (data
-    /// movement such as Reshape not counted).
-    pub graph_says_fused: bool,
-    pub block_ops: Vec<String>,
-}
-
-/// The design's `HardwareCalibration`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HardwareCalibration {
-    pub schema_version: u32,
-    pub metadata: CalibrationMetadata,
-    pub theoretical_peak_gflops: Option<f64>,
-    pub theoretical_bandwidth_gbps: Option<f64>,
-    pub theoretical_source: Option<String>,
-    /// Best f32 MatMul.
-    pub measured_peak_gflops: f64,
-    /// Largest Add (out of cache).
-    pub measured_bandwidth_gbps: f64,
-    pub peak_efficiency: Option<f64>,
-    pub bandwidth_efficiency: Option<f64>,
-    /// The ceilings every roofline in this file uses.
-    pub ceilings: Ceilings,
-    pub operation_profiles: Vec<OperationProfile>,
-    /// One `FusionCalibration` per pattern and size (`extra_params.size`).
-    pub fusion_profiles: Vec<FusionCalibration>,
-    pub crossovers: Vec<Crossover>,
-    pub fusion_rules: Vec<FusionRule>,
-    pub warnings: Vec<String>,
-    pub complete: bool,
 }
 
 fn probe_opts(ep: Ep, threads: usize, quick: bool, seed: u64) -> MeasureOptions {
@@ -374,11 +253,6 @@ pub fn measure_ceilings(
     Ok((profiles, ceilings))
 }
 
-/// The measured speedup of the best agreeing variant (the headline when none is faster).
-pub fn best_speedup(r: &FusionCalibration) -> Option<Estimate> {
-    r.variant(&r.best_variant).or(r.extended.as_ref()).map(|l| l.speedup)
-}
-
 /// The one instance of `pattern` a synthetic model holds (the largest match, should several overlap).
 fn target(p: &Prepared, pattern: Pattern) -> Option<&Instance> {
     p.detection.all.iter().filter(|i| i.pattern == pattern).max_by_key(|i| i.nodes.len())
@@ -396,9 +270,10 @@ pub fn calibrate(
     opts: &CalibrateOptions,
     on_record: &mut dyn FnMut(&HardwareCalibration) -> Result<()>,
 ) -> Result<HardwareCalibration> {
-    crate::bench::check_ep(opts.ep)?;
+    crate::pipeline::check_ep(opts.ep)?;
     let started = Instant::now();
-    let mopts = MeasureOptions { cuda_graph: opts.cuda_graph, ..probe_opts(opts.ep, opts.threads, opts.quick, opts.seed) };
+    let mopts =
+        MeasureOptions { cuda_graph: opts.cuda_graph, ..probe_opts(opts.ep, opts.threads, opts.quick, opts.seed) };
     if opts.progress {
         eprintln!("ceilings");
     }
@@ -417,7 +292,7 @@ pub fn calibrate(
         schema_version: HW_SCHEMA_VERSION,
         metadata: CalibrationMetadata {
             hardware_name: opts.hardware.clone(),
-            date: crate::bench::utc_now(),
+            date: crate::calibration::utc_now(),
             tool: "fuseval".into(),
             fuseval_version: env!("CARGO_PKG_VERSION").into(),
             device_type: if gpu { "gpu" } else { "cpu" }.into(),
@@ -462,7 +337,7 @@ pub fn calibrate(
     for &pattern in &opts.patterns {
         let sizes = crate::synth::grid(pattern, opts.quick, opts.ep);
         for (k, size) in sizes.iter().enumerate() {
-            if crate::run::interrupted() {
+            if crate::drivers::run::interrupted() {
                 return Ok(finish(cal, started));
             }
             let rec = match sweep_point(&dir, pattern, k, size, opts.seed, &mopts) {
@@ -481,13 +356,13 @@ pub fn calibrate(
         }
     }
     cal.crossovers = crossovers(&cal.fusion_profiles, &opts.patterns);
-    if opts.rules && !crate::run::interrupted() {
+    if opts.rules && !crate::drivers::run::interrupted() {
         if opts.progress {
             eprintln!("fusion rules");
         }
         cal.fusion_rules = fusion_rules(&dir, opts, &mopts, &mut cal.warnings);
     }
-    cal.complete = !crate::run::interrupted();
+    cal.complete = !crate::drivers::run::interrupted();
     Ok(finish(cal, started))
 }
 
@@ -524,8 +399,9 @@ fn sweep_point(
     let bytes = crate::synth::build(pattern, size, seed).context("building the synthetic model")?;
     let path = stage(dir, &format!("{}_{k}", pattern.key()), &bytes)?;
     let p = prepare(&path, &[])?;
-    let inst = target(&p, pattern)
-        .with_context(|| format!("internal: the synthetic {} model was not detected as {}", size.label, pattern.key()))?;
+    let inst = target(&p, pattern).with_context(|| {
+        format!("internal: the synthetic {} model was not detected as {}", size.label, pattern.key())
+    })?;
     let groups = distinct_groups(&p.graph, &[inst]);
     let (sig, group) = &groups[0];
     let consts = ConstValues::evaluate(&p.loaded, &p.graph, &[inst])?;
@@ -563,17 +439,12 @@ pub fn crossovers(profiles: &[FusionCalibration], patterns: &[Pattern]) -> Vec<C
                 })
                 .collect();
             let pays: Vec<bool> = recs.iter().map(|r| r.best_variant != crate::calibration::BEST_UNFUSED).collect();
-            let pays_at: Vec<String> = points.iter().zip(&pays).filter(|(_, &y)| y).map(|(p, _)| p.size.clone()).collect();
+            let pays_at: Vec<String> =
+                points.iter().zip(&pays).filter(|(_, &y)| y).map(|(p, _)| p.size.clone()).collect();
             let summary = crossover_summary(&points, &pays);
             Some(Crossover { fusion_pattern: p.key().into(), points, pays_at, summary })
         })
         .collect()
-}
-
-pub fn size_label(r: &FusionCalibration) -> String {
-    r.extra_params.get("size").and_then(|v| v.as_str()).map(str::to_string).unwrap_or_else(|| {
-        r.input_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
-    })
 }
 
 fn crossover_summary(points: &[SweepPoint], pays: &[bool]) -> String {
@@ -584,16 +455,32 @@ fn crossover_summary(points: &[SweepPoint], pays: &[bool]) -> String {
         return format!("fusion does not pay at any of the {n} sizes (best {} to {})", best(0), best(n - 1));
     }
     if k == n {
-        return format!("fusion pays at every size, {} at {} to {} at {}", best(0), points[0].size, best(n - 1), points[n - 1].size);
+        return format!(
+            "fusion pays at every size, {} at {} to {} at {}",
+            best(0),
+            points[0].size,
+            best(n - 1),
+            points[n - 1].size
+        );
     }
     let first = pays.iter().position(|&y| y).unwrap_or(0);
     let last = pays.iter().rposition(|&y| y).unwrap_or(0);
     if pays[first..=last].iter().all(|&y| y) {
         if first > 0 && last == n - 1 {
-            return format!("fusion starts paying at {} ({}); below it, within noise or slower", points[first].size, best(first));
+            return format!(
+                "fusion starts paying at {} ({}); below it, within noise or slower",
+                points[first].size,
+                best(first)
+            );
         }
         if first == 0 && last < n - 1 {
-            return format!("fusion stops paying above {} ({}); at {} it is {}", points[last].size, best(last), points[last + 1].size, best(last + 1));
+            return format!(
+                "fusion stops paying above {} ({}); at {} it is {}",
+                points[last].size,
+                best(last),
+                points[last + 1].size,
+                best(last + 1)
+            );
         }
         return format!("fusion pays only from {} to {}", points[first].size, points[last].size);
     }
@@ -603,7 +490,12 @@ fn crossover_summary(points: &[SweepPoint], pays: &[bool]) -> String {
 
 /// nn-Meter's rule per producer→consumer pair inside each selected pattern's middle-size model: T1, T2 and
 /// T_block at ORT's default level (all) on this provider.
-fn fusion_rules(dir: &TempDir, opts: &CalibrateOptions, mopts: &MeasureOptions, warnings: &mut Vec<String>) -> Vec<FusionRule> {
+fn fusion_rules(
+    dir: &TempDir,
+    opts: &CalibrateOptions,
+    mopts: &MeasureOptions,
+    warnings: &mut Vec<String>,
+) -> Vec<FusionRule> {
     let mut seen: Vec<(String, String)> = vec![];
     let mut rules = vec![];
     for &pattern in &opts.patterns {
@@ -673,162 +565,6 @@ fn fusion_rules(dir: &TempDir, opts: &CalibrateOptions, mopts: &MeasureOptions, 
     rules
 }
 
-fn rule_text(r: &FusionRule) -> String {
-    format!(
-        "T1 {:.3} + T2 {:.3} − T_block {:.3} = {:+.3} ms vs {:.3}: {} (graph: {})",
-        r.t1_ms,
-        r.t2_ms,
-        r.t_block_ms,
-        r.saving_ms,
-        r.threshold_ms,
-        if r.rule_says_fused { "fused" } else { "not fused" },
-        if r.graph_says_fused { "fused" } else { "separate" }
-    )
-}
-
-/// The design's "Fusion Pattern Calibration: <hardware>" block, plus ceilings, crossovers and rules.
-pub fn summary_text(cal: &HardwareCalibration) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let bar = "=".repeat(80);
-    let m = &cal.metadata;
-    let _ = writeln!(s, "{bar}\nFusion Pattern Calibration: {}\n{bar}", m.hardware_name);
-    let _ = writeln!(
-        s,
-        "{} ({} logical cores, {:.1} GiB), {} threads, ONNX Runtime {} {}, {}",
-        m.hardware.cpu_model,
-        m.hardware.logical_cores,
-        m.hardware.memory_bytes as f64 / (1u64 << 30) as f64,
-        m.threads,
-        m.ort_version,
-        m.execution_provider,
-        if m.quick { "quick" } else { "full" }
-    );
-    let eff = |e: Option<f64>| e.map(|e| format!(" ({:.0}% of theoretical)", 100.0 * e)).unwrap_or_default();
-    let _ = writeln!(
-        s,
-        "Peak MatMul: {:.1} GFLOP/s{}   Bandwidth: {:.1} GB/s{}   Ridge: {:.1} FLOP/B",
-        cal.measured_peak_gflops,
-        eff(cal.peak_efficiency),
-        cal.measured_bandwidth_gbps,
-        eff(cal.bandwidth_efficiency),
-        cal.ceilings.ridge()
-    );
-    for p in cal.operation_profiles.iter().filter(|p| !p.supported) {
-        let _ = writeln!(s, "  {} {}: {}", p.operation, p.dtype, p.note);
-    }
-    let mut current = String::new();
-    for r in &cal.fusion_profiles {
-        if r.fusion_pattern != current {
-            current = r.fusion_pattern.clone();
-            let _ = writeln!(s);
-        }
-        let title = Pattern::from_key(&r.fusion_pattern).map(|p| p.title()).unwrap_or_else(|| r.fusion_pattern.clone());
-        let _ = writeln!(s, "{title} ({}):", size_label(r));
-        if r.status != Status::Measured {
-            let _ = writeln!(s, "  skipped: {}", r.skip_reason.as_deref().unwrap_or("?"));
-            continue;
-        }
-        let _ = writeln!(s, "  Unfused: {:.3} ms ({:.1} GFLOPS)", r.unfused_latency_ms, r.unfused_gflops);
-        let _ = writeln!(
-            s,
-            "  Fused:   {:.3} ms ({:.1} GFLOPS)  ORT {} → {}",
-            r.fused_latency_ms,
-            r.fused_gflops,
-            r.headline_level,
-            short_ops(&r.ort_fused_into)
-        );
-        let word = match r.verdict {
-            Some(Verdict::Faster) => "faster",
-            Some(Verdict::Slower) => "slower",
-            _ => "within noise",
-        };
-        let _ = writeln!(
-            s,
-            "  Speedup: {:.2}× [{:.2}, {:.2}] {word}{}",
-            r.speedup_factor,
-            r.speedup_ci_low,
-            r.speedup_ci_high,
-            if r.trustworthy { "" } else { " (untrustworthy: A/A off or outputs disagree)" }
-        );
-        match (&r.explicit, &r.explicit_unavailable) {
-            (Some(x), _) => {
-                let _ = writeln!(
-                    s,
-                    "  Explicit {}: {:.3} ms, {:.2}× [{:.2}, {:.2}]{}",
-                    short_ops(&r.explicit_kernels),
-                    x.latency.median_ms,
-                    x.speedup.point,
-                    x.speedup.lo,
-                    x.speedup.hi,
-                    if x.equivalence.passed { "" } else { " (outputs disagree)" }
-                );
-            }
-            (None, Some(why)) => {
-                let _ = writeln!(s, "  Explicit: none ({why})");
-            }
-            _ => {}
-        }
-        let _ = writeln!(s, "  Memory reduction: {:.1}%", 100.0 * r.memory_reduction);
-        if let Some(rl) = &r.roofline {
-            let _ = writeln!(s, "  Bottleneck: {} → {}; {}", rl.unfused.bottleneck, rl.fused.bottleneck, rl.explanation);
-        }
-    }
-    if !cal.crossovers.is_empty() {
-        let _ = writeln!(s, "\nWhere fusion pays (best agreeing variant, beyond ±{:.0}% noise):", NOISE * 100.0);
-        for c in &cal.crossovers {
-            let _ = writeln!(s, "  {:<30} {}", c.fusion_pattern, c.summary);
-        }
-    }
-    if !cal.fusion_rules.is_empty() {
-        let _ = writeln!(s, "\nFusion rules on {} (nn-Meter: fused when T1 + T2 − T_block > 0.5·min(T1, T2)):", m.execution_provider);
-        for r in &cal.fusion_rules {
-            let _ = writeln!(s, "  {:<20} → {:<20} {}", r.first, r.second, rule_text(r));
-        }
-    }
-    for w in &cal.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    s
-}
-
-fn short_ops(ops: &[String]) -> String {
-    if ops.is_empty() {
-        return "—".into();
-    }
-    ops.iter().map(|o| o.rsplit('.').next().unwrap_or(o)).collect::<Vec<_>>().join(", ")
-}
-
-/// Read a HardwareCalibration file; errors name it.
-pub fn read(path: &Path) -> Result<HardwareCalibration> {
-    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{} is not a fuseval HardwareCalibration: {e}", path.display())))
-}
-
-/// The `ceilings` of any fuseval calibration file (calibrate's or bench's); errors name the file.
-pub fn read_ceilings(path: &Path) -> Result<Ceilings> {
-    #[derive(Deserialize)]
-    struct Only {
-        ceilings: Option<Ceilings>,
-    }
-    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
-    let only: Only = serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{} is not a fuseval calibration file: {e}", path.display())))?;
-    only.ceilings.ok_or_else(|| {
-        crate::error::user(format!("{} has no `ceilings` (make one with `fuseval calibrate`)", path.display()))
-    })
-}
-
-/// Counts of measured records per pattern (the acceptance check: every pattern at ≥ 3 sizes).
-pub fn sizes_per_pattern(cal: &HardwareCalibration) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for r in cal.fusion_profiles.iter().filter(|r| r.status == Status::Measured) {
-        *m.entry(r.fusion_pattern.clone()).or_insert(0) += 1;
-    }
-    m
-}
-
 /// The patterns and sizes `fuseval eventcheck` times with CUDA events: per pattern the smallest and the
 /// largest quick size.
 pub const EVENT_CHECK_PATTERNS: [Pattern; 6] = [
@@ -841,8 +577,14 @@ pub const EVENT_CHECK_PATTERNS: [Pattern; 6] = [
 ];
 
 /// Check fuseval's GPU timing against CUDA events on synthetic pattern models ([`EVENT_CHECK_PATTERNS`]).
-pub fn event_checks(ep: Ep, threads: usize, quick: bool, seed: u64, progress: bool) -> Result<Vec<measure::events::EventCheck>> {
-    crate::bench::check_ep(ep)?;
+pub fn event_checks(
+    ep: Ep,
+    threads: usize,
+    quick: bool,
+    seed: u64,
+    progress: bool,
+) -> Result<Vec<measure::events::EventCheck>> {
+    crate::pipeline::check_ep(ep)?;
     let mopts = probe_opts(ep, threads, quick, seed);
     let dir = TempDir::new()?;
     let mut out = vec![];
@@ -852,7 +594,7 @@ pub fn event_checks(ep: Ep, threads: usize, quick: bool, seed: u64, progress: bo
             let bytes = crate::synth::build(p, size, seed)?;
             let path = stage(&dir, &format!("events_{}", p.key()), &bytes)?;
             let prepared = prepare(&path, &[])?;
-            let specs = crate::bench::model_input_specs(&prepared.loaded, &prepared.graph)?;
+            let specs = crate::pipeline::model_input_specs(&prepared.loaded, &prepared.graph)?;
             let label = format!("{} {}", p.key(), size.label);
             let c = measure::events::event_check(&label, &bytes, &specs, &mopts).with_context(|| label.clone())?;
             if progress {

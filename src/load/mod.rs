@@ -13,6 +13,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::user;
+use crate::onnx::{elem_name, elem_size, value_info};
 
 pub mod weights;
 use weights::Weights;
@@ -129,8 +130,7 @@ impl Loaded {
 
 /// Read and decode an ONNX file; initializer bytes stay in the file until needed. No shape work.
 pub fn read_proto(path: &Path) -> Result<(pb::ModelProto, Arc<Weights>)> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| user(format!("cannot read model file {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| user(format!("cannot read model file {}: {e}", path.display())))?;
     if meta.is_dir() {
         return Err(user(format!("{} is a directory, not an ONNX model file", path.display())));
     }
@@ -143,9 +143,10 @@ pub fn read_proto(path: &Path) -> Result<(pb::ModelProto, Arc<Weights>)> {
             path.display()
         ))
     })?;
-    let graph = proto.graph.as_ref().ok_or_else(|| {
-        user(format!("{} is not an ONNX model: it has no graph", path.display()))
-    })?;
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| user(format!("{} is not an ONNX model: it has no graph", path.display())))?;
     if graph.node.is_empty() {
         return Err(user(format!("{} has a graph with no nodes", path.display())));
     }
@@ -186,7 +187,10 @@ fn validate(path: &Path, proto: &pb::ModelProto, weights: &weights::Weights) -> 
             )));
         }
         if o.version < 1 {
-            return Err(user(format!("{file} imports opset {} of domain `{}`: opset versions start at 1", o.version, o.domain)));
+            return Err(user(format!(
+                "{file} imports opset {} of domain `{}`: opset versions start at 1",
+                o.version, o.domain
+            )));
         }
         imported.insert(d, o.version);
     }
@@ -216,7 +220,11 @@ fn validate(path: &Path, proto: &pb::ModelProto, weights: &weights::Weights) -> 
     for (ix, n) in g.node.iter().enumerate().filter(|(_, n)| n.op_type == "Constant") {
         for a in &n.attribute {
             if let Some(t) = a.t.as_ref() {
-                let what = format!("the value of Constant node `{}` (tensor `{}`)", node_label(n, ix), n.output.first().map(String::as_str).unwrap_or(""));
+                let what = format!(
+                    "the value of Constant node `{}` (tensor `{}`)",
+                    node_label(n, ix),
+                    n.output.first().map(String::as_str).unwrap_or("")
+                );
                 check_tensor(path, &what, t, None)?;
             }
         }
@@ -266,7 +274,9 @@ fn check_tensor(path: &Path, what: &str, t: &pb::TensorProto, held: Option<u64>)
         return Ok(());
     }
     let raw = held.map(|h| h as u128).unwrap_or(t.raw_data.len() as u128);
-    let typed = (t.float_data.len() + t.int32_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len()) as u128;
+    let typed =
+        (t.float_data.len() + t.int32_data.len() + t.int64_data.len() + t.double_data.len() + t.uint64_data.len())
+            as u128;
     let ok = if raw > 0 { raw == numel * size } else { typed == numel };
     if !ok {
         let has = if raw > 0 { format!("{raw} bytes of raw data") } else { format!("{typed} values") };
@@ -287,11 +297,7 @@ fn external(t: &pb::TensorProto, dir: &Path, model: &Path) -> Result<Option<weig
     }
     let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
     let location = get("location").ok_or_else(|| {
-        user(format!(
-            "{}: initializer `{}` says its data is external but names no location",
-            model.display(),
-            t.name
-        ))
+        user(format!("{}: initializer `{}` says its data is external but names no location", model.display(), t.name))
     })?;
     let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let file = dir.join(&location);
@@ -348,12 +354,18 @@ pub fn load(path: &Path, overrides: &[InputOverride]) -> Result<Loaded> {
         let mut by_op: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for &ix in &unsupported {
             let n = &graph.node[ix];
-            let op = if n.domain.is_empty() || n.domain == "ai.onnx" { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) };
+            let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
+                n.op_type.clone()
+            } else {
+                format!("{}.{}", n.domain, n.op_type)
+            };
             by_op.entry(op).or_default().push(node_label(n, ix));
         }
         let list: Vec<String> = by_op
             .iter()
-            .map(|(op, nodes)| format!("{op} ({} node{}, first `{}`)", nodes.len(), if nodes.len() == 1 { "" } else { "s" }, nodes[0]))
+            .map(|(op, nodes)| {
+                format!("{op} ({} node{}, first `{}`)", nodes.len(), if nodes.len() == 1 { "" } else { "s" }, nodes[0])
+            })
             .collect();
         warnings.push(format!(
             "op(s) the shape analysis does not support (unknown ops, or ops invalid where they are): {}; their outputs' shapes come from the model's annotations only, and patterns touching them cannot be measured",
@@ -389,10 +401,8 @@ fn resolve_inputs(
     overrides: &[InputOverride],
     warnings: &mut Vec<String>,
 ) -> Result<Vec<ResolvedInput>> {
-    let inits: std::collections::HashSet<&str> =
-        graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let real: Vec<&pb::ValueInfoProto> =
-        graph.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
+    let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let real: Vec<&pb::ValueInfoProto> = graph.input.iter().filter(|i| !inits.contains(i.name.as_str())).collect();
     for o in overrides {
         if !real.iter().any(|i| i.name == o.name) {
             let names: Vec<&str> = real.iter().map(|i| i.name.as_str()).collect();
@@ -489,11 +499,7 @@ fn resolve_inputs(
             )));
         }
         if elem_type == 0 {
-            return Err(user(format!(
-                "{}: input `{}` has no element type",
-                path.display(),
-                vi.name
-            )));
+            return Err(user(format!("{}: input `{}` has no element type", path.display(), vi.name)));
         }
         out.push(ResolvedInput { name: vi.name.clone(), elem_type, dims: resolved });
     }
@@ -516,8 +522,7 @@ enum Dim {
 }
 
 fn value_info_dims(vi: &pb::ValueInfoProto) -> (i32, Vec<Dim>) {
-    let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-    else {
+    let Some(pb::type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return (0, vec![]);
     };
     let dims = t
@@ -527,9 +532,7 @@ fn value_info_dims(vi: &pb::ValueInfoProto) -> (i32, Vec<Dim>) {
             s.dim
                 .iter()
                 .map(|d| match &d.value {
-                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => {
-                        Dim::Fixed(*v as usize)
-                    }
+                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => Dim::Fixed(*v as usize),
                     Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
                         Dim::Symbol(p.clone())
                     }
@@ -544,7 +547,13 @@ fn value_info_dims(vi: &pb::ValueInfoProto) -> (i32, Vec<Dim>) {
 /// Indices of the nodes whose op tract does not know at all.
 fn unregistered_ops(graph: &pb::GraphProto) -> Vec<usize> {
     let onnx = tract_onnx::onnx();
-    graph.node.iter().enumerate().filter(|(_, n)| !onnx.op_register.0.contains_key(&n.op_type)).map(|(ix, _)| ix).collect()
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !onnx.op_register.0.contains_key(&n.op_type))
+        .map(|(ix, _)| ix)
+        .collect()
 }
 
 thread_local! {
@@ -644,10 +653,12 @@ fn tract_shapes(
     for (name, outlet) in &parsed.outlets_by_name {
         let Ok(fact) = parsed.model.outlet_fact(*outlet) else { continue };
         let elem_type = fact.datum_type.concretize().map(onnx_elem_type).unwrap_or(0);
-        let shape = fact.shape.concretize().and_then(|dims| {
-            dims.iter().map(|d| d.to_i64().ok().filter(|&v| v >= 0).map(|v| v as usize)).collect()
-        });
-        let value = if matches!(elem_type, 6 | 7) { fact.value.concretize().and_then(|t| int_values(&t)) } else { None };
+        let shape = fact
+            .shape
+            .concretize()
+            .and_then(|dims| dims.iter().map(|d| d.to_i64().ok().filter(|&v| v >= 0).map(|v| v as usize)).collect());
+        let value =
+            if matches!(elem_type, 6 | 7) { fact.value.concretize().and_then(|t| int_values(&t)) } else { None };
         out.insert(name.clone(), TensorInfo { elem_type, shape, value });
     }
     Ok((out, failed))
@@ -743,28 +754,8 @@ fn slim_for_shapes(proto: &pb::ModelProto, weights: &Weights) -> Result<pb::Mode
     })
 }
 
-/// A tensor value-info, with a fixed shape when `dims` is given.
-pub fn value_info(name: &str, elem_type: i32, dims: Option<&[usize]>) -> pb::ValueInfoProto {
-    use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let shape = dims.map(|dims| pb::TensorShapeProto {
-        dim: dims.iter().map(|&v| Dimension { value: Some(Value::DimValue(v as i64)), ..Default::default() }).collect(),
-    });
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type, shape })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Fill what tract left unknown from initializers, inputs, value_info and declared outputs.
-fn fill_from_annotations(
-    graph: &pb::GraphProto,
-    inputs: &[ResolvedInput],
-    tensors: &mut BTreeMap<String, TensorInfo>,
-) {
+fn fill_from_annotations(graph: &pb::GraphProto, inputs: &[ResolvedInput], tensors: &mut BTreeMap<String, TensorInfo>) {
     for t in &graph.initializer {
         let shape = t.dims.iter().map(|&d| usize::try_from(d).ok()).collect();
         tensors.insert(t.name.clone(), TensorInfo { elem_type: t.data_type, shape, value: None });
@@ -824,37 +815,5 @@ fn onnx_elem_type(dt: DatumType) -> i32 {
         DatumType::U32 => 12,
         DatumType::U64 => 13,
         _ => 0,
-    }
-}
-
-/// Bytes per element of an ONNX element type (0 when unknown).
-pub fn elem_size(elem_type: i32) -> usize {
-    match elem_type {
-        2 | 3 | 9 => 1,
-        4 | 5 | 10 | 16 => 2,
-        1 | 6 | 12 => 4,
-        7 | 11 | 13 => 8,
-        _ => 0,
-    }
-}
-
-/// Short name of an ONNX element type.
-pub fn elem_name(elem_type: i32) -> &'static str {
-    match elem_type {
-        1 => "f32",
-        2 => "u8",
-        3 => "i8",
-        4 => "u16",
-        5 => "i16",
-        6 => "i32",
-        7 => "i64",
-        8 => "string",
-        9 => "bool",
-        10 => "f16",
-        11 => "f64",
-        12 => "u32",
-        13 => "u64",
-        16 => "bf16",
-        _ => "?",
     }
 }

@@ -76,8 +76,7 @@ impl PlanGroup {
 
 /// Read a plan file. A missing file, bad JSON or a wrong shape is bad input (exit 2), naming the file.
 pub fn read_plan(path: &Path) -> Result<Plan> {
-    let bytes =
-        std::fs::read(path).map_err(|e| user(format!("--plan {}: cannot read it: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| user(format!("--plan {}: cannot read it: {e}", path.display())))?;
     parse_plan(&bytes).map_err(|e| user(format!("--plan {}: {e}", path.display())))
 }
 
@@ -98,8 +97,9 @@ pub fn parse_plan(bytes: &[u8]) -> std::result::Result<Plan, String> {
                     Value::Array(_) => serde_json::from_value::<Vec<String>>(item)
                         .map(|nodes| PlanGroup { nodes, ..Default::default() })
                         .map_err(|e| format!("group {}: {e} (a group is a list of node-name strings)", i + 1)),
-                    Value::Object(_) => serde_json::from_value::<PlanGroup>(item)
-                        .map_err(|e| format!("group {}: {e}", i + 1)),
+                    Value::Object(_) => {
+                        serde_json::from_value::<PlanGroup>(item).map_err(|e| format!("group {}: {e}", i + 1))
+                    }
                     other => Err(format!("group {}: expected a list of node names, found {}", i + 1, kind(&other))),
                 })
                 .collect::<std::result::Result<Vec<_>, String>>()?;
@@ -126,8 +126,10 @@ mod tests {
 
     #[test]
     fn both_spellings() {
-        let a = parse_plan(br#"{"model": "m.onnx", "groups": [{"name": "g", "nodes": ["a", "b"], "pattern": "Add_ReLU"}]}"#)
-            .unwrap();
+        let a = parse_plan(
+            br#"{"model": "m.onnx", "groups": [{"name": "g", "nodes": ["a", "b"], "pattern": "Add_ReLU"}]}"#,
+        )
+        .unwrap();
         assert_eq!(a.groups[0].nodes, ["a", "b"]);
         assert_eq!(a.groups[0].pattern.as_deref(), Some("Add_ReLU"));
         let b = parse_plan(br#"[["a", "b"], ["c"]]"#).unwrap();

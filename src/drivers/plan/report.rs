@@ -190,7 +190,11 @@ pub fn text(r: &ValidationReport) -> String {
         .max()
         .unwrap_or(0)
         .max(7);
-    let _ = writeln!(s, "{:>3}  {:<wl$}  {:<wp$}  {:>5}  {:<22}  verdict", "#", "group", "pattern", "nodes", "speedup [95% CI]");
+    let _ = writeln!(
+        s,
+        "{:>3}  {:<wl$}  {:<wp$}  {:>5}  {:<22}  verdict",
+        "#", "group", "pattern", "nodes", "speedup [95% CI]"
+    );
     for g in &r.groups {
         let _ = writeln!(
             s,
@@ -212,7 +216,8 @@ pub fn text(r: &ValidationReport) -> String {
         let _ = writeln!(s, "\nMissed patterns: none (every longest match shares a node with the plan)");
     } else {
         let _ = writeln!(s, "\nMissed patterns: {} fusible instances share no node with the plan", r.missed.len());
-        let _ = writeln!(s, "     {:<wp$}  {:>5}  {:<22}  {:<10}  nodes", "pattern", "nodes", "gain [95% CI]", "verdict");
+        let _ =
+            writeln!(s, "     {:<wp$}  {:>5}  {:<22}  {:<10}  nodes", "pattern", "nodes", "gain [95% CI]", "verdict");
         for m in &r.missed {
             let _ = writeln!(
                 s,

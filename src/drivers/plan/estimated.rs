@@ -1,4 +1,4 @@
-//! Estimates instead of measurements: the cost model (`crate::cost_model`) over a calibration file,
+//! Estimates instead of measurements: the cost model (`crate::calibration::cost_model`) over a calibration file,
 //! with the file's own records for what the cost model does not say (what ORT fused the pattern into,
 //! whether the timing was trustworthy, the bottleneck).
 
@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::calibration::cost_model::{
+    CostModelOptions, Decision, Fallback, FusionCostModel, Source, Variant, Workload,
+};
+use crate::calibration::roofline::{Ceilings, Roofline};
 use crate::calibration::{FusionCalibration, Status};
-use crate::cost_model::{CostModelOptions, Decision, Fallback, FusionCostModel, Source, Variant, Workload};
 use crate::error::user;
 use crate::graph::ModelGraph;
 use crate::patterns::Instance;
-use crate::roofline::{Ceilings, Roofline};
 
 use super::assess::{rule, Assessment, Basis, Bottleneck, Verdict};
 
@@ -43,12 +45,13 @@ pub fn records_and_ceilings(path: &Path) -> (Vec<FusionCalibration>, Option<Ceil
         return (vec![], None);
     };
     let runs: Vec<&serde_json::Value> = match v.get("runs").and_then(|r| r.as_array()) {
-        Some(runs) if v.get("kind").and_then(|k| k.as_str()) == Some(crate::run::MERGED_KIND) => runs.iter().collect(),
+        Some(runs) if v.get("kind").and_then(|k| k.as_str()) == Some(crate::calibration::merge::MERGED_KIND) => {
+            runs.iter().collect()
+        }
         _ => vec![&v],
     };
-    let ceilings = runs
-        .iter()
-        .find_map(|r| r.get("ceilings").and_then(|c| serde_json::from_value::<Ceilings>(c.clone()).ok()));
+    let ceilings =
+        runs.iter().find_map(|r| r.get("ceilings").and_then(|c| serde_json::from_value::<Ceilings>(c.clone()).ok()));
     let records = runs
         .iter()
         .filter_map(|r| r.get("fusion_profiles").and_then(|f| f.as_array()))
@@ -94,7 +97,7 @@ impl Estimator {
             self.records.iter().find(|r| {
                 r.fusion_pattern == inst.pattern.key() && {
                     let s = Workload::of_record(r).size();
-                    s > 0.0 && (s.max(size) / s.min(size) - 1.0) <= crate::cost_model::SAME_SIZE_TOLERANCE
+                    s > 0.0 && (s.max(size) / s.min(size) - 1.0) <= crate::calibration::cost_model::SAME_SIZE_TOLERANCE
                 }
             })
         })
@@ -144,7 +147,11 @@ impl Estimator {
             parts.push(if b.unfused == b.fused { b.unfused.clone() } else { format!("{} → {}", b.unfused, b.fused) });
         }
         let variant = rec.map(|r| {
-            if r.best_variant == crate::calibration::BEST_UNFUSED { "runtime_extended".to_string() } else { r.best_variant.clone() }
+            if r.best_variant == crate::calibration::BEST_UNFUSED {
+                "runtime_extended".to_string()
+            } else {
+                r.best_variant.clone()
+            }
         });
         Ok(Assessment {
             verdict,

@@ -15,13 +15,13 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{distinct_groups, measure_group, Prepared};
+use crate::calibration::roofline::Ceilings;
 use crate::calibration::{FusionCalibration, Status, BEST_UNFUSED, NOISE};
 use crate::carve::ConstValues;
 use crate::estimate::Estimate;
 use crate::measure::MeasureOptions;
 use crate::patterns::Instance;
-use crate::roofline::Ceilings;
+use crate::pipeline::{distinct_groups, measure_group, Prepared};
 
 /// The verdict on one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

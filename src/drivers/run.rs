@@ -8,9 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
-use crate::calibration::CalibrationFile;
 
 /// Exit codes of the command line (also in `fuseval --help` and the README).
 pub mod exit {
@@ -118,7 +115,11 @@ fn holder(f: &mut File) -> String {
     let mut s = String::new();
     let _ = f.seek(SeekFrom::Start(0)).and_then(|_| f.read_to_string(&mut s));
     let s = s.trim();
-    if s.is_empty() { "another fuseval bench (pid unknown)".into() } else { s.to_string() }
+    if s.is_empty() {
+        "another fuseval bench (pid unknown)".into()
+    } else {
+        s.to_string()
+    }
 }
 
 impl RunLock {
@@ -145,7 +146,10 @@ impl RunLock {
                     ))))
                 }
                 LockMode::Warn => {
-                    eprintln!("warning: another bench run holds {}: {who}; measuring anyway, timings may be disturbed", path.display());
+                    eprintln!(
+                        "warning: another bench run holds {}: {who}; measuring anyway, timings may be disturbed",
+                        path.display()
+                    );
                     return Ok(None);
                 }
                 LockMode::Wait => {
@@ -160,8 +164,10 @@ impl RunLock {
                 }
             }
         }
-        let me = format!("pid {} ({})", std::process::id(), crate::bench::utc_now());
-        file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(me.as_bytes()))
+        let me = format!("pid {} ({})", std::process::id(), crate::calibration::utc_now());
+        file.set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(me.as_bytes()))
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(Some(RunLock { file, path: path.to_path_buf() }))
     }
@@ -184,65 +190,3 @@ impl std::fmt::Display for Interrupted {
 }
 
 impl std::error::Error for Interrupted {}
-
-/// What `--resume` checks to be sure the model on disk is the one measured: its size and mtime.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
-    pub size: u64,
-    /// Modification time, nanoseconds since the Unix epoch.
-    pub mtime_ns: u128,
-}
-
-pub fn fingerprint(model: &Path) -> Result<Fingerprint> {
-    let m = std::fs::metadata(model).with_context(|| format!("reading {}", model.display()))?;
-    let mtime_ns = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    Ok(Fingerprint { size: m.len(), mtime_ns })
-}
-
-/// A merged calibration file: every run kept whole, its metadata beside its measurements.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MergedFile {
-    pub schema_version: u32,
-    /// Always `merged`, telling this file from a single run's.
-    pub kind: String,
-    /// UTC, RFC 3339.
-    pub date: String,
-    /// The files merged, as given.
-    pub sources: Vec<String>,
-    pub runs: Vec<CalibrationFile>,
-}
-
-pub const MERGED_KIND: &str = "merged";
-
-/// The runs in a calibration file: one for a bench run, all of them for a merged file.
-pub fn read_runs(path: &Path) -> Result<Vec<CalibrationFile>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{}: not JSON: {e}", path.display())))?;
-    let parsed = if v.get("kind").and_then(|k| k.as_str()) == Some(MERGED_KIND) {
-        serde_json::from_value::<MergedFile>(v).map(|m| m.runs)
-    } else {
-        serde_json::from_value::<CalibrationFile>(v).map(|c| vec![c])
-    };
-    parsed.map_err(|e| crate::error::user(format!("{}: not a fuseval calibration file: {e}", path.display())))
-}
-
-/// Merge calibration files (single runs or merged files) into one list of runs, in the order given.
-pub fn merge(inputs: &[PathBuf]) -> Result<MergedFile> {
-    let mut runs = vec![];
-    for p in inputs {
-        runs.extend(read_runs(p)?);
-    }
-    Ok(MergedFile {
-        schema_version: crate::calibration::SCHEMA_VERSION,
-        kind: MERGED_KIND.into(),
-        date: crate::bench::utc_now(),
-        sources: inputs.iter().map(|p| p.display().to_string()).collect(),
-        runs,
-    })
-}

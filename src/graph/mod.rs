@@ -11,7 +11,8 @@ use serde::Serialize;
 use tract_onnx::pb;
 
 use crate::error::user;
-use crate::load::{elem_size, Loaded};
+use crate::load::Loaded;
+use crate::onnx::elem_size;
 
 /// An attribute value, reduced to what fuseval reads and reports.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -170,9 +171,8 @@ impl ModelGraph {
                 }
             }
         }
-        let order = petgraph::algo::toposort(&graph, None).map_err(|c| {
-            user(format!("{file}: the graph has a cycle through node `{}`", graph[c.node_id()].name))
-        })?;
+        let order = petgraph::algo::toposort(&graph, None)
+            .map_err(|c| user(format!("{file}: the graph has a cycle through node `{}`", graph[c.node_id()].name)))?;
         let outputs: Vec<String> = g.output.iter().map(|o| o.name.clone()).collect();
         for o in &outputs {
             if !producer.contains_key(o) && !initializers.contains_key(o) && !inputs.contains(o) {
@@ -201,23 +201,18 @@ impl ModelGraph {
         }
 
         let mut tensors = BTreeMap::new();
-        let all_names = initializers
-            .keys()
-            .chain(inputs.iter())
-            .chain(producer.keys())
-            .cloned()
-            .collect::<HashSet<_>>();
+        let all_names =
+            initializers.keys().chain(inputs.iter()).chain(producer.keys()).cloned().collect::<HashSet<_>>();
         for name in all_names {
             let info = loaded.tensors.get(&name);
             let elem_type = info.map(|i| i.elem_type).unwrap_or(0);
             let shape = info.and_then(|i| i.shape.clone());
-            let bytes = shape
-                .as_ref()
-                .map(|s| s.iter().fold(elem_size(elem_type) as u64, |n, &d| n.saturating_mul(d as u64)));
+            let bytes =
+                shape.as_ref().map(|s| s.iter().fold(elem_size(elem_type) as u64, |n, &d| n.saturating_mul(d as u64)));
             tensors.insert(
                 name.clone(),
                 Tensor {
-                    dtype: crate::load::elem_name(elem_type),
+                    dtype: crate::onnx::elem_name(elem_type),
                     elem_type,
                     shape,
                     bytes,
@@ -325,7 +320,7 @@ fn attr(a: &pb::AttributeProto) -> Attr {
         T::Tensor => Attr::Other(format!(
             "tensor {:?} of type {}",
             a.t.as_ref().map(|t| t.dims.clone()).unwrap_or_default(),
-            a.t.as_ref().map(|t| crate::load::elem_name(t.data_type)).unwrap_or("?")
+            a.t.as_ref().map(|t| crate::onnx::elem_name(t.data_type)).unwrap_or("?")
         )),
         other => Attr::Other(format!("{other:?}")),
     }

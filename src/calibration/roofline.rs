@@ -22,7 +22,11 @@ pub struct Ceilings {
 impl Ceilings {
     /// The arithmetic intensity (FLOP/byte) where the roofline turns from memory- to compute-bound.
     pub fn ridge(&self) -> f64 {
-        if self.bandwidth_gbs > 0.0 { self.peak_gflops / self.bandwidth_gbs } else { f64::INFINITY }
+        if self.bandwidth_gbs > 0.0 {
+            self.peak_gflops / self.bandwidth_gbs
+        } else {
+            f64::INFINITY
+        }
     }
 
     /// The roofline's lower bound on the time of `flops` and `bytes`, in ms.
@@ -139,12 +143,20 @@ impl Roofline {
 }
 
 fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
 }
 
 /// JSON has no infinity: an intensity with no bytes is reported as 0 (and called compute-bound).
 fn finite(x: f64) -> f64 {
-    if x.is_finite() { x } else { 0.0 }
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
 }
 
 fn explain(u: &Side, f: &Side, bound: f64, speedup: f64, c: &Ceilings) -> String {

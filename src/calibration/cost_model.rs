@@ -234,10 +234,9 @@ impl Source {
         match self {
             Source::Measured { size } => format!("measured at size {size:.3e}"),
             Source::Interpolated { below, above } => format!("interpolated between sizes {below:.3e} and {above:.3e}"),
-            Source::Extrapolated { nearest, ratio } => format!(
-                "extrapolated from size {nearest:.3e}, the query {}",
-                factor_phrase(*ratio)
-            ),
+            Source::Extrapolated { nearest, ratio } => {
+                format!("extrapolated from size {nearest:.3e}, the query {}", factor_phrase(*ratio))
+            }
             Source::Fallback(f) => format!("Fallback::{f:?}, no usable measurement"),
         }
     }
@@ -379,9 +378,15 @@ pub fn resolve_pattern(name: &str) -> Result<Pattern> {
         .iter()
         .map(|(n, spelled, p)| (edit_distance(&want, n), *spelled, *p))
         .min_by_key(|(d, _, _)| *d)
-        .map(|(_, spelled, p)| {
-            if spelled == p.key() { format!("`{spelled}`") } else { format!("`{}` (alias `{spelled}`)", p.key()) }
-        })
+        .map(
+            |(_, spelled, p)| {
+                if spelled == p.key() {
+                    format!("`{spelled}`")
+                } else {
+                    format!("`{}` (alias `{spelled}`)", p.key())
+                }
+            },
+        )
         .unwrap_or_default();
     Err(anyhow!(
         "unknown fusion pattern `{name}`; closest: {closest}. Valid keys: {} (aliases: docs/cost-model.md)",
@@ -452,15 +457,13 @@ pub struct FusionCostModel {
 
 /// The chosen variant's speedup of a measured record and whether its outputs agree, or why it has none.
 fn pick(r: &FusionCalibration, variant: Variant) -> std::result::Result<(Estimate, bool), String> {
-    let headline =
-        (Estimate { point: r.speedup_factor, lo: r.speedup_ci_low, hi: r.speedup_ci_high }, r.equivalent);
+    let headline = (Estimate { point: r.speedup_factor, lo: r.speedup_ci_low, hi: r.speedup_ci_high }, r.equivalent);
     let level = |l: &Option<crate::calibration::LevelResult>| l.as_ref().map(|l| (l.speedup, l.equivalence.passed));
     match variant {
         Variant::Headline => Ok(headline),
         Variant::Best => Ok(r.variant(&r.best_variant).map(|l| (l.speedup, l.equivalence.passed)).unwrap_or(headline)),
-        Variant::Explicit => level(&r.explicit).ok_or_else(|| {
-            r.explicit_unavailable.clone().unwrap_or_else(|| "no explicit variant was measured".into())
-        }),
+        Variant::Explicit => level(&r.explicit)
+            .ok_or_else(|| r.explicit_unavailable.clone().unwrap_or_else(|| "no explicit variant was measured".into())),
     }
 }
 
@@ -508,10 +511,7 @@ impl FusionCostModel {
         let mut curves: BTreeMap<Pattern, Curve> = BTreeMap::new();
         let mut samples: BTreeMap<Pattern, Vec<Sample>> = BTreeMap::new();
         if profiles.is_empty() {
-            warnings.push(format!(
-                "the calibration holds no records: every lookup uses Fallback::{:?}",
-                opts.fallback
-            ));
+            warnings.push(format!("the calibration holds no records: every lookup uses Fallback::{:?}", opts.fallback));
         }
         if opts.fallback == Fallback::AssumeBeneficial && opts.fallback_speedup < opts.threshold {
             warnings.push(format!(
@@ -576,9 +576,12 @@ impl FusionCostModel {
         let v: serde_json::Value =
             serde_json::from_slice(&bytes).with_context(|| format!("calibration {shown} is not JSON"))?;
         let mut notes = vec![];
-        let merged = v.get("kind").and_then(|k| k.as_str()) == Some(crate::run::MERGED_KIND);
+        let merged = v.get("kind").and_then(|k| k.as_str()) == Some(crate::calibration::merge::MERGED_KIND);
         let runs: Vec<&serde_json::Value> = if merged {
-            let runs = v.get("runs").and_then(|r| r.as_array()).with_context(|| format!("{shown}: merged file without `runs`"))?;
+            let runs = v
+                .get("runs")
+                .and_then(|r| r.as_array())
+                .with_context(|| format!("{shown}: merged file without `runs`"))?;
             let machine = |r: &serde_json::Value| {
                 let m = r.get("metadata");
                 let cpu = m.and_then(|m| m.pointer("/hardware/cpu_model")).and_then(|c| c.as_str()).unwrap_or("?");
@@ -654,7 +657,8 @@ impl FusionCostModel {
         };
         let (first, last) = (&pts[0], &pts[pts.len() - 1]);
         let used: Vec<&Point>;
-        let nearest = pts.iter().min_by(|a, b| (a.size.ln() - size.ln()).abs().total_cmp(&(b.size.ln() - size.ln()).abs()));
+        let nearest =
+            pts.iter().min_by(|a, b| (a.size.ln() - size.ln()).abs().total_cmp(&(b.size.ln() - size.ln()).abs()));
         if let Some(pt) = nearest.filter(|pt| same_size(pt.size, size)) {
             b.source = Source::Measured { size: pt.size };
             used = vec![pt];
@@ -713,7 +717,8 @@ impl FusionCostModel {
             b.speedup = match used.as_slice() {
                 [one] => one.speedup.unwrap_or(Estimate::exact(1.0)),
                 [lo, hi] => {
-                    let (a, z) = (lo.speedup.unwrap_or(Estimate::exact(1.0)), hi.speedup.unwrap_or(Estimate::exact(1.0)));
+                    let (a, z) =
+                        (lo.speedup.unwrap_or(Estimate::exact(1.0)), hi.speedup.unwrap_or(Estimate::exact(1.0)));
                     let t = (size.ln() - lo.size.ln()) / (hi.size.ln() - lo.size.ln());
                     Estimate { point: lerp(a.point, z.point, t), lo: lerp(a.lo, z.lo, t), hi: lerp(a.hi, z.hi, t) }
                 }
@@ -737,7 +742,11 @@ impl FusionCostModel {
             Some(_) => format!("no usable record of {p}"),
         };
         if !self.unknown_names.is_empty() {
-            let _ = write!(why, "; the calibration also holds records named {:?}, which no pattern name matches", self.unknown_names);
+            let _ = write!(
+                why,
+                "; the calibration also holds records named {:?}, which no pattern name matches",
+                self.unknown_names
+            );
         }
         let speedup = match self.opts.fallback {
             Fallback::AssumeBeneficial => self.opts.fallback_speedup,
@@ -776,15 +785,15 @@ impl FusionCostModel {
         } else if s.point <= 1.0 {
             (Choice::DontFuse, format!("{:.3} ≤ 1.000, fusing is no faster: don't fuse", s.point))
         } else {
-            (Choice::Marginal, format!("faster ({:.3} > 1.000) but CI low {:.3} < threshold {t:.3}: marginal, not fused", s.point, s.lo))
+            (
+                Choice::Marginal,
+                format!(
+                    "faster ({:.3} > 1.000) but CI low {:.3} < threshold {t:.3}: marginal, not fused",
+                    s.point, s.lo
+                ),
+            )
         };
-        let reason = format!(
-            "{p}: {:.3}× [{:.3}, {:.3}], {}; {rule}",
-            s.point,
-            s.lo,
-            s.hi,
-            benefit.source.describe()
-        );
+        let reason = format!("{p}: {:.3}× [{:.3}, {:.3}], {}; {rule}", s.point, s.lo, s.hi, benefit.source.describe());
         Ok(Decision { fuse: choice == Choice::Fuse, choice, benefit, threshold: t, reason })
     }
 

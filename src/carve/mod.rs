@@ -11,7 +11,8 @@ use prost::Message;
 use tract_onnx::pb;
 
 use crate::graph::ModelGraph;
-use crate::load::{value_info, Loaded};
+use crate::load::Loaded;
+use crate::onnx::value_info;
 use crate::patterns::Instance;
 
 /// A carved model.
@@ -55,8 +56,9 @@ impl ConstValues {
             }
         }
         if !needed.is_empty() {
-            let computed = run_constant_subgraph(loaded, g, &needed)
-                .with_context(|| format!("evaluating {} constant tensor(s) of {}", needed.len(), loaded.path.display()))?;
+            let computed = run_constant_subgraph(loaded, g, &needed).with_context(|| {
+                format!("evaluating {} constant tensor(s) of {}", needed.len(), loaded.path.display())
+            })?;
             values.extend(computed);
         }
         Ok(ConstValues { values })
@@ -95,7 +97,11 @@ fn constant_attribute(g: &ModelGraph, graph: &pb::GraphProto, tensor: &str) -> O
 }
 
 /// Run the nodes that compute `needed` in ONNX Runtime and read back their values.
-fn run_constant_subgraph(loaded: &Loaded, g: &ModelGraph, needed: &[String]) -> Result<HashMap<String, pb::TensorProto>> {
+fn run_constant_subgraph(
+    loaded: &Loaded,
+    g: &ModelGraph,
+    needed: &[String],
+) -> Result<HashMap<String, pb::TensorProto>> {
     let graph = loaded.proto.graph.as_ref().expect("loaded models have a graph");
     let mut nodes: HashSet<_> = HashSet::new();
     for t in needed {
@@ -224,10 +230,9 @@ pub fn carve(loaded: &Loaded, g: &ModelGraph, inst: &Instance, consts: &ConstVal
     for c in &inst.constants {
         let t = match g.initializers.get(c) {
             Some(&ix) => loaded.initializer(ix)?,
-            None => consts
-                .get(c)
-                .cloned()
-                .ok_or_else(|| anyhow!("{file}: the value of constant `{c}` (pattern {} at {names}) was not evaluated", inst.pattern))?,
+            None => consts.get(c).cloned().ok_or_else(|| {
+                anyhow!("{file}: the value of constant `{c}` (pattern {} at {names}) was not evaluated", inst.pattern)
+            })?,
         };
         initializer.push(pb::TensorProto { name: c.clone(), ..t });
     }

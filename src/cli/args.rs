@@ -1,0 +1,85 @@
+//! Flags several commands share, declared once and flattened into each (`#[command(flatten)]`).
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use crate::drivers::run::LockMode;
+use crate::runtime::Ep;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EpArg {
+    Cpu,
+    Cuda,
+}
+
+impl EpArg {
+    /// The provider, with `--device-id` for CUDA.
+    pub fn ep(self, device_id: i32) -> Ep {
+        match self {
+            EpArg::Cpu => Ep::Cpu,
+            EpArg::Cuda => Ep::Cuda { device_id },
+        }
+    }
+}
+
+/// How to measure: provider, threads, budget, seed (bench, calibrate, validate, plan).
+#[derive(Args, Debug, Clone)]
+pub struct MeasureFlags {
+    /// Execution provider.
+    #[arg(long, value_enum, default_value_t = EpArg::Cpu)]
+    pub ep: EpArg,
+    /// CUDA device, with --ep cuda.
+    #[arg(long, default_value_t = 0)]
+    pub device_id: i32,
+    /// Intra-op threads (default: all logical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Wider CI target (±5%) and a short time budget per measurement (calibrate: also three sizes per
+    /// pattern).
+    #[arg(long)]
+    pub quick: bool,
+    /// Seed of the random inputs (and of calibrate's weights).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl MeasureFlags {
+    pub fn ep(&self) -> Ep {
+        self.ep.ep(self.device_id)
+    }
+
+    /// `--threads`, defaulting to every logical core; 0 is bad input.
+    pub fn threads(&self) -> Result<usize> {
+        threads_arg(self.threads)
+    }
+}
+
+/// Which model inputs to fix, and what to do about another run holding the lock (bench, validate, plan).
+#[derive(Args, Debug, Clone)]
+pub struct ModelFlags {
+    /// Fix a dynamic input: NAME=DIMS, e.g. input_ids=1x128. Repeatable.
+    #[arg(long = "input", value_name = "NAME=DIMS")]
+    pub inputs: Vec<String>,
+    /// When another bench run holds the machine-wide lock: wait for it, fail (exit 4), or warn and go on.
+    #[arg(long, value_enum, default_value_t = LockMode::Wait)]
+    pub lock: LockMode,
+}
+
+/// `--threads`, defaulting to every logical core; 0 is bad input.
+pub fn threads_arg(threads: Option<usize>) -> Result<usize> {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if threads == 0 {
+        return Err(crate::error::user("--threads must be at least 1"));
+    }
+    Ok(threads)
+}
+
+/// The exit codes, as `--help` prints them.
+pub const EXIT_CODES: &str = "Exit codes:
+  0    success: every distinct instance measured
+  1    any other failure
+  2    bad input to fix: the model, a flag, an existing output without --force, a --resume that does not match
+  3    bench finished, but some instances were skipped (each with its skip_reason)
+  4    --lock fail, and another bench run holds the lock
+  5    validate --strict: a group of the plan is harmful (slower, not equivalent, or illegal)
+  130  interrupted (Ctrl-C, SIGTERM): finished instances are in calibration.json; continue with bench --resume DIR";

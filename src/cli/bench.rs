@@ -1,0 +1,250 @@
+//! `fuseval bench`: measure every distinct pattern instance of a model, unfused and fused, and write the
+//! results (or finish an interrupted run with `--resume`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::args::{threads_arg, MeasureFlags, ModelFlags};
+use crate::calibration::{CalibrationFile, RunOptions, Status};
+use crate::drivers::bench::{bench_run, default_out_dir, BenchOptions};
+use crate::drivers::run::exit;
+use crate::pipeline::prepare;
+use crate::report;
+use crate::runtime::Ep;
+
+/// Measure every distinct pattern instance unfused and fused, and write the results.
+#[derive(Args, Debug)]
+#[command(after_help = super::args::EXIT_CODES)]
+pub struct BenchCmd {
+    /// The model (not with --resume).
+    #[arg(required_unless_present = "resume")]
+    pub model: Option<PathBuf>,
+    /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
+    /// with the model and options it records.
+    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration", "cuda_graph"])]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub model_flags: ModelFlags,
+    #[command(flatten)]
+    pub measure: MeasureFlags,
+    /// Measure every match, overlapping sub-matches too, not only the longest.
+    #[arg(long)]
+    pub all_patterns: bool,
+    /// Skip timing the whole model.
+    #[arg(long)]
+    pub no_whole_model: bool,
+    /// Write annotated.onnx without copying the weights: its initializers point at their bytes in
+    /// MODEL (ONNX external data), so it is the graph's size and runs when put beside MODEL.
+    #[arg(long)]
+    pub slim_annotated: bool,
+    /// With --ep cuda: capture each session in a CUDA graph and time its replays, which removes the
+    /// kernel-launch overhead that fusion also removes.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// A calibration file (from `fuseval calibrate`): its ceilings place every instance on the
+    /// roofline (instead of measuring them first), and its cost model predicts the whole model.
+    #[arg(long, value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
+    /// Output directory (default: fuseval-out/<model name>).
+    #[arg(short = 'o', long = "out")]
+    pub out: Option<PathBuf>,
+    /// Overwrite existing outputs.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(cmd: BenchCmd) -> Result<i32> {
+    let BenchCmd {
+        model,
+        resume,
+        model_flags: ModelFlags { inputs, lock },
+        measure: MeasureFlags { ep, device_id, threads, quick, seed },
+        all_patterns,
+        no_whole_model,
+        slim_annotated,
+        cuda_graph,
+        calibration,
+        out,
+        force,
+    } = cmd;
+    crate::drivers::run::install_signal_handlers()?;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (out, previous, opts) = match resume {
+        Some(dir) => {
+            let (prev, opts) = resume_plan(&dir, progress)?;
+            (dir, Some(prev), opts)
+        }
+        None => {
+            let model = model.ok_or_else(|| crate::error::user("bench needs a MODEL (or --resume OUT_DIR)"))?;
+            let out = out.unwrap_or_else(|| default_out_dir(&model));
+            report::check_outputs_free(&out, force)?;
+            let ep = ep.ep(device_id);
+            let threads = threads_arg(threads)?;
+            let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
+            let run = RunOptions {
+                model_path: model_path.display().to_string(),
+                model_fingerprint: crate::calibration::merge::fingerprint(&model)
+                    .map_err(|e| crate::error::user(format!("{e:#}")))?,
+                inputs: inputs.clone(),
+                all_patterns,
+                whole_model: !no_whole_model,
+            };
+            let opts = BenchOptions {
+                ep,
+                threads,
+                quick,
+                all_patterns,
+                seed,
+                whole_model: !no_whole_model,
+                progress,
+                run: Some(run),
+                ceilings: match &calibration {
+                    Some(path) => Some(crate::calibration::hardware::read_ceilings(path)?),
+                    None => None,
+                },
+                calibration,
+                cuda_graph,
+            };
+            (out, None, opts)
+        }
+    };
+    let run = opts.run.clone().context("bench options without run options")?;
+    // before anything starts ONNX Runtime: its shared thread pool is sized once per process
+    crate::runtime::configure_pool(opts.threads)?;
+    let p = prepare(Path::new(&run.model_path), &parse_inputs(&run.inputs)?)?;
+    if previous.is_none() {
+        for w in &p.loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    // one measuring run per machine at a time
+    let _lock =
+        match crate::drivers::run::lock_path().and_then(|path| crate::drivers::run::RunLock::acquire(&path, lock)) {
+            Ok(l) => l,
+            Err(e)
+                if e.chain().any(|c| {
+                    c.downcast_ref::<crate::drivers::run::Locked>().is_some()
+                        || c.downcast_ref::<crate::drivers::run::Interrupted>().is_some()
+                }) =>
+            {
+                return Err(e)
+            }
+            // a cache directory that cannot be written must not stop the run
+            Err(e) => {
+                eprintln!("warning: no lock against concurrent runs: {e:#}");
+                None
+            }
+        };
+    if crate::drivers::run::interrupted() {
+        return Err(anyhow::Error::new(crate::drivers::run::Interrupted));
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating output directory {}", out.display()))?;
+    let cal_path = out.join(report::CALIBRATION_JSON);
+    let mut save = |cal: &CalibrationFile| -> Result<()> {
+        let json = serde_json::to_vec_pretty(cal).context("serialising calibration.json")?;
+        report::atomic_write(&cal_path, &json)
+    };
+    let outcome = bench_run(&p, &opts, previous.as_ref(), &mut save)?;
+    drop(_lock);
+    let cal = outcome.cal;
+    print!("{}", report::summary::summary_text(&cal));
+    for w in report::warnings::measurement_warnings(&cal) {
+        eprintln!("warning: {w}");
+    }
+    let written = report::write_outputs_with(&out, &cal, &p.loaded, &p.graph, &p.detection, slim_annotated)?;
+    for f in written {
+        println!("wrote {}", f.display());
+    }
+    let skipped = cal.fusion_profiles.iter().filter(|r| r.status == Status::Skipped).count();
+    if outcome.interrupted {
+        let total = crate::pipeline::distinct_count(&p, opts.all_patterns);
+        eprintln!(
+            "interrupted: {} of {total} distinct instances are in {}; finish with `fuseval bench --resume {}`",
+            cal.fusion_profiles.len(),
+            cal_path.display(),
+            out.display()
+        );
+        return Ok(exit::INTERRUPTED);
+    }
+    if skipped > 0 {
+        eprintln!("{skipped} distinct instances were skipped (see skip_reason in {})", cal_path.display());
+        return Ok(exit::SKIPPED);
+    }
+    Ok(exit::OK)
+}
+
+/// What `--resume DIR` continues: the file there, and the options it was measured with. Refuses (as bad
+/// input) a file without them, a model that changed since, or another machine or ORT version.
+fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOptions)> {
+    let path = dir.join(report::CALIBRATION_JSON);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| crate::error::user(format!("--resume {}: cannot read {}: {e}", dir.display(), path.display())))?;
+    let prev: CalibrationFile = serde_json::from_slice(&bytes).map_err(|e| {
+        crate::error::user(format!("--resume: {} is not a fuseval calibration file: {e}", path.display()))
+    })?;
+    let m = &prev.metadata;
+    let run = m.run.clone().ok_or_else(|| {
+        crate::error::user(format!(
+            "--resume: {} does not record its run options (written by an older fuseval)",
+            path.display()
+        ))
+    })?;
+    let now = crate::calibration::merge::fingerprint(Path::new(&run.model_path))
+        .map_err(|e| crate::error::user(format!("--resume: the model measured is gone: {e:#}")))?;
+    if now != run.model_fingerprint {
+        return Err(crate::error::user(format!(
+            "--resume: {} changed since it was measured (size {} → {} bytes, or its modification time); start a new run",
+            run.model_path, run.model_fingerprint.size, now.size
+        )));
+    }
+    let hw = crate::runtime::hardware();
+    if hw.cpu_model != m.hardware.cpu_model || hw.logical_cores != m.hardware.logical_cores {
+        return Err(crate::error::user(format!(
+            "--resume: {} was measured on {} ({} cores), this machine is {} ({} cores); measure here into a new directory and `fuseval merge` them",
+            path.display(), m.hardware.cpu_model, m.hardware.logical_cores, hw.cpu_model, hw.logical_cores
+        )));
+    }
+    let ort = crate::runtime::ort_version();
+    if ort != m.ort_version {
+        return Err(crate::error::user(format!(
+            "--resume: {} was measured with ONNX Runtime {}, this is {ort}",
+            path.display(),
+            m.ort_version
+        )));
+    }
+    let ep = match m.execution_provider.as_str() {
+        "cpu" => Ep::Cpu,
+        s => match s.strip_prefix("cuda:").and_then(|d| d.parse().ok()) {
+            Some(device_id) => Ep::Cuda { device_id },
+            None => {
+                return Err(crate::error::user(format!(
+                    "--resume: unknown execution provider `{s}` in {}",
+                    path.display()
+                )))
+            }
+        },
+    };
+    if prev.complete {
+        eprintln!("{} is already complete; nothing left to measure", path.display());
+    }
+    let opts = BenchOptions {
+        ep,
+        threads: m.threads,
+        quick: m.quick,
+        all_patterns: run.all_patterns,
+        seed: m.seed,
+        whole_model: run.whole_model,
+        progress,
+        run: Some(run),
+        ceilings: prev.ceilings.clone(),
+        calibration: None,
+        cuda_graph: false,
+    };
+    Ok((prev, opts))
+}
+
+fn parse_inputs(v: &[String]) -> Result<Vec<crate::load::InputOverride>> {
+    v.iter().map(|s| s.parse()).collect()
+}

@@ -1,0 +1,276 @@
+//! Bench: the whole pipeline for one model. Load, build the graph, detect patterns, carve each distinct
+//! instance, rewrite it into ORT's fused kernel where one exists (`crate::fuse`), measure it unfused,
+//! runtime-fused and explicit-fused, time the whole model, and assemble the calibration file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::calibration::utc_now;
+use crate::calibration::{CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL};
+use crate::carve::ConstValues;
+use crate::measure::{self, MeasureOptions};
+use crate::patterns::Instance;
+use crate::pipeline::{check_ep, distinct_groups, measure_group, model_input_specs, Prepared};
+use crate::runtime::Ep;
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub ep: Ep,
+    pub threads: usize,
+    pub quick: bool,
+    /// Measure every match, overlapping sub-matches too, not only the longest-match cover.
+    pub all_patterns: bool,
+    pub seed: u64,
+    /// Also time the whole model (Disable vs extended vs full).
+    pub whole_model: bool,
+    pub progress: bool,
+    /// Recorded in the metadata for `--resume`.
+    pub run: Option<crate::calibration::RunOptions>,
+    /// The ceilings for the roofline figures; measured at the start of the run when absent.
+    pub ceilings: Option<crate::calibration::roofline::Ceilings>,
+    /// A calibration file (`fuseval calibrate`, or another bench) whose cost model also predicts the
+    /// whole model.
+    pub calibration: Option<PathBuf>,
+    /// CUDA: time CUDA-graph replays (see [`MeasureOptions::cuda_graph`]).
+    pub cuda_graph: bool,
+}
+
+/// A bench run's result, and whether Ctrl-C or SIGTERM cut it short.
+pub struct Outcome {
+    pub cal: CalibrationFile,
+    pub interrupted: bool,
+}
+
+/// The measurement options a bench run uses.
+pub fn measure_options(opts: &BenchOptions) -> MeasureOptions {
+    MeasureOptions {
+        seed: opts.seed,
+        cuda_graph: opts.cuda_graph,
+        ..MeasureOptions::new(opts.ep, opts.threads, opts.quick)
+    }
+}
+
+/// Measure the distinct instances not already in `previous` (a file being resumed, whose records are
+/// kept as they are), calling `on_record` with the file as it stands after each one (`complete` false),
+/// so that a killed run leaves its finished instances on disk. Stops after the current instance on
+/// Ctrl-C or SIGTERM ([`crate::drivers::run::interrupted`]).
+pub fn bench_run(
+    p: &Prepared,
+    opts: &BenchOptions,
+    previous: Option<&CalibrationFile>,
+    on_record: &mut dyn FnMut(&CalibrationFile) -> Result<()>,
+) -> Result<Outcome> {
+    check_ep(opts.ep)?;
+    let g = &p.graph;
+    let started = Instant::now();
+    let mopts = measure_options(opts);
+    let chosen: Vec<&Instance> =
+        if opts.all_patterns { p.detection.all.iter().collect() } else { p.detection.longest_instances().collect() };
+    let groups = distinct_groups(g, &chosen);
+    let done: HashMap<&str, &FusionCalibration> =
+        previous.map(|c| c.fusion_profiles.iter().map(|r| (r.signature.as_str(), r)).collect()).unwrap_or_default();
+    let todo: Vec<&Instance> = groups
+        .iter()
+        .filter(|(sig, v)| !done.contains_key(sig.as_str()) && v[0].resolved(g))
+        .map(|(_, v)| v[0])
+        .collect();
+    let consts = ConstValues::evaluate(&p.loaded, g, &todo)?;
+    let ceilings = match (&opts.ceilings, previous.and_then(|c| c.ceilings.clone())) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(c)) => Some(c),
+        (None, None) => match crate::drivers::calibrate::measure_ceilings(
+            opts.ep,
+            opts.threads,
+            true,
+            opts.seed,
+            (None, None),
+            false,
+            true,
+        ) {
+            Ok((_, c)) => Some(c),
+            Err(e) => {
+                eprintln!(
+                    "warning: the hardware ceilings could not be measured, so there are no roofline figures: {e:#}"
+                );
+                None
+            }
+        },
+    };
+
+    let name = |m: BTreeMap<crate::patterns::Pattern, usize>| -> BTreeMap<String, usize> {
+        m.into_iter().map(|(k, v)| (k.key().to_string(), v)).collect()
+    };
+    let mut cal = CalibrationFile {
+        schema_version: crate::calibration::SCHEMA_VERSION,
+        metadata: match previous {
+            Some(prev) => prev.metadata.clone(),
+            None => Metadata {
+                tool: "fuseval".into(),
+                fuseval_version: env!("CARGO_PKG_VERSION").into(),
+                date: utc_now(),
+                model: p.loaded.path.display().to_string(),
+                model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
+                hardware: crate::runtime::hardware_for(opts.ep),
+                runtime: "onnxruntime".into(),
+                ort_version: crate::runtime::ort_version(),
+                execution_provider: opts.ep.to_string(),
+                cuda_graph: opts.cuda_graph,
+                threads: opts.threads,
+                quick: opts.quick,
+                seed: opts.seed,
+                target_rel_ci: mopts.target_rel_ci,
+                budget_per_instance_s: mopts.budget.as_secs_f64(),
+                headline_level: HEADLINE_LEVEL.into(),
+                measured: String::new(),
+                run: opts.run.clone(),
+            },
+        },
+        patterns_found_longest: name(p.detection.counts(true)),
+        patterns_found_all: name(p.detection.counts(false)),
+        fusion_profiles: vec![],
+        whole_model: None,
+        ceilings: ceilings.clone(),
+        warnings: previous.map(|c| c.warnings.clone()).unwrap_or_else(|| p.loaded.warnings.clone()),
+        complete: false,
+    };
+    // wall time so far: a resumed run adds to the earlier one
+    let earlier_s: f64 = previous.and_then(|c| c.metadata.measured.trim_end_matches(" s").parse().ok()).unwrap_or(0.0);
+    let wall = |started: &Instant| format!("{:.1} s", earlier_s + started.elapsed().as_secs_f64());
+
+    let bar = if opts.progress { ProgressBar::new(groups.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // one slot per group, in model order; the file lists the finished ones
+    let mut slots: Vec<Option<FusionCalibration>> =
+        groups.iter().map(|(sig, _)| done.get(sig.as_str()).map(|r| (*r).clone())).collect();
+    bar.inc(slots.iter().filter(|s| s.is_some()).count() as u64);
+    let mut interrupted = false;
+    for (k, (sig, group)) in groups.iter().enumerate() {
+        if slots[k].is_some() {
+            continue;
+        }
+        if crate::drivers::run::interrupted() {
+            interrupted = true;
+            break;
+        }
+        let inst = group[0];
+        bar.set_message(format!(
+            "{} ({})",
+            inst.pattern.key(),
+            inst.node_names(g).first().cloned().unwrap_or_default()
+        ));
+        let rec = measure_group(p, sig, group, &consts, &mopts);
+        slots[k] = Some(match &ceilings {
+            Some(c) => rec.with_roofline(c),
+            None => rec,
+        });
+        bar.inc(1);
+        cal.fusion_profiles = slots.iter().flatten().cloned().collect();
+        cal.metadata.measured = wall(&started);
+        bar.suspend(|| on_record(&cal))?;
+    }
+    cal.fusion_profiles = slots.iter().flatten().cloned().collect();
+    interrupted |= crate::drivers::run::interrupted();
+
+    if let Some(prev) = previous.and_then(|c| c.whole_model.as_ref()) {
+        cal.whole_model = Some(whole_model_result(prev.measurement.clone(), &cal.fusion_profiles));
+    } else if opts.whole_model && !interrupted {
+        bar.set_message("whole model");
+        let specs = model_input_specs(&p.loaded, g)?;
+        match measure::whole_model(&p.loaded.path, &specs, &mopts) {
+            Ok(m) => cal.whole_model = Some(whole_model_result(m, &cal.fusion_profiles)),
+            Err(e) => cal.warnings.push(format!("the whole model could not be timed: {e:#}")),
+        }
+    }
+    if let Some(w) = cal.whole_model.as_mut() {
+        if opts.all_patterns {
+            // overlapping matches would count the same saving twice
+            w.prediction = None;
+        } else if let (Some(pred), Some(path)) = (w.prediction.as_mut(), &opts.calibration) {
+            match predict_from_calibration(p, &cal.fusion_profiles, &w.measurement, path) {
+                Ok(c) => pred.from_calibration = Some(c),
+                Err(e) => cal.warnings.push(format!("no prediction from {}: {e:#}", path.display())),
+            }
+        }
+    }
+    bar.finish_and_clear();
+    cal.metadata.measured = wall(&started);
+    cal.complete = !interrupted;
+    Ok(Outcome { cal, interrupted })
+}
+
+fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) -> WholeModelResult {
+    let saving_all_ms = m.disabled.median_ms - m.all.median_ms;
+    let saving_extended_ms = m.disabled.median_ms - m.extended.median_ms;
+    let sum_pattern_saving_ms: f64 = profiles
+        .iter()
+        .filter(|p| p.status == Status::Measured && p.equivalent)
+        .map(|p| (p.unfused_latency_ms - p.fused_latency_ms) * p.instances.len() as f64)
+        .sum();
+    let explained_fraction = (saving_extended_ms.abs() > 1e-9).then(|| sum_pattern_saving_ms / saving_extended_ms);
+    let prediction = Some(crate::calibration::predict(&m, profiles));
+    WholeModelResult {
+        measurement: m,
+        saving_all_ms,
+        saving_extended_ms,
+        sum_pattern_saving_ms,
+        explained_fraction,
+        prediction,
+    }
+}
+
+/// Predict the fused whole model from a calibration's cost model: each measured instance's unfused
+/// latency, sped up by the calibration's estimate at its size.
+fn predict_from_calibration(
+    p: &Prepared,
+    profiles: &[FusionCalibration],
+    m: &measure::WholeModel,
+    path: &Path,
+) -> Result<crate::calibration::CalibrationPrediction> {
+    use crate::calibration::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
+    let model = FusionCostModel::from_path(path, CostModelOptions::default())?;
+    let by_sig: HashMap<String, &Instance> = p.detection.all.iter().map(|i| (i.signature(&p.graph), i)).collect();
+    let mut sources: BTreeMap<String, usize> = BTreeMap::new();
+    let mut warnings = vec![];
+    let mut speedups = vec![];
+    for r in profiles.iter().filter(|r| r.status == Status::Measured && r.equivalent) {
+        let Some(inst) = by_sig.get(&r.signature) else { continue };
+        let b = model.fusion_benefit(inst.pattern.key(), &Workload::of_instance(&p.graph, inst))?;
+        let kind = match b.source {
+            Source::Measured { .. } => "measured",
+            Source::Interpolated { .. } => "interpolated",
+            Source::Extrapolated { .. } => "extrapolated",
+            Source::Fallback(_) => "fallback",
+        };
+        *sources.entry(kind.into()).or_insert(0) += r.instances.len();
+        speedups.push((r.instances.len(), r.unfused_latency_ms, b.speedup));
+        for w in b.warnings {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+    Ok(crate::calibration::CalibrationPrediction {
+        calibration: path.display().to_string(),
+        prediction: crate::calibration::LevelPrediction::from_speedups(
+            "calibration",
+            m.disabled.median_ms,
+            m.all.median_ms,
+            speedups,
+        ),
+        sources,
+        warnings,
+    })
+}
+
+/// Default output directory for a model: `fuseval-out/<model stem>`.
+pub fn default_out_dir(model: &Path) -> PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    PathBuf::from("fuseval-out").join(stem)
+}

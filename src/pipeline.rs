@@ -1,0 +1,211 @@
+//! The per-model flow, on one screen: load → graph → patterns ([`prepare`]); then, for each group of
+//! identical instances, carve → explicit rewrite → measure ([`measure_group`]). The drivers (`bench`,
+//! `calibrate`, `validate`/`plan`) run it; `cli` runs the drivers.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::calibration::{FusionCalibration, EXPLICIT_FAILED};
+use crate::carve::{carve, ConstValues};
+use crate::graph::ModelGraph;
+use crate::load::{load, InputOverride, Loaded};
+use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource};
+use crate::patterns::{detect, Detection, Instance};
+use crate::runtime::Ep;
+
+/// A model loaded, turned into a graph, and searched for patterns.
+pub struct Prepared {
+    pub loaded: Loaded,
+    pub graph: ModelGraph,
+    pub detection: Detection,
+}
+
+/// Load → graph → patterns.
+pub fn prepare(model: &Path, inputs: &[InputOverride]) -> Result<Prepared> {
+    let loaded = load(model, inputs)?;
+    let graph = ModelGraph::build(&loaded)?;
+    let detection = detect(&graph);
+    Ok(Prepared { loaded, graph, detection })
+}
+
+/// Groups of identical instances (same signature), in model order.
+pub fn distinct_groups<'a>(g: &ModelGraph, instances: &[&'a Instance]) -> Vec<(String, Vec<&'a Instance>)> {
+    let mut groups: Vec<(String, Vec<&Instance>)> = vec![];
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for &i in instances {
+        let sig = i.signature(g);
+        match at.get(&sig) {
+            Some(&k) => groups[k].1.push(i),
+            None => {
+                at.insert(sig.clone(), groups.len());
+                groups.push((sig, vec![i]));
+            }
+        }
+    }
+    groups
+}
+
+/// Input specs for a model's inputs, with valid ranges for integer inputs: indices into a `Gather`'s
+/// table stay below its size, other integers (masks, type ids) are 0 or 1.
+pub fn model_input_specs(loaded: &Loaded, g: &ModelGraph) -> Result<Vec<InputSpec>> {
+    loaded
+        .inputs
+        .iter()
+        .map(|i| {
+            let dtype = DType::from_onnx(i.elem_type).with_context(|| {
+                format!(
+                    "{}: input `{}` has element type {}, which fuseval cannot generate",
+                    loaded.path.display(),
+                    i.name,
+                    crate::onnx::elem_name(i.elem_type)
+                )
+            })?;
+            let range = if matches!(dtype, DType::I64 | DType::I32) { Some(index_range(g, &i.name)) } else { None };
+            Ok(InputSpec { name: i.name.clone(), dtype, shape: i.dims.clone(), range })
+        })
+        .collect()
+}
+
+fn index_range(g: &ModelGraph, tensor: &str) -> (i64, i64) {
+    let mut hi = i64::MAX;
+    for (n, slot) in g.consumers.get(tensor).cloned().unwrap_or_default() {
+        let node = g.node(n);
+        if node.op == "Gather" && slot == 1 {
+            let axis = node.attr_int("axis").unwrap_or(0);
+            if let Some(s) = node.inputs.first().and_then(|d| g.shape(d)) {
+                let ax = if axis < 0 { s.len() as i64 + axis } else { axis } as usize;
+                if let Some(&d) = s.get(ax) {
+                    hi = hi.min(d as i64);
+                }
+            }
+        }
+    }
+    if hi == i64::MAX || hi < 1 {
+        (0, 2)
+    } else {
+        (0, hi)
+    }
+}
+
+pub fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
+    carved
+        .inputs
+        .iter()
+        .map(|(name, elem, dims)| {
+            let dtype = DType::from_onnx(*elem).with_context(|| {
+                format!(
+                    "input `{name}` has element type {}, which fuseval cannot generate",
+                    crate::onnx::elem_name(*elem)
+                )
+            })?;
+            Ok(InputSpec { name: name.clone(), dtype, shape: dims.clone(), range: None })
+        })
+        .collect()
+}
+
+/// The explicit-fused model of a carved instance (`crate::fuse`), or why there is none: ORT's reason for
+/// having no kernel as is, a failed rewrite prefixed with [`EXPLICIT_FAILED`].
+fn explicit_model(c: &crate::carve::Carved, ep: Ep) -> std::result::Result<crate::fuse::Explicit, String> {
+    match crate::fuse::explicit_fused(c, ep) {
+        Ok(crate::fuse::Availability::Fused(e)) => Ok(*e),
+        Ok(crate::fuse::Availability::NoKernel(why)) => Err(why),
+        Err(e) => Err(format!("{EXPLICIT_FAILED}the explicit rewrite failed: {e:#}")),
+    }
+}
+
+/// Check that the execution provider can be registered before any work starts: a missing CUDA provider
+/// or device is the user's to fix (exit code 2), never a silent fallback or a run of skipped results.
+pub fn check_ep(ep: Ep) -> Result<()> {
+    if ep == Ep::Cpu {
+        return Ok(());
+    }
+    let env = crate::runtime::environment()?;
+    let builder = ort::session::Session::builder(env).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::runtime::register_ep(builder, ep).map(|_| ()).map_err(|e| crate::error::user(format!("--ep {ep}: {e:#}")))
+}
+
+/// Test hook: `FUSEVAL_FAIL_PATTERN=KEY` makes every instance of pattern `KEY` fail as if ORT had
+/// failed on it (`KEY!` panics instead), to exercise the skipped path.
+pub const FAIL_PATTERN_VAR: &str = "FUSEVAL_FAIL_PATTERN";
+
+fn injected_failure(key: &str) -> Result<()> {
+    match std::env::var(FAIL_PATTERN_VAR) {
+        Ok(v) if v == key => anyhow::bail!("injected failure ({FAIL_PATTERN_VAR}={v})"),
+        Ok(v) if v.strip_suffix('!') == Some(key) => panic!("injected panic ({FAIL_PATTERN_VAR}={v})"),
+        _ => Ok(()),
+    }
+}
+
+/// Carve, rewrite and measure one distinct instance; any failure (a panic too) becomes the skip reason.
+fn measure_instance(
+    p: &Prepared,
+    inst: &Instance,
+    consts: &ConstValues,
+    mopts: &MeasureOptions,
+    ep: Ep,
+) -> (std::result::Result<measure::Comparison, String>, Vec<String>, Option<String>, Option<String>) {
+    let g = &p.graph;
+    let mut kernels = vec![];
+    let mut note = None;
+    let mut unavailable = None;
+    if !inst.resolved(g) {
+        let why = inst.unresolved_reason(g).unwrap_or_else(|| {
+            "a tensor's shape could not be resolved; fix the model's dynamic dimensions with --input".to_string()
+        });
+        return (Err(why), kernels, note, unavailable);
+    }
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        injected_failure(inst.pattern.key())?;
+        let c = carve(&p.loaded, g, inst, consts).context("carving the instance")?;
+        let specs = carved_specs(&c)?;
+        let explicit = match explicit_model(&c, ep) {
+            Ok(e) => {
+                kernels = e.kernels;
+                note = Some(e.note);
+                Some(e.bytes)
+            }
+            Err(why) => {
+                unavailable = Some(why);
+                None
+            }
+        };
+        let mopts = MeasureOptions { reduction: crate::calibration::reduction_size(g, inst), ..mopts.clone() };
+        measure::compare_variants(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts)
+    }));
+    let result = match run {
+        Ok(r) => r.map_err(|e| format!("{e:#}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("internal error (panic): {msg}"))
+        }
+    };
+    (result, kernels, note, unavailable)
+}
+
+/// Measure one group of identical instances (carved from its first) into its calibration record; a
+/// failure becomes the record's skip reason. `consts` must hold the group's computed constants
+/// ([`ConstValues::evaluate`]).
+pub fn measure_group(
+    p: &Prepared,
+    sig: &str,
+    group: &[&Instance],
+    consts: &ConstValues,
+    mopts: &MeasureOptions,
+) -> FusionCalibration {
+    let (result, kernels, note, unavailable) = measure_instance(p, group[0], consts, mopts, mopts.ep);
+    let rec = FusionCalibration::new(&p.graph, group, result.as_ref().map_err(|e| e.clone()), sig.to_string());
+    rec.with_explicit(kernels, note, unavailable)
+}
+
+/// How many distinct instances a run measures.
+pub fn distinct_count(p: &Prepared, all_patterns: bool) -> usize {
+    let chosen: Vec<&Instance> =
+        if all_patterns { p.detection.all.iter().collect() } else { p.detection.longest_instances().collect() };
+    distinct_groups(&p.graph, &chosen).len()
+}
