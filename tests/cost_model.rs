@@ -154,7 +154,7 @@ fn prepared(name: &str) -> Prepared {
 
 /// The stable keys, exactly as `Pattern::key()` returns them. Changing one breaks every calibration
 /// file written before: this list must not change.
-const GOLDEN_KEYS: [(&str, Pattern); 18] = [
+const GOLDEN_KEYS: [(&str, Pattern); 19] = [
     ("Linear_Bias", Pattern::LinearBias),
     ("Linear_Bias_ReLU", Pattern::LinearBiasRelu),
     ("Linear_Bias_ReLU_Dropout", Pattern::LinearBiasReluDropout),
@@ -165,6 +165,7 @@ const GOLDEN_KEYS: [(&str, Pattern); 18] = [
     ("Conv2d_BN_ReLU", Pattern::ConvBnRelu),
     ("Conv2d_ReLU", Pattern::ConvRelu),
     ("Conv2d_BN_ReLU_MaxPool", Pattern::ConvBnReluMaxPool),
+    ("Conv2d_Add_ReLU", Pattern::ConvAddRelu),
     ("QK_Softmax", Pattern::QkSoftmax),
     ("Softmax_V", Pattern::SoftmaxV),
     ("Attention_Head", Pattern::AttentionHead),

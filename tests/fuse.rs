@@ -256,14 +256,42 @@ fn hand_carved(
         graph: Some(graph),
         ..Default::default()
     };
+    let roles = detected_roles(&model, pattern);
     Carved {
         pattern,
         form: form.into(),
+        roles,
         bytes: model.encode_to_vec(),
         model,
         inputs: inputs.iter().map(|(n, d)| (n.to_string(), 1, d.to_vec())).collect(),
         outputs: vec![out.0.into()],
     }
+}
+
+/// The roles detection gives the nodes of a hand-built model that is exactly one `pattern` instance, in
+/// graph order.
+fn detected_roles(model: &pb::ModelProto, pattern: Pattern) -> Vec<fuseval::patterns::Role> {
+    let dir = std::env::temp_dir().join(format!("fuseval-hand-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names: Vec<String> = model.graph.as_ref().unwrap().node.iter().map(|n| n.name.clone()).collect();
+    if names.is_empty() {
+        // a model with no node stands for the pattern only where the rewrite answers from the pattern alone
+        return vec![];
+    }
+    let path = dir.join(format!("{}.onnx", names.join("_")));
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    let p = prepare(&path, &[]).unwrap_or_else(|e| panic!("hand-built {pattern}: {e:#}"));
+    let inst = p
+        .detection
+        .all
+        .iter()
+        .find(|i| i.pattern == pattern && i.nodes.len() == names.len())
+        .unwrap_or_else(|| panic!("hand-built {pattern} ({}) is not detected as one instance", names.join(", ")));
+    let role = |name: &String| {
+        let k = inst.node_names(&p.graph).iter().position(|n| n == name).expect("node of the instance");
+        inst.roles[k]
+    };
+    names.iter().map(role).collect()
 }
 
 #[test]

@@ -28,6 +28,7 @@ fn an_escaping_intermediate_breaks_every_pattern() {
         ("fixtures/patterns/conv_bn_relu.onnx", ConvBnRelu),
         ("fixtures/patterns/conv_relu.onnx", ConvRelu),
         ("fixtures/patterns/conv_bn_relu_maxpool.onnx", ConvBnReluMaxPool),
+        ("fixtures/mini_resnet50_legacy.onnx", ConvAddRelu),
         ("fixtures/patterns/linear_bias_matmul.onnx", LinearBias),
         ("fixtures/patterns/linear_bias_relu.onnx", LinearBiasRelu),
         ("fixtures/patterns/linear_bias_relu_dropout.onnx", LinearBiasReluDropout),

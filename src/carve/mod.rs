@@ -13,7 +13,7 @@ use tract_onnx::pb;
 use crate::graph::ModelGraph;
 use crate::load::Loaded;
 use crate::onnx::value_info;
-use crate::patterns::Instance;
+use crate::patterns::{Instance, Role};
 
 /// A carved model.
 #[derive(Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct Carved {
     pub pattern: crate::patterns::Pattern,
     /// The form that matched (see `Instance::form`).
     pub form: String,
+    /// The role of each node of the carved graph, in graph order (the instance's roles).
+    pub roles: Vec<Role>,
     pub model: pb::ModelProto,
     pub bytes: Vec<u8>,
     /// (name, ONNX element type, dims) of each input.
@@ -251,5 +253,13 @@ pub fn carve(loaded: &Loaded, g: &ModelGraph, inst: &Instance, consts: &ConstVal
     };
     let model = pb::ModelProto { graph: Some(sub), ..model_header(&loaded.proto) };
     let bytes = model.encode_to_vec();
-    Ok(Carved { pattern: inst.pattern, form: inst.form.clone(), model, bytes, inputs, outputs: inst.outputs.clone() })
+    Ok(Carved {
+        pattern: inst.pattern,
+        form: inst.form.clone(),
+        roles: inst.roles.clone(),
+        model,
+        bytes,
+        inputs,
+        outputs: inst.outputs.clone(),
+    })
 }

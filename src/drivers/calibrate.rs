@@ -20,23 +20,12 @@ use crate::calibration::roofline::{bottleneck, Ceilings};
 use crate::calibration::{kernel_count, FusionCalibration, Status};
 use crate::carve::{carve, ConstValues};
 use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource, TempDir};
-use crate::patterns::{Instance, Pattern};
+use petgraph::graph::NodeIndex;
+
+use crate::patterns::{Family, Instance, Pattern, Role};
 use crate::pipeline::{carved_specs, distinct_groups, measure_group, prepare, Prepared};
 use crate::report::hardware::rule_text;
 use crate::runtime::Ep;
-
-/// The pattern families `--patterns` accepts, besides single keys and `all`.
-pub const FAMILIES: [&str; 4] = ["linear", "conv", "attention", "elementwise"];
-
-pub fn family(p: Pattern) -> &'static str {
-    use Pattern::*;
-    match p {
-        LinearBias | LinearBiasRelu | LinearBiasReluDropout | LinearBiasGelu | Mlp => "linear",
-        ConvBias | ConvBn | ConvBnRelu | ConvRelu | ConvBnReluMaxPool => "conv",
-        QkSoftmax | SoftmaxV | AttentionHead | MultiHeadLinear => "attention",
-        AddRelu | AddLayerNorm | MulAddRelu | SigmoidMul => "elementwise",
-    }
-}
 
 /// `linear,conv`, `all`, or pattern keys in any common spelling; catalog order, no duplicates.
 pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
@@ -45,11 +34,12 @@ pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
         let lower = item.to_ascii_lowercase();
         if lower == "all" {
             want.extend(Pattern::ALL);
-        } else if FAMILIES.contains(&lower.as_str()) {
-            want.extend(Pattern::ALL.into_iter().filter(|p| family(*p) == lower));
+        } else if let Some(f) = Family::ALL.into_iter().find(|f| f.name() == lower) {
+            want.extend(Pattern::ALL.into_iter().filter(|p| p.family() == f));
         } else {
             let p = crate::calibration::cost_model::resolve_pattern(item).map_err(|e| {
-                crate::error::user(format!("--patterns: {e:#} (or a family: all, {})", FAMILIES.join(", ")))
+                let families: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+                crate::error::user(format!("--patterns: {e:#} (or a family: all, {})", families.join(", ")))
             })?;
             want.push(p);
         }
@@ -508,8 +498,9 @@ fn fusion_rules(
             let inst = target(&p, pattern).context("pattern not detected")?;
             let g = &p.graph;
             let mut out = vec![];
-            for w in inst.nodes.windows(2) {
-                let (a, b) = (w[0], w[1]);
+            let roles: Vec<(Role, NodeIndex)> = inst.roles.iter().copied().zip(inst.nodes.iter().copied()).collect();
+            for w in roles.windows(2) {
+                let (a, b) = (w[0].1, w[1].1);
                 let (na, nb) = (g.node(a), g.node(b));
                 let pair = (na.op.clone(), nb.op.clone());
                 // a pair only where b reads a's output, once per op pair
@@ -517,9 +508,9 @@ fn fusion_rules(
                     continue;
                 }
                 let (Some(i1), Some(i2), Some(i12)) = (
-                    Instance::new(g, pattern, "rule", vec![a]),
-                    Instance::new(g, pattern, "rule", vec![b]),
-                    Instance::new(g, pattern, "rule", vec![a, b]),
+                    Instance::new(g, pattern, "rule", vec![w[0]]),
+                    Instance::new(g, pattern, "rule", vec![w[1]]),
+                    Instance::new(g, pattern, "rule", vec![w[0], w[1]]),
                 ) else {
                     continue;
                 };

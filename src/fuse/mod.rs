@@ -1,8 +1,7 @@
 //! Explicit fusion: rewrite a carved pattern instance into the fused kernel(s) ONNX Runtime provides, to
 //! be run with optimizations disabled, so that a measurement times the kernel and not the optimizer.
 //!
-//! [`explicit_fused`] dispatches on the carved model's pattern and checks its actual nodes (the form
-//! strings are only a hint: forms keep being added). Where ORT has no fused kernel for the pattern on the
+//! [`explicit_fused`] dispatches on the rewrite the pattern's descriptor names. Where ORT has no fused kernel for the pattern on the
 //! provider, or the carved nodes are a form not handled here, it answers [`Availability::NoKernel`] with
 //! the reason: never a rewrite that might be wrong. [`kernel_for`] is the catalog shown by
 //! `fuseval inspect --patterns`.
@@ -19,7 +18,7 @@ use prost::Message;
 use tract_onnx::pb;
 
 use crate::carve::Carved;
-use crate::patterns::Pattern;
+use crate::patterns::{self, Pattern, Role};
 use crate::runtime::Ep;
 
 pub mod attention;
@@ -47,55 +46,30 @@ pub enum Availability {
     NoKernel(String),
 }
 
-/// Rewrite `c` into the fused kernel ORT provides for its pattern on `ep`, or say why there is none.
+/// Rewrite `c` into the fused kernel ORT provides for its pattern on `ep`, or say why there is none. The
+/// pattern's descriptor names the rewrite.
 pub fn explicit_fused(c: &Carved, ep: Ep) -> Result<Availability> {
     let what = || format!("explicit fusion of {} ({})", c.pattern, c.form);
-    let r = match c.pattern {
-        Pattern::ConvBias | Pattern::ConvBn | Pattern::ConvBnRelu | Pattern::ConvRelu | Pattern::ConvBnReluMaxPool => {
-            conv::rewrite(c, ep)
-        }
-        Pattern::LinearBias
-        | Pattern::LinearBiasRelu
-        | Pattern::LinearBiasReluDropout
-        | Pattern::LinearBiasGelu
-        | Pattern::Mlp => linear::rewrite(c, ep),
-        Pattern::AddLayerNorm => layernorm::rewrite(c, ep),
-        Pattern::AddRelu | Pattern::MulAddRelu | Pattern::SigmoidMul => elementwise::rewrite(c, ep),
-        Pattern::QkSoftmax => attention::qk_softmax(c),
-        Pattern::SoftmaxV => attention::softmax_v(c),
-        Pattern::AttentionHead => attention::attention_head(c),
-        Pattern::MultiHeadLinear => attention::multihead_linear(c),
+    use patterns::Rewrite as R;
+    let r = match c.pattern.descriptor().rewrite {
+        R::Conv => conv::rewrite(c, ep),
+        R::Linear => linear::rewrite(c, ep),
+        R::LayerNorm => layernorm::rewrite(c, ep),
+        R::Elementwise => elementwise::rewrite(c, ep),
+        R::QkSoftmax => attention::qk_softmax(c),
+        R::SoftmaxV => attention::softmax_v(c),
+        R::AttentionHead => attention::attention_head(c),
+        R::MultiHeadLinear => attention::multihead_linear(c),
     };
     r.with_context(what)
 }
 
-/// The catalog: the fused kernel(s) ORT provides for each pattern on CPU and on CUDA, or "none".
+/// The fused kernel(s) ORT provides for a pattern on a provider (its descriptor's), or `none`.
 pub fn kernel_for(p: Pattern, ep: Ep) -> &'static str {
-    let cuda = matches!(ep, Ep::Cuda { .. });
-    match p {
-        Pattern::ConvBias => "Conv (bias folded)",
-        Pattern::ConvBn => "Conv (BN folded)",
-        Pattern::ConvBnRelu => "com.microsoft.FusedConv (BN folded)",
-        Pattern::ConvRelu => "com.microsoft.FusedConv",
-        Pattern::ConvBnReluMaxPool => "com.microsoft.FusedConv (BN folded) + MaxPool",
-        Pattern::LinearBias => "Gemm",
-        // the CUDA provider has no FusedGemm
-        Pattern::LinearBiasRelu if cuda => "none",
-        Pattern::LinearBiasRelu => "com.microsoft.FusedGemm",
-        Pattern::LinearBiasReluDropout if cuda => "none",
-        Pattern::LinearBiasReluDropout => "com.microsoft.FusedGemm (Dropout dropped)",
-        Pattern::LinearBiasGelu => "MatMul + com.microsoft.BiasGelu (FastGelu for tanh)",
-        Pattern::Mlp if cuda => "none",
-        Pattern::Mlp => "com.microsoft.FusedGemm + Gemm",
-        // the scale folded into FusedMatMul's alpha; no fused softmax kernel on CPU (BiasSoftmax is CUDA-only)
-        Pattern::QkSoftmax => "com.microsoft.FusedMatMul + Add + Softmax (scale folded)",
-        Pattern::SoftmaxV => "none",
-        Pattern::AttentionHead => "com.microsoft.MultiHeadAttention",
-        Pattern::MultiHeadLinear => "com.microsoft.Attention + MatMul + Add",
-        Pattern::AddRelu => "none",
-        Pattern::AddLayerNorm => "com.microsoft.SkipLayerNormalization",
-        Pattern::MulAddRelu => "none",
-        Pattern::SigmoidMul => "com.microsoft.QuickGelu (SiLU); HardSwish (hard-swish)",
+    let d = p.descriptor();
+    match ep {
+        Ep::Cpu => d.kernel_cpu,
+        Ep::Cuda { .. } => d.kernel_cuda,
     }
 }
 
@@ -112,6 +86,8 @@ pub(crate) struct View<'a> {
     pub prefix: Vec<&'a pb::NodeProto>,
     /// The pattern's nodes, in graph order.
     pub main: Vec<&'a pb::NodeProto>,
+    /// Every node of the carved graph with its role from detection.
+    pub roles: Vec<(Role, &'a pb::NodeProto)>,
 }
 
 impl<'a> View<'a> {
@@ -129,7 +105,26 @@ impl<'a> View<'a> {
                 main.push(n);
             }
         }
-        Ok(View { c, graph, inits, prefix, main })
+        if c.roles.len() != graph.node.len() {
+            bail!("the carved model has {} nodes but {} roles", graph.node.len(), c.roles.len());
+        }
+        let roles = c.roles.iter().copied().zip(&graph.node).collect();
+        Ok(View { c, graph, inits, prefix, main, roles })
+    }
+
+    /// The node that plays `role`, if one does (the first, in graph order).
+    pub fn node(&self, role: Role) -> Option<&'a pb::NodeProto> {
+        self.roles.iter().find(|(r, _)| *r == role).map(|(_, n)| *n)
+    }
+
+    /// The node that plays `role`; an error when none does.
+    pub fn the(&self, role: Role) -> Result<&'a pb::NodeProto> {
+        self.node(role).ok_or_else(|| anyhow!("the {} match has no {role:?} node", self.c.pattern))
+    }
+
+    /// Every node that plays `role`, in graph order.
+    pub fn nodes(&self, role: Role) -> Vec<&'a pb::NodeProto> {
+        self.roles.iter().filter(|(r, _)| *r == role).map(|(_, n)| *n).collect()
     }
 
     /// Op types of the pattern's nodes.

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
+pub mod build;
+
 /// Element type of a model input or output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -15,15 +15,33 @@
 
 use std::collections::HashSet;
 
+use anyhow::Result;
 use petgraph::graph::NodeIndex;
 
-use super::{guard, is_op, next_op, other_input, out, Instance, Pattern};
+use super::{guard, is_op, next_op, other_input, out, sweep, Descriptor, Family, Instance, Pattern, Rewrite, Role, Synth};
 use crate::graph::ModelGraph;
+use crate::onnx::build::{Model, Size};
+
+pub const DESCRIPTOR: Descriptor = Descriptor {
+    key: "Attention_Head",
+    family: Family::Attention,
+    operators: &["Q@K.T", "Softmax", "@V"],
+    forms: &[
+        "Q@Kᵀ + Softmax (any QK_Softmax form: scale before, after or folded; mask or none) + MatMul with V",
+        "PyTorch sdpa export: scaled Q and Kᵀ, IsNaN/Where after Softmax",
+    ],
+    rule,
+    kernel_cpu: "com.microsoft.MultiHeadAttention",
+    kernel_cuda: "com.microsoft.MultiHeadAttention",
+    rewrite: Rewrite::AttentionHead,
+    cuda_measured: "1.27× in the sweep (ORT's FusedMatMul + BiasSoftmax)",
+    synth: Synth { grid: sweep::attention, flops, build },
+};
 
 pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let h = head_at(g, qk_candidate(g, n)?)?;
     guard!(first(g, &h.nodes) == n);
-    Instance::new(g, Pattern::AttentionHead, h.form.clone(), h.nodes)
+    Instance::new(g, Pattern::AttentionHead, h.form.clone(), h.roles())
 }
 
 /// An attention head (or only its scores, when `pv` is `None`) found in a graph.
@@ -38,6 +56,13 @@ pub(crate) struct Head {
     pub kt: String,
     pub v: Option<String>,
     pub form: String,
+}
+
+impl Head {
+    /// Its nodes with their roles: the PV MatMul, and the scores' nodes.
+    pub fn roles(&self) -> Vec<(Role, NodeIndex)> {
+        self.nodes.iter().map(|&n| (if Some(n) == self.pv { Role::PvMatMul } else { Role::Scores }, n)).collect()
+    }
 }
 
 /// The QK MatMul that a rule anchored at `n` would start from: `n` itself, or the MatMul that a scale
@@ -202,4 +227,22 @@ pub(crate) fn head_ending_at(g: &ModelGraph, pv: NodeIndex) -> Option<Head> {
         };
     }
     None
+}
+
+fn flops(s: &Size) -> Result<f64> {
+    let (s, heads, d) = sweep::attention_dims(s)?;
+    let scores = (heads * s * s) as f64;
+    Ok(4.0 * scores * d as f64 + 7.0 * scores)
+}
+
+/// The synthetic model: QK_Softmax's scores then `MatMul` by V.
+fn build(m: &mut Model, s: &Size) -> Result<Vec<usize>> {
+    let (s, heads, d) = sweep::attention_dims(s)?;
+    let q = m.input("q", &[1, heads, s, d]);
+    let kt = m.input("k_t", &[1, heads, d, s]);
+    let v = m.input("v", &[1, heads, s, d]);
+    let mask = m.input("mask", &[1, 1, 1, s]);
+    let p = m.scores(&q, &kt, &mask, d);
+    m.op("pv_matmul", "MatMul", &[&p, &v], vec![]);
+    Ok(vec![1, heads, s, d])
 }

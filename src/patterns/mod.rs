@@ -1,12 +1,17 @@
 //! Patterns: find the subgraphs a graph partitioner would fuse.
 //!
-//! A rule is a function `fn(&ModelGraph, NodeIndex) -> Option<Instance>` anchored at one node of the
-//! pattern (its first, but for a linear layer's dequantization, which precedes its anchor, the MatMul);
-//! the `guard!` macro bails out on the first mismatch. One file per pattern, each with a doc header
-//! saying which forms it accepts and what breaks it; `forms` holds the building blocks several share (a
-//! convolution, a linear layer, ReLU/ReLU6 and inference Dropout, GELU and layer-norm forms). The form
-//! string of an instance says which was matched, e.g. `Conv+Clip` (ReLU6), `MatMul+Add (quantized
-//! weight)`, `Gemm+Relu+Dropout (no-op in inference)`, `Sigmoid+Mul (SiLU)`.
+//! One file per pattern holds everything about it: its [`Descriptor`] (key, family, operators, the forms
+//! it accepts, the fused kernels ORT has for it on CPU and CUDA, its synthetic model for `calibrate`) and
+//! its detection rule, a function `fn(&ModelGraph, NodeIndex) -> Option<Instance>` anchored at one node
+//! of the pattern (its first, but for a linear layer's dequantization, which precedes its anchor, the
+//! MatMul); the `guard!` macro bails out on the first mismatch. The [`registry!`] below lists the files,
+//! one line each, and derives the `Pattern` enum, `Pattern::ALL` and the rule table from them. `forms`
+//! holds the building blocks several share (a convolution, a linear layer, ReLU/ReLU6 and inference
+//! Dropout, GELU and layer-norm forms); `sweep` the size grids of the synthetic models.
+//!
+//! A match carries the role of each node ([`Role`]: the convolution, its BN, the residual Add, the
+//! activation, ...), so that the explicit rewrite (`crate::fuse`) reads them instead of matching again.
+//! The form string says which form matched, e.g. `Conv+Clip` (ReLU6), `MatMul+Add (quantized weight)`.
 //!
 //! A match is fusible only if every intermediate tensor is read inside the pattern alone and is not a
 //! model output. Overlapping matches are all kept; `Detection::longest` picks, greedily from the
@@ -19,30 +24,58 @@ use petgraph::graph::NodeIndex;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{Attr, ModelGraph};
+use crate::onnx::build::{Model, Size};
 
 pub mod forms;
+pub mod sweep;
 
-pub mod conv_bias;
-pub mod conv_bn;
-pub mod conv_bn_relu;
-pub mod conv_bn_relu_maxpool;
-pub mod conv_relu;
+/// The pattern files, one line each, in catalog order. From this list come the `Pattern` enum (one
+/// variant per line), `Pattern::ALL` and the rule table.
+macro_rules! registry {
+    ($($variant:ident => $module:ident,)*) => {
+        $(pub mod $module;)*
 
-pub mod linear_bias;
-pub mod linear_bias_gelu;
-pub mod linear_bias_relu;
-pub mod linear_bias_relu_dropout;
-pub mod mlp;
+        /// The fusion patterns. `key()` is the stable name used in calibration files and lookups.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Pattern {
+            $($variant,)*
+        }
 
-pub mod attention_head;
-pub mod multihead_linear;
-pub mod qk_softmax;
-pub mod softmax_v;
+        impl Pattern {
+            /// Every pattern, in catalog order.
+            pub const ALL: [Pattern; [$(stringify!($variant),)*].len()] = [$(Pattern::$variant,)*];
 
-pub mod add_layernorm;
-pub mod add_relu;
-pub mod mul_add_relu;
-pub mod sigmoid_mul;
+            /// Everything about the pattern, from its file.
+            pub fn descriptor(self) -> &'static Descriptor {
+                match self {
+                    $(Pattern::$variant => &$module::DESCRIPTOR,)*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    LinearBias => linear_bias,
+    LinearBiasRelu => linear_bias_relu,
+    LinearBiasReluDropout => linear_bias_relu_dropout,
+    LinearBiasGelu => linear_bias_gelu,
+    Mlp => mlp,
+    ConvBias => conv_bias,
+    ConvBn => conv_bn,
+    ConvBnRelu => conv_bn_relu,
+    ConvRelu => conv_relu,
+    ConvBnReluMaxPool => conv_bn_relu_maxpool,
+    ConvAddRelu => conv_add_relu,
+    QkSoftmax => qk_softmax,
+    SoftmaxV => softmax_v,
+    AttentionHead => attention_head,
+    MultiHeadLinear => multihead_linear,
+    AddRelu => add_relu,
+    AddLayerNorm => add_layernorm,
+    MulAddRelu => mul_add_relu,
+    SigmoidMul => sigmoid_mul,
+}
 
 /// Return `None` from a rule when a condition does not hold.
 macro_rules! guard {
@@ -54,91 +87,126 @@ macro_rules! guard {
 }
 pub(crate) use guard;
 
-/// The fusion patterns. `key()` is the stable name used in calibration files and lookups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Pattern {
-    #[serde(rename = "Conv2d_Bias")]
-    ConvBias,
-    #[serde(rename = "Conv2d_BN")]
-    ConvBn,
-    #[serde(rename = "Conv2d_BN_ReLU")]
-    ConvBnRelu,
-    #[serde(rename = "Conv2d_ReLU")]
-    ConvRelu,
-    #[serde(rename = "Conv2d_BN_ReLU_MaxPool")]
-    ConvBnReluMaxPool,
-    #[serde(rename = "Linear_Bias")]
-    LinearBias,
-    #[serde(rename = "Linear_Bias_ReLU")]
-    LinearBiasRelu,
-    #[serde(rename = "Linear_Bias_GELU")]
-    LinearBiasGelu,
-    #[serde(rename = "Linear_Bias_ReLU_Linear_Bias")]
-    Mlp,
-    #[serde(rename = "Linear_Bias_ReLU_Dropout")]
-    LinearBiasReluDropout,
-    #[serde(rename = "QK_Softmax")]
+/// Everything fuseval knows about one pattern, kept in the pattern's own file.
+pub struct Descriptor {
+    /// The stable key (the design's `fusion_pattern`), e.g. `Conv2d_BN_ReLU`.
+    pub key: &'static str,
+    pub family: Family,
+    /// The design's `operators` list.
+    pub operators: &'static [&'static str],
+    /// The ONNX forms the rule accepts, as `inspect --patterns` lists them.
+    pub forms: &'static [&'static str],
+    pub rule: Rule,
+    /// The fused kernel(s) fuseval's explicit rewrite maps it to, per provider; `none` when ORT has none.
+    pub kernel_cpu: &'static str,
+    pub kernel_cuda: &'static str,
+    /// Which explicit rewrite of `crate::fuse` handles it.
+    pub rewrite: Rewrite,
+    /// What was measured on a GPU (results/h100), or empty.
+    pub cuda_measured: &'static str,
+    /// The synthetic model `calibrate` sweeps.
+    pub synth: Synth,
+}
+
+/// A pattern family: `calibrate --patterns` selects by family, and the families share size grids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Linear,
+    Conv,
+    Attention,
+    Elementwise,
+}
+
+impl Family {
+    pub const ALL: [Family; 4] = [Family::Linear, Family::Conv, Family::Attention, Family::Elementwise];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Linear => "linear",
+            Family::Conv => "conv",
+            Family::Attention => "attention",
+            Family::Elementwise => "elementwise",
+        }
+    }
+}
+
+/// The explicit rewrites `crate::fuse` has, one per family of kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Conv with BN and bias folded, FusedConv for the activation (and the residual `Z`).
+    Conv,
+    /// Gemm / FusedGemm / BiasGelu.
+    Linear,
+    /// SkipLayerNormalization.
+    LayerNorm,
+    /// QuickGelu / HardSwish; none for the others.
+    Elementwise,
     QkSoftmax,
-    #[serde(rename = "Softmax_V")]
     SoftmaxV,
-    #[serde(rename = "Attention_Head")]
     AttentionHead,
-    #[serde(rename = "MultiHead_Linear")]
     MultiHeadLinear,
-    #[serde(rename = "Add_ReLU")]
-    AddRelu,
-    #[serde(rename = "Add_LayerNorm")]
-    AddLayerNorm,
-    #[serde(rename = "Mul_Add_ReLU")]
-    MulAddRelu,
-    #[serde(rename = "Sigmoid_Mul")]
-    SigmoidMul,
+}
+
+/// A pattern's synthetic model: its size grid (`quick`, `cuda`), its FLOPs at a size, and the builder
+/// that writes exactly one instance into a model, returning the output dims.
+pub struct Synth {
+    pub grid: fn(bool, bool) -> Vec<Size>,
+    pub flops: fn(&Size) -> anyhow::Result<f64>,
+    pub build: fn(&mut Model, &Size) -> anyhow::Result<Vec<usize>>,
+}
+
+/// What a node does in a match: the explicit rewrite reads these instead of matching again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// The 2-D convolution.
+    Conv,
+    /// An inference BatchNormalization after it.
+    BatchNorm,
+    /// A per-channel constant bias `Add`.
+    ChannelBias,
+    /// The residual `Add`/`Sum` of a non-constant tensor (ORT's FusedConv `Z`).
+    Residual,
+    /// A pooling after the activation.
+    Pool,
+    /// A node that dequantizes a constant weight (DequantizeLinear, Cast, Mul by the scale).
+    Dequant,
+    /// A linear layer's MatMul or Gemm, and its bias Add; `MatMul2`/`Bias2`: the MLP's second layer.
+    MatMul,
+    Bias,
+    MatMul2,
+    Bias2,
+    /// ReLU, or ReLU6 as `Clip`.
+    Activation,
+    /// An inference Dropout (a no-op).
+    Dropout,
+    /// A node of a GELU (the `Gelu` op, or the Erf or tanh form).
+    Gelu,
+    /// A non-constant `Add` (the skip connection before a layer norm, the residual Add+ReLU).
+    Add,
+    /// A node of a layer norm (`LayerNormalization`, or the decomposed form).
+    LayerNorm,
+    /// `Mul` by a constant, then `Add` of a constant (a BatchNorm written out).
+    Scale,
+    Shift,
+    /// `Sigmoid`/`HardSigmoid`, and the `Mul` it gates.
+    Sigmoid,
+    Gate,
+    /// A node of the attention scores: the QK MatMul, its scale, the mask Add, the Softmax (and sdpa's
+    /// IsNaN/Where).
+    Scores,
+    /// The MatMul of the probabilities with V.
+    PvMatMul,
+    /// Q, K and V projections, the head split and merge (Reshape, Transpose, and the shape computation
+    /// for them), and the output projection of a multi-head block.
+    Projection,
+    Plumbing,
+    OutProjection,
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 18] = [
-        Pattern::LinearBias,
-        Pattern::LinearBiasRelu,
-        Pattern::LinearBiasReluDropout,
-        Pattern::LinearBiasGelu,
-        Pattern::Mlp,
-        Pattern::ConvBias,
-        Pattern::ConvBn,
-        Pattern::ConvBnRelu,
-        Pattern::ConvRelu,
-        Pattern::ConvBnReluMaxPool,
-        Pattern::QkSoftmax,
-        Pattern::SoftmaxV,
-        Pattern::AttentionHead,
-        Pattern::MultiHeadLinear,
-        Pattern::AddRelu,
-        Pattern::AddLayerNorm,
-        Pattern::MulAddRelu,
-        Pattern::SigmoidMul,
-    ];
-
     /// Stable key, as in the design's `fusion_pattern` field.
     pub fn key(self) -> &'static str {
-        match self {
-            Pattern::ConvBias => "Conv2d_Bias",
-            Pattern::ConvBn => "Conv2d_BN",
-            Pattern::ConvBnRelu => "Conv2d_BN_ReLU",
-            Pattern::ConvRelu => "Conv2d_ReLU",
-            Pattern::ConvBnReluMaxPool => "Conv2d_BN_ReLU_MaxPool",
-            Pattern::LinearBias => "Linear_Bias",
-            Pattern::LinearBiasRelu => "Linear_Bias_ReLU",
-            Pattern::LinearBiasGelu => "Linear_Bias_GELU",
-            Pattern::Mlp => "Linear_Bias_ReLU_Linear_Bias",
-            Pattern::LinearBiasReluDropout => "Linear_Bias_ReLU_Dropout",
-            Pattern::QkSoftmax => "QK_Softmax",
-            Pattern::SoftmaxV => "Softmax_V",
-            Pattern::AttentionHead => "Attention_Head",
-            Pattern::MultiHeadLinear => "MultiHead_Linear",
-            Pattern::AddRelu => "Add_ReLU",
-            Pattern::AddLayerNorm => "Add_LayerNorm",
-            Pattern::MulAddRelu => "Mul_Add_ReLU",
-            Pattern::SigmoidMul => "Sigmoid_Mul",
-        }
+        self.descriptor().key
     }
 
     /// Human name, e.g. `Conv2d + BatchNorm + ReLU`.
@@ -148,26 +216,11 @@ impl Pattern {
 
     /// The design's `operators` list.
     pub fn operators(self) -> &'static [&'static str] {
-        match self {
-            Pattern::ConvBias => &["Conv2d", "Bias"],
-            Pattern::ConvBn => &["Conv2d", "BatchNorm"],
-            Pattern::ConvBnRelu => &["Conv2d", "BatchNorm", "ReLU"],
-            Pattern::ConvRelu => &["Conv2d", "ReLU"],
-            Pattern::ConvBnReluMaxPool => &["Conv2d", "BatchNorm", "ReLU", "MaxPool"],
-            Pattern::LinearBias => &["Linear", "Bias"],
-            Pattern::LinearBiasRelu => &["Linear", "Bias", "ReLU"],
-            Pattern::LinearBiasGelu => &["Linear", "Bias", "GELU"],
-            Pattern::Mlp => &["Linear", "Bias", "ReLU", "Linear", "Bias"],
-            Pattern::LinearBiasReluDropout => &["Linear", "Bias", "ReLU", "Dropout"],
-            Pattern::QkSoftmax => &["Q@K.T", "Softmax"],
-            Pattern::SoftmaxV => &["Softmax", "@V"],
-            Pattern::AttentionHead => &["Q@K.T", "Softmax", "@V"],
-            Pattern::MultiHeadLinear => &["MultiHead(Q,K,V)", "Linear"],
-            Pattern::AddRelu => &["Add", "ReLU"],
-            Pattern::AddLayerNorm => &["Add", "LayerNorm"],
-            Pattern::MulAddRelu => &["Mul", "Add", "ReLU"],
-            Pattern::SigmoidMul => &["Sigmoid", "Mul"],
-        }
+        self.descriptor().operators
+    }
+
+    pub fn family(self) -> Family {
+        self.descriptor().family
     }
 
     /// Parse a key, case-insensitively, also accepting common spellings (`Conv2d_BatchNorm2d_ReLU`).
@@ -181,6 +234,22 @@ impl Pattern {
         };
         let want = norm(s);
         Pattern::ALL.into_iter().find(|p| norm(p.key()) == want)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.key())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pattern, D::Error> {
+        let key = String::deserialize(d)?;
+        Pattern::ALL.into_iter().find(|p| p.key() == key).ok_or_else(|| {
+            let keys: Vec<&str> = Pattern::ALL.iter().map(|p| p.key()).collect();
+            serde::de::Error::custom(format!("unknown pattern `{key}`; known: {}", keys.join(", ")))
+        })
     }
 }
 
@@ -198,6 +267,8 @@ pub struct Instance {
     pub form: String,
     /// Nodes in topological order.
     pub nodes: Vec<NodeIndex>,
+    /// The role of each node, in the same order.
+    pub roles: Vec<Role>,
     /// Non-constant tensors that enter from outside, in first-use order.
     pub inputs: Vec<String>,
     /// Constant tensors that enter from outside (weights, biases, BN statistics, eps ...).
@@ -209,12 +280,17 @@ pub struct Instance {
 impl Instance {
     /// Build an instance from its nodes, or `None` if it is not fusible: an intermediate tensor is read
     /// outside the pattern or is a model output, or the pattern does not produce exactly one output.
-    pub fn new(g: &ModelGraph, pattern: Pattern, form: impl Into<String>, nodes: Vec<NodeIndex>) -> Option<Instance> {
+    pub fn new(
+        g: &ModelGraph,
+        pattern: Pattern,
+        form: impl Into<String>,
+        mut roles: Vec<(Role, NodeIndex)>,
+    ) -> Option<Instance> {
+        let pos = |n: &NodeIndex| g.order.iter().position(|o| o == n).unwrap_or(usize::MAX);
+        roles.sort_by_key(|(_, n)| pos(n));
+        let nodes: Vec<NodeIndex> = roles.iter().map(|(_, n)| *n).collect();
         let set: HashSet<NodeIndex> = nodes.iter().copied().collect();
         guard!(set.len() == nodes.len());
-        let mut nodes = nodes;
-        let pos = |n: &NodeIndex| g.order.iter().position(|o| o == n).unwrap_or(usize::MAX);
-        nodes.sort_by_key(pos);
         let produced: HashSet<&str> =
             nodes.iter().flat_map(|&n| g.node(n).outputs.iter()).map(|s| s.as_str()).collect();
         let (mut inputs, mut constants) = (vec![], vec![]);
@@ -243,11 +319,17 @@ impl Instance {
         let last = *nodes.last()?;
         guard!(outputs.len() == 1 && g.node(last).outputs.first() == outputs.first());
         guard!(!inputs.is_empty());
-        Some(Instance { pattern, form: form.into(), nodes, inputs, constants, outputs })
+        let roles = roles.into_iter().map(|(r, _)| r).collect();
+        Some(Instance { pattern, form: form.into(), nodes, roles, inputs, constants, outputs })
     }
 
     pub fn node_names(&self, g: &ModelGraph) -> Vec<String> {
         self.nodes.iter().map(|&n| g.node(n).name.clone()).collect()
+    }
+
+    /// The nodes that play `role`, in topological order.
+    pub fn with_role(&self, role: Role) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.nodes.iter().zip(&self.roles).filter(move |(_, r)| **r == role).map(|(n, _)| *n)
     }
 
     /// The anchor (first) node.
@@ -312,29 +394,8 @@ fn is_default_attr(name: &str, v: &Attr) -> bool {
     }
 }
 
-type Rule = fn(&ModelGraph, NodeIndex) -> Option<Instance>;
-
-/// Every rule, anchored at each node in turn.
-const RULES: &[Rule] = &[
-    conv_bias::rule,
-    conv_bn::rule,
-    conv_bn_relu::rule,
-    conv_relu::rule,
-    conv_bn_relu_maxpool::rule,
-    linear_bias::rule,
-    linear_bias_relu::rule,
-    linear_bias_relu_dropout::rule,
-    linear_bias_gelu::rule,
-    mlp::rule,
-    qk_softmax::rule,
-    softmax_v::rule,
-    attention_head::rule,
-    multihead_linear::rule,
-    add_relu::rule,
-    add_layernorm::rule,
-    mul_add_relu::rule,
-    sigmoid_mul::rule,
-];
+/// A detection rule, anchored at one node.
+pub type Rule = fn(&ModelGraph, NodeIndex) -> Option<Instance>;
 
 /// All matches in a graph, and the non-overlapping longest-match cover.
 pub struct Detection {
@@ -363,8 +424,8 @@ impl Detection {
 pub fn detect(g: &ModelGraph) -> Detection {
     let mut all = vec![];
     for &n in &g.order {
-        for rule in RULES {
-            if let Some(i) = rule(g, n) {
+        for p in Pattern::ALL {
+            if let Some(i) = (p.descriptor().rule)(g, n) {
                 all.push(i);
             }
         }

@@ -8,12 +8,13 @@
 use petgraph::graph::NodeIndex;
 
 use crate::graph::ModelGraph;
-use crate::patterns::{data_and_const, guard, is_op, next_op, other_input, out};
+use crate::patterns::{data_and_const, guard, is_op, next_op, other_input, out, Role};
 
-/// A linear layer with bias: its nodes (the dequantization first, when it belongs to the pattern), its
-/// form, and whether its weight is dequantized from integers.
+/// A linear layer with bias: its nodes with their roles (the dequantization first, when it belongs to the
+/// pattern; the MatMul or Gemm; the bias Add), its form, and whether its weight is dequantized from
+/// integers.
 pub(crate) struct Linear {
-    pub nodes: Vec<NodeIndex>,
+    pub nodes: Vec<(Role, NodeIndex)>,
     pub form: &'static str,
     pub quantized: bool,
 }
@@ -37,12 +38,12 @@ pub(crate) fn linear(g: &ModelGraph, n: NodeIndex) -> Option<Linear> {
         guard!(g.is_constant(w) && !g.is_constant(node.inputs.first()?));
         let quantized = quantized_weight(g, w);
         let mut nodes = dequantization(g, w, n);
-        nodes.push(n);
+        nodes.push((Role::MatMul, n));
         if let Some(c) = node.inputs.get(2).filter(|c| !c.is_empty()) {
             guard!(g.is_constant(c));
             return Some(Linear { nodes, form: "Gemm", quantized });
         }
-        nodes.push(bias_add_after(g, n)?);
+        nodes.push((Role::Bias, bias_add_after(g, n)?));
         return Some(Linear { nodes, form: "Gemm+Add", quantized });
     }
     guard!(is_op(g, n, "MatMul"));
@@ -50,7 +51,7 @@ pub(crate) fn linear(g: &ModelGraph, n: NodeIndex) -> Option<Linear> {
     guard!(g.shape(weight).is_none_or(|s| s.len() == 2));
     let add = bias_add_after(g, n)?;
     let mut nodes = dequantization(g, weight, n);
-    nodes.extend([n, add]);
+    nodes.extend([(Role::MatMul, n), (Role::Bias, add)]);
     Some(Linear { nodes, form: "MatMul+Add", quantized: quantized_weight(g, weight) })
 }
 
@@ -81,7 +82,7 @@ fn integer_input(g: &ModelGraph, n: NodeIndex) -> bool {
 
 /// The nodes that dequantize the weight `w` of `linear`, when they feed it alone: `DequantizeLinear`,
 /// or `Cast` of an integer tensor then `Mul` by a constant (either order). Empty otherwise.
-fn dequantization(g: &ModelGraph, w: &str, linear: NodeIndex) -> Vec<NodeIndex> {
+fn dequantization(g: &ModelGraph, w: &str, linear: NodeIndex) -> Vec<(Role, NodeIndex)> {
     let alone =
         |t: &str, reader: NodeIndex| g.consumers_of(t) == [reader] && !g.tensor(t).is_some_and(|t| t.graph_output);
     let Some(p) = g.producer_of(w) else { return vec![] };
@@ -89,13 +90,13 @@ fn dequantization(g: &ModelGraph, w: &str, linear: NodeIndex) -> Vec<NodeIndex> 
         return vec![];
     }
     if is_op(g, p, "DequantizeLinear") {
-        return vec![p];
+        return vec![(Role::Dequant, p)];
     }
     if is_op(g, p, "Mul") {
         for i in g.node(p).real_inputs() {
             let Some(c) = g.producer_of(i) else { continue };
             if is_op(g, c, "Cast") && integer_input(g, c) && alone(i, p) {
-                return vec![c, p];
+                return vec![(Role::Dequant, c), (Role::Dequant, p)];
             }
         }
     }
