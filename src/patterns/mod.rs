@@ -394,6 +394,9 @@ fn is_default_attr(name: &str, v: &Attr) -> bool {
     }
 }
 
+/// Nodes of a match with their roles.
+pub type Roles = Vec<(Role, NodeIndex)>;
+
 /// A detection rule, anchored at one node.
 pub type Rule = fn(&ModelGraph, NodeIndex) -> Option<Instance>;
 

@@ -26,7 +26,7 @@ use petgraph::graph::NodeIndex;
 
 use super::attention_head::{first, head_at, head_ending_at, qk_candidate, Head};
 use super::forms::linear::linear;
-use super::{guard, is_op, out, sweep, Descriptor, Family, Instance, Pattern, Rewrite, Role, Synth};
+use super::{guard, is_op, out, sweep, Descriptor, Family, Instance, Pattern, Rewrite, Role, Roles, Synth};
 use crate::graph::ModelGraph;
 use crate::onnx::build::{Model, Size};
 use crate::onnx::{a_ints};
@@ -86,7 +86,7 @@ fn walk_to_matmul(g: &ModelGraph, t: &str) -> Option<NodeIndex> {
 
 /// Back from `t` through Reshape/Transpose plumbing to a linear layer with bias: (plumbing, linear
 /// nodes, the linear's input).
-fn back_to_linear(g: &ModelGraph, t: &str) -> Option<(Vec<NodeIndex>, Vec<(Role, NodeIndex)>, String)> {
+fn back_to_linear(g: &ModelGraph, t: &str) -> Option<(Vec<NodeIndex>, Roles, String)> {
     let mut t = t.to_string();
     let mut plumbing = vec![];
     for _ in 0..8 {
@@ -115,7 +115,7 @@ fn back_to_linear(g: &ModelGraph, t: &str) -> Option<(Vec<NodeIndex>, Vec<(Role,
 }
 
 /// The block around head `h`: its nodes with their roles, and the three input projections' first nodes.
-fn block(g: &ModelGraph, h: &Head) -> Option<(Vec<(Role, NodeIndex)>, Vec<NodeIndex>)> {
+fn block(g: &ModelGraph, h: &Head) -> Option<(Roles, Vec<NodeIndex>)> {
     let mut core: Vec<(Role, NodeIndex)> = h.roles();
     let mut projections = vec![];
     let mut x: Option<String> = None;
