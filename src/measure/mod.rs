@@ -22,7 +22,7 @@ mod equivalence;
 pub mod events;
 mod inputs;
 mod session;
-mod timing;
+pub mod timing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -43,14 +43,13 @@ pub use self::equivalence::{
 };
 pub use self::inputs::{random_inputs, HostTensor};
 pub use self::session::model_ops;
-use self::session::Variant;
-use self::timing::{ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
+use self::timing::{Rounds, WallClock, ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
 use crate::estimate::{median_ci, Estimate};
 pub use crate::onnx::DType;
 use crate::runtime::Ep;
 
 /// Bootstrap resamples for the reported CIs.
-const RESAMPLES: usize = 2000;
+pub const RESAMPLES: usize = 2000;
 /// Ratio CIs are never narrower than ± this fraction of their point. Two sessions of one graph, run
 /// interleaved in one process, still differed by up to 0.15% (1 thread) and 0.35% (2 threads) after hundreds
 /// of rounds on the development host: a systematic floor no number of rounds removes.
@@ -290,6 +289,46 @@ pub fn ratio_estimate(ratios: &[f64], seed: u64) -> Estimate {
 /// Whether an A/A control estimate is consistent with 1.00 (see [`Comparison::aa_ok`]).
 pub fn aa_ok(aa_control: &Estimate) -> bool {
     aa_control.contains(1.0) || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
+}
+
+/// What a comparison reports from its rounds: each variant's latency, the speedups `unfused / fused` and the
+/// A/A control `unfused / control` ([`ratio_estimate`]), and whether that control reads 1.00 ([`aa_ok`]).
+/// Each estimate has its own bootstrap seed, derived from the comparison's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub unfused: Latency,
+    pub unfused_control: Latency,
+    pub fused_extended: Latency,
+    pub fused_all: Latency,
+    pub speedup_extended: Estimate,
+    pub speedup_all: Estimate,
+    pub aa_control: Estimate,
+    pub aa_ok: bool,
+    /// The explicit-fused variant's latency and speedup, when the rounds timed it.
+    pub explicit: Option<(Latency, Estimate)>,
+}
+
+impl Summary {
+    /// The statistics of `rounds` (indexed as [`timing::run_rounds`] indexes its variants).
+    pub fn of(rounds: &Rounds, seed: u64) -> Summary {
+        let aa_control = ratio_estimate(&rounds.ratios(UNFUSED, CONTROL), seed ^ 1);
+        Summary {
+            unfused: Latency::from_seconds(&rounds.times[UNFUSED], seed ^ 2),
+            unfused_control: Latency::from_seconds(&rounds.times[CONTROL], seed ^ 3),
+            fused_extended: Latency::from_seconds(&rounds.times[EXTENDED], seed ^ 4),
+            fused_all: Latency::from_seconds(&rounds.times[ALL], seed ^ 5),
+            speedup_extended: ratio_estimate(&rounds.ratios(UNFUSED, EXTENDED), seed ^ 6),
+            speedup_all: ratio_estimate(&rounds.ratios(UNFUSED, ALL), seed ^ 7),
+            aa_ok: aa_ok(&aa_control),
+            aa_control,
+            explicit: (rounds.times.len() > EXPLICIT).then(|| {
+                (
+                    Latency::from_seconds(&rounds.times[EXPLICIT], seed ^ 8),
+                    ratio_estimate(&rounds.ratios(UNFUSED, EXPLICIT), seed ^ 9),
+                )
+            }),
+        }
+    }
 }
 
 /// The whole model timed at each level (same four-session design as [`compare`]).
@@ -566,38 +605,27 @@ pub fn compare_variants(
     if equivalence_explicit.as_ref().is_some_and(|e| e.passed) {
         wait_for.push(EXPLICIT);
     }
-    let refs: Vec<&Variant> = variants.iter().collect();
-    let rounds = match timing::run_rounds(&refs, &wait_for, opts) {
-        Ok(r) => r,
-        Err(f) if f.variant == EXPLICIT => {
-            explicit_error = Some(format!("{:#}", f.error));
-            timing::run_rounds(&refs[..EXPLICIT], &[EXTENDED, ALL], opts)
-                .map_err(|f| f.error)
-                .context("timing rounds")?
-        }
-        Err(f) => return Err(f.error.context("timing rounds")),
-    };
+    let (rounds, explicit_failure) = timing::time_variants(&mut variants, &wait_for, opts, &WallClock::new())?;
+    if let Some(e) = explicit_failure {
+        explicit_error = Some(format!("{e:#}"));
+    }
 
-    let seed = opts.seed;
-    let aa_control = ratio_estimate(&rounds.ratios(UNFUSED, CONTROL), seed ^ 1);
-    let explicit_result = match (rounds.times.len() > EXPLICIT, equivalence_explicit) {
-        (true, Some(equivalence)) => Some(ExplicitResult {
-            latency: Latency::from_seconds(&rounds.times[EXPLICIT], seed ^ 8),
-            speedup: ratio_estimate(&rounds.ratios(UNFUSED, EXPLICIT), seed ^ 9),
-            equivalence,
-            ops: explicit_ops,
-        }),
+    let stats = Summary::of(&rounds, opts.seed);
+    let explicit_result = match (stats.explicit, equivalence_explicit) {
+        (Some((latency, speedup)), Some(equivalence)) => {
+            Some(ExplicitResult { latency, speedup, equivalence, ops: explicit_ops })
+        }
         _ => None,
     };
     Ok(Comparison {
-        unfused: Latency::from_seconds(&rounds.times[UNFUSED], seed ^ 2),
-        unfused_control: Latency::from_seconds(&rounds.times[CONTROL], seed ^ 3),
-        fused_extended: Latency::from_seconds(&rounds.times[EXTENDED], seed ^ 4),
-        fused_all: Latency::from_seconds(&rounds.times[ALL], seed ^ 5),
-        speedup_extended: ratio_estimate(&rounds.ratios(UNFUSED, EXTENDED), seed ^ 6),
-        speedup_all: ratio_estimate(&rounds.ratios(UNFUSED, ALL), seed ^ 7),
-        aa_ok: aa_ok(&aa_control),
-        aa_control,
+        unfused: stats.unfused,
+        unfused_control: stats.unfused_control,
+        fused_extended: stats.fused_extended,
+        fused_all: stats.fused_all,
+        speedup_extended: stats.speedup_extended,
+        speedup_all: stats.speedup_all,
+        aa_control: stats.aa_control,
+        aa_ok: stats.aa_ok,
         equivalence_extended,
         equivalence_all,
         fused_ops_extended: std::mem::take(&mut ops[EXTENDED]),
@@ -606,7 +634,7 @@ pub fn compare_variants(
         explicit: explicit_result,
         explicit_error,
         cpu_fallback,
-        rounds: rounds.times[UNFUSED].len(),
+        rounds: rounds.len(),
         iters_per_round: rounds.iters,
         budget_exhausted: rounds.budget_exhausted,
         wall_s: wall.elapsed().as_secs_f64(),

@@ -1,9 +1,14 @@
 //! Interleaved, adaptive timing rounds over the variants of a comparison (four, or five with an explicit-fused
 //! model).
+//!
+//! The round loop runs over two small traits, so that its statistics, stopping rule and failure handling can be
+//! tested without ONNX Runtime and without the machine's clock: [`Timed`] (one run of a variant; the real one is
+//! an ORT session through its I/O binding) and [`Clock`] (the time the loop reads; the real one is
+//! [`WallClock`]). A fake variant that advances a fake clock by scripted durations makes a run deterministic.
 
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -12,20 +17,70 @@ use super::session::Variant;
 use super::MeasureOptions;
 use crate::estimate::median_ci;
 
+/// One variant the rounds time: a single run, e.g. one ORT inference. The loop reads the [`Clock`] around
+/// back-to-back runs, never inside one.
+pub trait Timed {
+    fn run(&mut self) -> Result<()>;
+}
+
+impl Timed for Variant {
+    /// The timed call: one run through the I/O binding.
+    #[inline]
+    fn run(&mut self) -> Result<()> {
+        self.run_bound()
+    }
+}
+
+/// What the round loop reads the time from: the warm-up's length, each sub-slice's length and the budget.
+pub trait Clock {
+    /// Time elapsed since a fixed origin (monotonic).
+    fn now(&self) -> Duration;
+}
+
+/// The machine's monotonic clock, from the moment it was created.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock(Instant);
+
+impl WallClock {
+    pub fn new() -> Self {
+        WallClock(Instant::now())
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for WallClock {
+    #[inline]
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// Time since `t` (a reading of `clock`), in seconds.
+#[inline]
+fn since(clock: &impl Clock, t: Duration) -> f64 {
+    clock.now().saturating_sub(t).as_secs_f64()
+}
+
 /// Index of each variant in the slice passed to [`run_rounds`].
-pub(crate) const UNFUSED: usize = 0;
-pub(crate) const CONTROL: usize = 1;
-pub(crate) const EXTENDED: usize = 2;
-pub(crate) const ALL: usize = 3;
-pub(crate) const EXPLICIT: usize = 4;
+pub const UNFUSED: usize = 0;
+pub const CONTROL: usize = 1;
+pub const EXTENDED: usize = 2;
+pub const ALL: usize = 3;
+pub const EXPLICIT: usize = 4;
 
 /// Fewest rounds before the time budget may stop a measurement (a CI needs a few points).
-const MIN_ROUNDS_HARD: usize = 3;
+pub const MIN_ROUNDS_HARD: usize = 3;
 /// Resamples used by the stopping rule (the reported CIs use more).
-const CHECK_RESAMPLES: usize = 400;
+pub const CHECK_RESAMPLES: usize = 400;
 
 /// Per-iteration seconds of each variant, one entry per round.
-pub(crate) struct Rounds {
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rounds {
     pub times: Vec<Vec<f64>>,
     pub iters: usize,
     pub budget_exhausted: bool,
@@ -36,16 +91,25 @@ impl Rounds {
     pub fn ratios(&self, num: usize, den: usize) -> Vec<f64> {
         self.times[num].iter().zip(&self.times[den]).map(|(a, b)| a / b).collect()
     }
+
+    /// Rounds run (every variant has one time per round).
+    pub fn len(&self) -> usize {
+        self.times.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Warm a variant up (at least `min_runs` runs and `min_time`); returns the median seconds per run.
-fn warm_up(v: &Variant, min_runs: usize, min_time: Duration) -> Result<f64> {
-    let start = Instant::now();
+fn warm_up(v: &mut impl Timed, clock: &impl Clock, min_runs: usize, min_time: Duration) -> Result<f64> {
+    let start = clock.now();
     let mut times = Vec::new();
-    while times.len() < min_runs || start.elapsed() < min_time {
-        let t = Instant::now();
-        v.run_bound()?;
-        times.push(t.elapsed().as_secs_f64());
+    while times.len() < min_runs || clock.now().saturating_sub(start) < min_time {
+        let t = clock.now();
+        v.run()?;
+        times.push(since(clock, t));
     }
     // Median of the second half: the first runs pay one-off costs.
     let tail = &times[times.len() / 2..];
@@ -54,7 +118,7 @@ fn warm_up(v: &Variant, min_runs: usize, min_time: Duration) -> Result<f64> {
 
 /// How a round is cut: each variant runs `subs` sub-slices of `sub_iters` back-to-back iterations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Plan {
+pub struct Plan {
     pub sub_iters: usize,
     pub subs: usize,
 }
@@ -73,6 +137,12 @@ impl Plan {
         Plan { sub_iters, subs }
     }
 
+    /// The plan [`run_rounds`] makes for a fastest warm-up median of `per_iter` seconds under `opts`.
+    pub fn for_options(per_iter: f64, opts: &MeasureOptions) -> Plan {
+        let slice = Duration::from_millis(if opts.quick { 2 } else { 4 });
+        Plan::new(per_iter, Duration::from_micros(50), slice, Duration::from_millis(60))
+    }
+
     pub fn iters(&self) -> usize {
         self.sub_iters * self.subs
     }
@@ -83,8 +153,22 @@ fn ceil(x: f64) -> f64 {
     (x - 1e-9).ceil()
 }
 
+/// How long the warm-up lasts under `opts`: at least this many runs and this much time per variant.
+pub fn warm_up_length(opts: &MeasureOptions) -> (usize, Duration) {
+    let (mut warm_runs, mut warm_time) =
+        if opts.quick { (3, Duration::from_millis(30)) } else { (5, Duration::from_millis(60)) };
+    if matches!(opts.ep, crate::runtime::Ep::Cuda { .. }) {
+        // cuDNN's algorithm search, lazy workspace allocation, a CUDA graph's capture and the GPU's clocks
+        // settle over the first runs: keep them all out of the numbers
+        warm_runs = warm_runs.max(if opts.quick { 20 } else { 50 });
+        warm_time = warm_time.max(Duration::from_millis(if opts.quick { 200 } else { 500 }));
+    }
+    (warm_runs, warm_time)
+}
+
 /// A run that failed during timing, and which variant (index into the slice) it was.
-pub(crate) struct RunFailure {
+#[derive(Debug)]
+pub struct RunFailure {
     pub variant: usize,
     pub error: anyhow::Error,
 }
@@ -92,35 +176,34 @@ pub(crate) struct RunFailure {
 /// Warm up, plan the slices, then run shuffled rounds until the fused speedups and the A/A control are tight
 /// enough (a noisy control means the host was disturbed: keep measuring), the budget runs out, or `max_rounds`.
 /// `wait_for` lists the fused variants whose ratio CI must be tight; every variant is timed either way.
+/// `variants` are indexed by [`UNFUSED`], [`CONTROL`], [`EXTENDED`], [`ALL`] and, optionally, [`EXPLICIT`].
 ///
 /// A round runs every variant once, in a freshly shuffled order. A variant's time for the round is the median,
 /// over its sub-slices, of the sub-slice time divided by its iterations: a sub-slice the OS preempted (or that
 /// another process disturbed) is an outlier the median drops, while each sub-slice is long enough that the timer
 /// costs nothing. On the shared 2-core development host a fifth of the slices were preempted; plain slice means
 /// made the per-round ratios 3-8 times noisier.
-pub(crate) fn run_rounds(
-    variants: &[&Variant],
+///
+/// The stopping rule, checked after each round from `max(min_rounds, 2)` on (every `n / 50` rounds past 100):
+/// stop once `n >= min_rounds` and the CI ([`median_ci`] with [`CHECK_RESAMPLES`] resamples, seeded with
+/// `opts.seed`) of the per-round ratios unfused / control and unfused / each of `wait_for` is within
+/// ± `opts.target_rel_ci` of its point. Otherwise stop at `max_rounds`, or once `clock` has run `opts.budget`
+/// since the call (warm-up included) and at least [`MIN_ROUNDS_HARD`] rounds are in
+/// ([`Rounds::budget_exhausted`]).
+pub fn run_rounds<T: Timed>(
+    variants: &mut [T],
     wait_for: &[usize],
     opts: &MeasureOptions,
+    clock: &impl Clock,
 ) -> std::result::Result<Rounds, RunFailure> {
     let fail = |variant: usize| move |error: anyhow::Error| RunFailure { variant, error };
-    let start = Instant::now();
-    let (mut warm_runs, mut warm_time, slice) = if opts.quick {
-        (3, Duration::from_millis(30), Duration::from_millis(2))
-    } else {
-        (5, Duration::from_millis(60), Duration::from_millis(4))
-    };
-    if matches!(opts.ep, crate::runtime::Ep::Cuda { .. }) {
-        // cuDNN's algorithm search, lazy workspace allocation, a CUDA graph's capture and the GPU's clocks
-        // settle over the first runs: keep them all out of the numbers
-        warm_runs = warm_runs.max(if opts.quick { 20 } else { 50 });
-        warm_time = warm_time.max(Duration::from_millis(if opts.quick { 200 } else { 500 }));
-    }
+    let start = clock.now();
+    let (warm_runs, warm_time) = warm_up_length(opts);
     let mut fastest = f64::INFINITY;
-    for (i, v) in variants.iter().enumerate() {
-        fastest = fastest.min(warm_up(v, warm_runs, warm_time).map_err(fail(i))?);
+    for (i, v) in variants.iter_mut().enumerate() {
+        fastest = fastest.min(warm_up(v, clock, warm_runs, warm_time).map_err(fail(i))?);
     }
-    let plan = Plan::new(fastest, Duration::from_micros(50), slice, Duration::from_millis(60));
+    let plan = Plan::for_options(fastest, opts);
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0072_6f75_6e64);
     let mut order: Vec<usize> = (0..variants.len()).collect();
@@ -131,13 +214,13 @@ pub(crate) fn run_rounds(
     loop {
         order.shuffle(&mut rng);
         for &i in &order {
-            let v = variants[i];
+            let v = &mut variants[i];
             for s in subs.iter_mut() {
-                let t = Instant::now();
+                let t = clock.now();
                 for _ in 0..plan.sub_iters {
-                    v.run_bound().map_err(fail(i))?;
+                    v.run().map_err(fail(i))?;
                 }
-                *s = t.elapsed().as_secs_f64() / plan.sub_iters as f64;
+                *s = since(clock, t) / plan.sub_iters as f64;
             }
             rounds.times[i].push(crate::estimate::median(&subs));
         }
@@ -156,12 +239,33 @@ pub(crate) fn run_rounds(
                 break;
             }
         }
-        if start.elapsed() >= opts.budget && n >= MIN_ROUNDS_HARD {
+        if clock.now().saturating_sub(start) >= opts.budget && n >= MIN_ROUNDS_HARD {
             rounds.budget_exhausted = true;
             break;
         }
     }
     Ok(rounds)
+}
+
+/// [`run_rounds`] with the explicit variant's failure handled: when the variant at [`EXPLICIT`] fails, its error
+/// is returned beside rounds of the other four, timed again from the start (warm-up and budget included) without
+/// it; any other variant's failure fails the whole timing.
+pub fn time_variants<T: Timed>(
+    variants: &mut [T],
+    wait_for: &[usize],
+    opts: &MeasureOptions,
+    clock: &impl Clock,
+) -> Result<(Rounds, Option<anyhow::Error>)> {
+    match run_rounds(variants, wait_for, opts, clock) {
+        Ok(r) => Ok((r, None)),
+        Err(f) if f.variant == EXPLICIT => {
+            let rounds = run_rounds(&mut variants[..EXPLICIT], &[EXTENDED, ALL], opts, clock)
+                .map_err(|f| f.error)
+                .context("timing rounds")?;
+            Ok((rounds, Some(f.error)))
+        }
+        Err(f) => Err(f.error.context("timing rounds")),
+    }
 }
 
 #[cfg(test)]
