@@ -19,11 +19,11 @@ use crate::calibration::hardware::{
 use crate::calibration::roofline::{bottleneck, Ceilings};
 use crate::calibration::{kernel_count, FusionCalibration, Status};
 use crate::carve::{carve, ConstValues};
-use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource, TempDir};
+use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource};
 use crate::patterns::{Instance, Pattern};
 use crate::pipeline::{carved_specs, distinct_groups, measure_group, prepare, Prepared};
 use crate::report::hardware::rule_text;
-use crate::runtime::Ep;
+use crate::runtime::{Ep, TempDir};
 
 /// The pattern families `--patterns` accepts, besides single keys and `all`.
 pub const FAMILIES: [&str; 4] = ["linear", "conv", "attention", "elementwise"];
