@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(fuseval::cli::main());
+    std::process::exit(fuseval::cli::main().code());
 }

@@ -127,9 +127,12 @@ pub fn check_ep(ep: Ep) -> Result<()> {
 }
 
 /// Test hook: `FUSEVAL_FAIL_PATTERN=KEY` makes every instance of pattern `KEY` fail as if ORT had
-/// failed on it (`KEY!` panics instead), to exercise the skipped path.
+/// failed on it (`KEY!` panics instead), to exercise the skipped path. Only in builds with the
+/// `fault-injection` feature, which the tests turn on (Cargo.toml) and release builds leave off.
+#[cfg(feature = "fault-injection")]
 pub const FAIL_PATTERN_VAR: &str = "FUSEVAL_FAIL_PATTERN";
 
+#[cfg(feature = "fault-injection")]
 fn injected_failure(key: &str) -> Result<()> {
     match std::env::var(FAIL_PATTERN_VAR) {
         Ok(v) if v == key => anyhow::bail!("injected failure ({FAIL_PATTERN_VAR}={v})"),
@@ -157,6 +160,7 @@ fn measure_instance(
         return (Err(why), kernels, note, unavailable);
     }
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(feature = "fault-injection")]
         injected_failure(inst.pattern.key())?;
         let c = carve(&p.loaded, g, inst, consts).context("carving the instance")?;
         let specs = carved_specs(&c)?;

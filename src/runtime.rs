@@ -9,6 +9,7 @@ use std::ffi::{CStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -100,7 +101,7 @@ pub fn resolve_library(vars: &LibraryVars, fetch: &mut dyn FnMut(&Path) -> Resul
 fn fetch_into_cache(dest: &Path) -> Result<()> {
     let dir = dest.parent().context("cache path has no parent directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating cache directory {}", dir.display()))?;
-    let tmp = TempDir::new(dir).context("creating a download directory in the cache")?;
+    let tmp = TempDir::new_in(dir, ".download").context("creating a download directory in the cache")?;
 
     // The library does not depend on the Python version: try the interpreter's own wheel first, then a fixed
     // CPython 3.12 manylinux one (for interpreters onnxruntime ships no wheel for).
@@ -169,14 +170,22 @@ fn fetch_into_cache(dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A directory removed on drop.
-struct TempDir(PathBuf);
+/// A private directory, removed with everything in it on drop.
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new(parent: &Path) -> Result<Self> {
+    /// A new directory in the system's temporary directory.
+    pub fn new() -> Result<Self> {
+        Self::new_in(&std::env::temp_dir(), "fuseval")
+    }
+
+    /// A new directory `PREFIX-PID-NANOS-N` in `parent` (N counts the process's temporary directories).
+    pub fn new_in(parent: &Path, prefix: &str) -> Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let path = parent.join(format!(".download-{}-{nanos}", std::process::id()));
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = parent.join(format!("{prefix}-{}-{nanos}-{n}", std::process::id()));
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(TempDir(path))
     }
@@ -213,11 +222,6 @@ pub fn configure_pool(threads: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Size of the shared pool, once decided (by [`configure_pool`] or by creating the environment).
-pub fn pool_threads() -> Option<usize> {
-    POOL_THREADS.get().copied()
 }
 
 struct Loaded {

@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use fuseval::calibration::{CalibrationFile, Status};
-use fuseval::drivers::run::exit;
+use fuseval::error::ExitCode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_fuseval");
 const RESNET: &str = "fixtures/mini_resnet50_legacy.onnx";
@@ -64,7 +64,7 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
     };
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(exit::INTERRUPTED), "{status:?}");
+    assert_eq!(status.code(), Some(ExitCode::Interrupted.code()), "{status:?}");
 
     let killed = read_cal(&cal_path);
     assert!(!killed.complete);
@@ -75,14 +75,14 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
 
     // an existing output is not overwritten without --force or --resume
     let o = bench_cmd(&lock).args(quick(RESNET, &out)).output().unwrap();
-    assert_eq!(o.status.code(), Some(exit::BAD_INPUT), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::BadInput.code()), "{}", text(&o));
     assert!(text(&o).contains("--force") && text(&o).contains("--resume"), "{}", text(&o));
     // --resume takes no measurement options
     let o = bench_cmd(&lock).args(["--resume", out.to_str().unwrap(), "--seed", "7"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(exit::BAD_INPUT), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::BadInput.code()), "{}", text(&o));
 
     let o = bench_cmd(&lock).args(["--resume", out.to_str().unwrap()]).output().unwrap();
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     let done = read_cal(&cal_path);
     assert!(done.complete);
     assert_eq!(done.fusion_profiles.len(), total);
@@ -102,7 +102,7 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
 
     // a complete file resumes to itself
     let o = bench_cmd(&lock).args(["--resume", out.to_str().unwrap()]).output().unwrap();
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     assert_eq!(read_cal(&cal_path).fusion_profiles.len(), total);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -125,7 +125,7 @@ fn a_second_signal_exits_at_once_leaving_valid_json() {
         assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
     }
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(exit::INTERRUPTED), "{status:?}");
+    assert_eq!(status.code(), Some(ExitCode::Interrupted.code()), "{status:?}");
     let cal = read_cal(&cal_path);
     assert!(!cal.complete);
     assert!(!cal.fusion_profiles.is_empty());
@@ -141,14 +141,14 @@ fn resume_refuses_a_changed_model() {
     let model = tmp("changed-model.onnx");
     std::fs::copy("fixtures/patterns/add_relu.onnx", &model).unwrap();
     let o = bench_cmd(&lock).args(quick(model.to_str().unwrap(), &out)).output().unwrap();
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     // the same bytes plus one: a different file
     let mut bytes = std::fs::read(&model).unwrap();
     bytes.push(0);
     std::fs::write(&model, bytes).unwrap();
     let before = std::fs::read(out.join("calibration.json")).unwrap();
     let o = bench_cmd(&lock).args(["--resume", out.to_str().unwrap()]).output().unwrap();
-    assert_eq!(o.status.code(), Some(exit::BAD_INPUT), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::BadInput.code()), "{}", text(&o));
     assert!(text(&o).contains("changed"), "{}", text(&o));
     assert_eq!(std::fs::read(out.join("calibration.json")).unwrap(), before);
     let _ = std::fs::remove_dir_all(&out);
@@ -162,7 +162,7 @@ fn a_failing_instance_is_skipped_and_the_run_goes_on() {
         let lock = out.with_extension("lock");
         let o =
             bench_cmd(&lock).env(fuseval::pipeline::FAIL_PATTERN_VAR, hook).args(quick(RESNET, &out)).output().unwrap();
-        assert_eq!(o.status.code(), Some(exit::SKIPPED), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(ExitCode::Skipped.code()), "{}", text(&o));
         let cal = read_cal(&out.join("calibration.json"));
         assert!(cal.complete);
         let skipped: Vec<_> = cal.fusion_profiles.iter().filter(|r| r.status == Status::Skipped).collect();
@@ -192,7 +192,7 @@ fn merge_keeps_each_run_with_its_metadata() {
     let lock = a.with_extension("lock");
     for (model, out) in [("fixtures/patterns/conv_bn_relu.onnx", &a), ("fixtures/patterns/add_relu.onnx", &b)] {
         let o = bench_cmd(&lock).args(quick(model, out)).output().unwrap();
-        assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+        assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     }
     let merged = tmp("merged.json");
     let (ja, jb) = (a.join("calibration.json"), b.join("calibration.json"));
@@ -205,7 +205,7 @@ fn merge_keeps_each_run_with_its_metadata() {
             .unwrap()
     };
     let o = merge(&[]);
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     let m: fuseval::calibration::merge::MergedFile = serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
     assert_eq!(m.kind, "merged");
     assert_eq!(m.runs.len(), 2);
@@ -221,11 +221,11 @@ fn merge_keeps_each_run_with_its_metadata() {
     // no overwrite without --force
     let before = std::fs::read(&merged).unwrap();
     let o = merge(&[]);
-    assert_eq!(o.status.code(), Some(exit::BAD_INPUT), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::BadInput.code()), "{}", text(&o));
     assert!(text(&o).contains("--force"), "{}", text(&o));
     assert_eq!(std::fs::read(&merged).unwrap(), before);
     let o = merge(&["--force"]);
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
 
     // a merged file merges again, its runs flattened
     let again = tmp("merged2.json");
@@ -233,7 +233,7 @@ fn merge_keeps_each_run_with_its_metadata() {
         .args(["merge", merged.to_str().unwrap(), ja.to_str().unwrap(), "-o", again.to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     let m2: fuseval::calibration::merge::MergedFile = serde_json::from_slice(&std::fs::read(&again).unwrap()).unwrap();
     assert_eq!(m2.runs.len(), 3);
 
@@ -242,7 +242,7 @@ fn merge_keeps_each_run_with_its_metadata() {
         .args(["merge", RESNET, ja.to_str().unwrap(), "-o", tmp("x.json").to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(exit::BAD_INPUT), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::BadInput.code()), "{}", text(&o));
     for p in [&a, &b] {
         let _ = std::fs::remove_dir_all(p);
     }
@@ -270,7 +270,7 @@ fn a_held_lock_fails_warns_or_waits() {
         .args(["--lock", "fail"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(exit::LOCKED), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Locked.code()), "{}", text(&o));
     assert!(text(&o).contains("pid 424242"), "{}", text(&o));
     assert!(!out.join("calibration.json").exists());
 
@@ -279,7 +279,7 @@ fn a_held_lock_fails_warns_or_waits() {
         .args(["--lock", "warn"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
     assert!(text(&o).contains("pid 424242"), "{}", text(&o));
     std::fs::remove_dir_all(&out).unwrap();
 
@@ -302,7 +302,7 @@ fn a_held_lock_fails_warns_or_waits() {
     assert!(!out.join("calibration.json").exists());
     drop(held);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(exit::OK));
+    assert_eq!(status.code(), Some(ExitCode::Ok.code()));
     assert!(out.join("calibration.json").exists());
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&lock);

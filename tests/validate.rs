@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use fuseval::drivers::plan::{Basis, Plan, ValidationReport, Verdict, EXIT_HARMFUL};
+use fuseval::drivers::plan::{Basis, Plan, ValidationReport, Verdict};
+use fuseval::error::ExitCode;
 
 const MODEL: &str = "fixtures/tiny_bert_legacy.onnx";
 const PLAN: &str = "fixtures/plans/tiny_bert_plan.json";
@@ -136,8 +137,8 @@ fn text_report_has_the_table_the_missed_patterns_and_the_summary() {
 #[test]
 fn strict_exits_5_when_a_group_is_harmful() {
     let o = validate(PLAN, &["--calibration", CAL, "--strict"]);
-    assert_eq!(o.status.code(), Some(EXIT_HARMFUL), "{}", text(&o));
-    assert_eq!(EXIT_HARMFUL, 5);
+    assert_eq!(o.status.code(), Some(ExitCode::Harmful.code()), "{}", text(&o));
+    assert_eq!(ExitCode::Harmful.code(), 5);
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 harmful groups"), "{}", text(&o));
     // the report is printed all the same
     assert!(String::from_utf8_lossy(&o.stdout).contains("summary:"));
@@ -191,7 +192,7 @@ fn disconnected_groups_and_escaping_model_outputs_are_illegal() {
         ]"#,
     );
     let o = validate(&plan, &["--calibration", CAL, "--json", "--strict"]);
-    assert_eq!(o.status.code(), Some(EXIT_HARMFUL), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Harmful.code()), "{}", text(&o));
     let r = report(&o);
     assert_eq!(verdicts(&r), [Verdict::Harmful, Verdict::Harmful]);
     assert!(r.groups[0].assessment.reason.contains("not connected"), "{}", r.groups[0].assessment.reason);
@@ -328,7 +329,7 @@ fn measured_plan_and_validate_quick() {
 
     // the strict exit follows the verdicts
     let o = validate(PLAN, &["--quick", "--threads", "1", "--strict", "--no-missed-measure", "--no-roofline"]);
-    assert_eq!(o.status.code(), Some(EXIT_HARMFUL), "the illegal group is always harmful: {}", text(&o));
+    assert_eq!(o.status.code(), Some(ExitCode::Harmful.code()), "the illegal group is always harmful: {}", text(&o));
 
     // plan by measuring: disjoint groups that validate accepts
     let out = tmp("measured_plan.json");

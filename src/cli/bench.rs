@@ -9,7 +9,7 @@ use clap::Args;
 use super::args::{threads_arg, MeasureFlags, ModelFlags};
 use crate::calibration::{CalibrationFile, RunOptions, Status};
 use crate::drivers::bench::{bench_run, default_out_dir, BenchOptions};
-use crate::drivers::run::exit;
+use crate::error::ExitCode;
 use crate::pipeline::prepare;
 use crate::report;
 use crate::runtime::Ep;
@@ -55,7 +55,7 @@ pub struct BenchCmd {
     pub force: bool,
 }
 
-pub fn run(cmd: BenchCmd) -> Result<i32> {
+pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     let BenchCmd {
         model,
         resume,
@@ -120,25 +120,9 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
         }
     }
     // one measuring run per machine at a time
-    let _lock =
-        match crate::drivers::run::lock_path().and_then(|path| crate::drivers::run::RunLock::acquire(&path, lock)) {
-            Ok(l) => l,
-            Err(e)
-                if e.chain().any(|c| {
-                    c.downcast_ref::<crate::drivers::run::Locked>().is_some()
-                        || c.downcast_ref::<crate::drivers::run::Interrupted>().is_some()
-                }) =>
-            {
-                return Err(e)
-            }
-            // a cache directory that cannot be written must not stop the run
-            Err(e) => {
-                eprintln!("warning: no lock against concurrent runs: {e:#}");
-                None
-            }
-        };
+    let _lock = crate::drivers::run::take_lock(lock)?;
     if crate::drivers::run::interrupted() {
-        return Err(anyhow::Error::new(crate::drivers::run::Interrupted));
+        return Err(crate::error::Error::Interrupted.into());
     }
     std::fs::create_dir_all(&out).with_context(|| format!("creating output directory {}", out.display()))?;
     let cal_path = out.join(report::CALIBRATION_JSON);
@@ -166,13 +150,13 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
             cal_path.display(),
             out.display()
         );
-        return Ok(exit::INTERRUPTED);
+        return Ok(ExitCode::Interrupted);
     }
     if skipped > 0 {
         eprintln!("{skipped} distinct instances were skipped (see skip_reason in {})", cal_path.display());
-        return Ok(exit::SKIPPED);
+        return Ok(ExitCode::Skipped);
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 /// What `--resume DIR` continues: the file there, and the options it was measured with. Refuses (as bad

@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::{threads_arg, MeasureFlags};
-use crate::drivers::run::{exit, LockMode};
+use crate::drivers::run::LockMode;
+use crate::error::ExitCode;
 use crate::report;
 
 /// Calibrate the hardware: measure its ceilings, sweep every catalog pattern over a size grid, and
@@ -44,7 +45,7 @@ pub struct CalibrateCmd {
     pub force: bool,
 }
 
-pub fn run(cmd: CalibrateCmd) -> Result<i32> {
+pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
     let CalibrateCmd {
         hardware,
         measure: MeasureFlags { ep, device_id, threads, quick, seed },
@@ -107,7 +108,7 @@ pub fn run(cmd: CalibrateCmd) -> Result<i32> {
     println!("wrote {}", out.display());
     if !cal.complete {
         eprintln!("interrupted: the sizes measured so far are in {}", out.display());
-        return Ok(exit::INTERRUPTED);
+        return Ok(ExitCode::Interrupted);
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

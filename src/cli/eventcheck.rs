@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::args::EpArg;
-use crate::drivers::run::exit;
+use crate::error::ExitCode;
 use crate::report;
 use crate::runtime::Ep;
 
@@ -29,7 +29,7 @@ pub struct EventcheckCmd {
     pub out: Option<PathBuf>,
 }
 
-pub fn run(cmd: EventcheckCmd) -> Result<i32> {
+pub fn run(cmd: EventcheckCmd) -> Result<ExitCode> {
     let EventcheckCmd { ep, device_id, threads, quick, seed, out } = cmd;
     let ep = match ep {
         EpArg::Cpu => return Err(crate::error::user("eventcheck times CUDA events: use --ep cuda")),
@@ -53,5 +53,5 @@ pub fn run(cmd: EventcheckCmd) -> Result<i32> {
         report::atomic_write(&out, &serde_json::to_vec_pretty(&checks)?)?;
         println!("wrote {}", out.display());
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

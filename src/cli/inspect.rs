@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::drivers::run::exit;
+use crate::error::ExitCode;
 use crate::load::InputOverride;
 use crate::pipeline::prepare;
 use crate::report;
@@ -28,7 +28,7 @@ pub struct InspectCmd {
     pub json: bool,
 }
 
-pub fn run(cmd: InspectCmd) -> Result<i32> {
+pub fn run(cmd: InspectCmd) -> Result<ExitCode> {
     if cmd.patterns {
         let c = report::catalog::catalog();
         if cmd.json {
@@ -36,7 +36,7 @@ pub fn run(cmd: InspectCmd) -> Result<i32> {
         } else {
             print!("{}", report::catalog::catalog_text(&c));
         }
-        return Ok(exit::OK);
+        return Ok(ExitCode::Ok);
     }
     let model = cmd.model.ok_or_else(|| crate::error::user("inspect needs a MODEL (or --patterns)"))?;
     let inputs: Vec<InputOverride> = cmd.inputs.iter().map(|s| s.parse()).collect::<Result<_>>()?;
@@ -47,5 +47,5 @@ pub fn run(cmd: InspectCmd) -> Result<i32> {
     } else {
         print!("{}", report::inspect::inspect_text(&r));
     }
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::drivers::run::exit;
+use crate::error::ExitCode;
 use crate::report;
 
 /// Combine calibration files (from several machines or runs) into one, each run with its metadata.
@@ -22,7 +22,7 @@ pub struct MergeCmd {
     pub force: bool,
 }
 
-pub fn run(cmd: MergeCmd) -> Result<i32> {
+pub fn run(cmd: MergeCmd) -> Result<ExitCode> {
     let MergeCmd { files, out, force } = cmd;
     if out.exists() && !force {
         return Err(crate::error::user(format!("{} already exists: pass --force to overwrite it", out.display())));
@@ -34,5 +34,5 @@ pub fn run(cmd: MergeCmd) -> Result<i32> {
     }
     report::atomic_write(&out, &json)?;
     println!("merged {} runs from {} files into {}", merged.runs.len(), files.len(), out.display());
-    Ok(exit::OK)
+    Ok(ExitCode::Ok)
 }

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::drivers::run::exit;
+use crate::error::ExitCode;
 
 pub mod args;
 pub mod bench;
@@ -53,29 +53,24 @@ pub enum Command {
     Merge(merge::MergeCmd),
 }
 
-/// Run the command line; returns the process exit code.
-pub fn main() -> i32 {
+/// Run the command line; returns the process's exit code (a failure's: [`ExitCode::of`] its error).
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if e.chain().any(|c| c.downcast_ref::<crate::drivers::run::Interrupted>().is_some()) {
+            let code = ExitCode::of(&e);
+            if code == ExitCode::Interrupted {
                 eprintln!("interrupted before anything was measured");
-                return exit::INTERRUPTED;
-            }
-            eprintln!("error: {e:#}");
-            if e.chain().any(|c| c.downcast_ref::<crate::drivers::run::Locked>().is_some()) {
-                exit::LOCKED
-            } else if crate::error::is_user_error(&e) {
-                exit::BAD_INPUT
             } else {
-                exit::FAILURE
+                eprintln!("error: {e:#}");
             }
+            code
         }
     }
 }
 
-pub fn run(cli: Cli) -> Result<i32> {
+pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Inspect(c) => inspect::run(c),
         Command::Bench(c) => bench::run(c),
@@ -84,5 +79,28 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(c) => plan::run(c),
         Command::Eventcheck(c) => eventcheck::run(c),
         Command::Merge(c) => merge::run(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes an exit-code table lists, in order: the number that starts each line after the first.
+    fn listed(table: &str) -> Vec<i32> {
+        table.lines().skip(1).map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_help_lists_every_exit_code() {
+        let all: Vec<i32> = ExitCode::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(listed(EXIT_CODES), all, "{EXIT_CODES}");
+    }
+
+    #[test]
+    fn validate_help_lists_the_codes_validate_can_exit_with() {
+        let codes = [ExitCode::Ok, ExitCode::Failure, ExitCode::BadInput, ExitCode::Locked, ExitCode::Harmful];
+        let want: Vec<i32> = codes.iter().map(|c| c.code()).collect();
+        assert_eq!(listed(validate::VALIDATE_EXIT_CODES), want, "{}", validate::VALIDATE_EXIT_CODES);
     }
 }

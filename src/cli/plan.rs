@@ -9,6 +9,7 @@ use super::args::{MeasureFlags, ModelFlags};
 use super::validate::measure_args;
 use crate::calibration::cost_model::DEFAULT_THRESHOLD;
 use crate::drivers::plan::PlanArgs;
+use crate::error::ExitCode;
 
 /// Propose a fusion plan, greedily by measured (or estimated) benefit.
 #[derive(Args, Debug)]
@@ -33,7 +34,7 @@ pub struct PlanCmd {
     pub measure: MeasureFlags,
 }
 
-pub fn run(cmd: PlanCmd) -> Result<i32> {
+pub fn run(cmd: PlanCmd) -> Result<ExitCode> {
     let m = measure_args(&cmd.model_flags, &cmd.measure)?;
     crate::drivers::plan::plan_command(&PlanArgs {
         model: cmd.model,

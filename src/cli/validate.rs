@@ -8,6 +8,7 @@ use clap::Args;
 use super::args::{MeasureFlags, ModelFlags};
 use crate::calibration::cost_model::DEFAULT_THRESHOLD;
 use crate::drivers::plan::{MeasureArgs, ValidateArgs};
+use crate::error::ExitCode;
 
 /// Check a partitioner's fusion plan: a verdict per group, and the patterns it missed.
 #[derive(Args, Debug)]
@@ -59,7 +60,7 @@ pub const VALIDATE_EXIT_CODES: &str = "Exit codes:
   4    --lock fail, and another bench run holds the lock
   5    --strict, and at least one group is harmful";
 
-pub fn run(cmd: ValidateCmd) -> Result<i32> {
+pub fn run(cmd: ValidateCmd) -> Result<ExitCode> {
     let m = measure_args(&cmd.model_flags, &cmd.measure)?;
     crate::drivers::plan::validate_command(&ValidateArgs {
         model: cmd.model,

@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use petgraph::graph::NodeIndex;
 
 use crate::calibration::hardware::{
     best_speedup, size_label, CalibrationMetadata, Crossover, FusionRule, HardwareCalibration, OperationProfile,
@@ -19,13 +20,11 @@ use crate::calibration::hardware::{
 use crate::calibration::roofline::{bottleneck, Ceilings};
 use crate::calibration::{kernel_count, FusionCalibration, Status};
 use crate::carve::{carve, ConstValues};
-use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource, TempDir};
-use petgraph::graph::NodeIndex;
-
+use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource};
 use crate::patterns::{Family, Instance, Pattern, Role};
 use crate::pipeline::{carved_specs, distinct_groups, measure_group, prepare, Prepared};
 use crate::report::hardware::rule_text;
-use crate::runtime::Ep;
+use crate::runtime::{Ep, TempDir};
 
 /// `linear,conv`, `all`, or pattern keys in any common spelling; catalog order, no duplicates.
 pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {

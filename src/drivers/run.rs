@@ -9,28 +9,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-/// Exit codes of the command line (also in `fuseval --help` and the README).
-pub mod exit {
-    /// Everything asked for was measured (or printed).
-    pub const OK: i32 = 0;
-    /// Any other failure.
-    pub const FAILURE: i32 = 1;
-    /// Bad input the user must fix.
-    pub const BAD_INPUT: i32 = 2;
-    /// The run finished, but some instances were skipped (see `skip_reason`).
-    pub const SKIPPED: i32 = 3;
-    /// `--lock fail` and another bench run holds the lock.
-    pub const LOCKED: i32 = 4;
-    /// Interrupted by Ctrl-C or SIGTERM; what finished is on disk.
-    pub const INTERRUPTED: i32 = 130;
-}
+use crate::error::{Error, ExitCode};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_sig: libc::c_int) {
     // async-signal-safe only: an atomic swap, write(2) and _exit(2)
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
-        unsafe { libc::_exit(exit::INTERRUPTED) };
+        unsafe { libc::_exit(ExitCode::Interrupted.code()) };
     }
     let msg = b"\ninterrupted: stopping after the current instance (again to quit at once)\n";
     unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
@@ -86,18 +72,6 @@ pub struct RunLock {
     pub path: PathBuf,
 }
 
-/// A lock held by someone else: `--lock fail` turns it into exit code 4.
-#[derive(Debug)]
-pub struct Locked(pub String);
-
-impl std::fmt::Display for Locked {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Locked {}
-
 fn try_flock(f: &File) -> Result<bool> {
     use std::os::fd::AsRawFd;
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -123,7 +97,8 @@ fn holder(f: &mut File) -> String {
 }
 
 impl RunLock {
-    /// Take the lock at `path`. `Ok(None)` when `mode` is warn and someone else holds it.
+    /// Take the lock at `path`. `Ok(None)` when `mode` is warn and someone else holds it; with `mode` fail,
+    /// [`Error::Locked`]; interrupted while waiting, [`Error::Interrupted`].
     pub fn acquire(path: &Path, mode: LockMode) -> Result<Option<RunLock>> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -140,10 +115,11 @@ impl RunLock {
             let who = holder(&mut file);
             match mode {
                 LockMode::Fail => {
-                    return Err(anyhow::Error::new(Locked(format!(
+                    return Err(Error::Locked(format!(
                         "another bench run holds {}: {who}; rerun with --lock wait or --lock warn",
                         path.display()
-                    ))))
+                    ))
+                    .into())
                 }
                 LockMode::Warn => {
                     eprintln!(
@@ -158,7 +134,7 @@ impl RunLock {
                         told = true;
                     }
                     if interrupted() {
-                        return Err(anyhow::Error::new(Interrupted));
+                        return Err(Error::Interrupted.into());
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
@@ -173,20 +149,21 @@ impl RunLock {
     }
 }
 
+/// Take the machine-wide lock ([`lock_path`]) for a measuring run. A lock file that cannot be made (a
+/// cache directory that cannot be written) only warns: it must not stop the run.
+pub fn take_lock(mode: LockMode) -> Result<Option<RunLock>> {
+    match lock_path().and_then(|path| RunLock::acquire(&path, mode)) {
+        Ok(l) => Ok(l),
+        Err(e) if matches!(ExitCode::of(&e), ExitCode::Locked | ExitCode::Interrupted) => Err(e),
+        Err(e) => {
+            eprintln!("warning: no lock against concurrent runs: {e:#}");
+            Ok(None)
+        }
+    }
+}
+
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
     }
 }
-
-/// Interrupted while waiting, before anything was measured.
-#[derive(Debug)]
-pub struct Interrupted;
-
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("interrupted")
-    }
-}
-
-impl std::error::Error for Interrupted {}

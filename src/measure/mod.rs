@@ -46,7 +46,7 @@ pub use self::session::model_ops;
 use self::timing::{Rounds, WallClock, ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
 use crate::estimate::{median_ci, Estimate};
 pub use crate::onnx::DType;
-use crate::runtime::Ep;
+use crate::runtime::{Ep, TempDir};
 
 /// Bootstrap resamples for the reported CIs.
 pub const RESAMPLES: usize = 2000;
@@ -663,22 +663,3 @@ fn build_explicit(
 
 /// A session with its outputs on the two input sets.
 type Built = (Session, Vec<OutputValues>, Vec<OutputValues>);
-
-/// A private temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Result<Self> {
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let path = std::env::temp_dir().join(format!("fuseval-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}

@@ -19,7 +19,7 @@ use petgraph::graph::NodeIndex;
 use crate::calibration::NOISE;
 use crate::drivers::bench::BenchOptions;
 use crate::drivers::run::LockMode;
-use crate::error::user;
+use crate::error::{user, ExitCode};
 use crate::load::InputOverride;
 use crate::measure::MeasureOptions;
 use crate::patterns::Instance;
@@ -36,9 +36,6 @@ pub mod report;
 pub use assess::{Assessment, Basis, Verdict};
 pub use format::{Plan, PlanGroup};
 pub use report::ValidationReport;
-
-/// `validate --strict` exits with this code when any group is harmful.
-pub const EXIT_HARMFUL: i32 = 5;
 
 /// How the model is loaded and measured (as `bench`), resolved from the command line.
 #[derive(Debug, Clone)]
@@ -111,18 +108,6 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
     }))
 }
 
-/// Take the machine-wide measuring lock, like bench; a cache directory that cannot be written only warns.
-fn lock(mode: LockMode) -> Result<Option<crate::drivers::run::RunLock>> {
-    match crate::drivers::run::lock_path().and_then(|path| crate::drivers::run::RunLock::acquire(&path, mode)) {
-        Ok(l) => Ok(l),
-        Err(e) if e.chain().any(|c| c.downcast_ref::<crate::drivers::run::Locked>().is_some()) => Err(e),
-        Err(e) => {
-            eprintln!("warning: no lock against concurrent runs: {e:#}");
-            Ok(None)
-        }
-    }
-}
-
 fn refuse_existing(out: &Path, force: bool) -> Result<()> {
     if out.exists() && !force {
         return Err(user(format!("{} already exists: pass --force to overwrite it", out.display())));
@@ -175,7 +160,7 @@ fn measure_ceilings(
 }
 
 /// `fuseval validate`: returns the exit code.
-pub fn validate_command(args: &ValidateArgs) -> Result<i32> {
+pub fn validate_command(args: &ValidateArgs) -> Result<ExitCode> {
     check_threshold(args.threshold)?;
     let plan = format::read_plan(&args.plan)?;
     if let Some(out) = &args.out {
@@ -225,7 +210,7 @@ pub fn validate_command(args: &ValidateArgs) -> Result<i32> {
         if !args.no_missed_measure {
             todo.extend(missed.iter().copied());
         }
-        let _lock = lock(args.m.lock)?;
+        let _lock = crate::drivers::run::take_lock(args.m.lock)?;
         // the ceilings that place measured groups on the roofline: the calibration's, else measured
         let ceilings = match &args.calibration {
             Some(c) => {
@@ -339,17 +324,18 @@ pub fn validate_command(args: &ValidateArgs) -> Result<i32> {
     }
     if args.strict && rep.summary.harmful > 0 {
         eprintln!(
-            "--strict: {} harmful group{}: exit {EXIT_HARMFUL}",
+            "--strict: {} harmful group{}: exit {}",
             rep.summary.harmful,
-            if rep.summary.harmful == 1 { "" } else { "s" }
+            if rep.summary.harmful == 1 { "" } else { "s" },
+            ExitCode::Harmful.code()
         );
-        return Ok(EXIT_HARMFUL);
+        return Ok(ExitCode::Harmful);
     }
-    Ok(crate::drivers::run::exit::OK)
+    Ok(ExitCode::Ok)
 }
 
 /// `fuseval plan`: returns the exit code.
-pub fn plan_command(args: &PlanArgs) -> Result<i32> {
+pub fn plan_command(args: &PlanArgs) -> Result<ExitCode> {
     check_threshold(args.threshold)?;
     refuse_existing(&args.out, args.force)?;
     let estimator = match &args.calibration {
@@ -363,7 +349,7 @@ pub fn plan_command(args: &PlanArgs) -> Result<i32> {
         (None, mopts) => {
             let mopts = mopts.as_ref().context("measure options")?;
             let all: Vec<&Instance> = p.detection.all.iter().collect();
-            let _lock = lock(args.m.lock)?;
+            let _lock = crate::drivers::run::take_lock(args.m.lock)?;
             let records = assess::measure_instances(&p, &all, mopts, progress()).context("measuring the candidates")?;
             propose::from_measurements(&p, &records, args.threshold)
         }
@@ -386,5 +372,5 @@ pub fn plan_command(args: &PlanArgs) -> Result<i32> {
     let json = serde_json::to_vec_pretty(&plan).context("serialising the plan")?;
     write_json(&args.out, &json)?;
     println!("wrote {} ({} groups)", args.out.display(), plan.groups.len());
-    Ok(crate::drivers::run::exit::OK)
+    Ok(ExitCode::Ok)
 }
