@@ -26,7 +26,8 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::{FusionCalibration, Status};
+use crate::calibration::decision::{decide, Ground, Judgement, Rule};
+use crate::calibration::{FusionCalibration, Status, Variant};
 use crate::estimate::Estimate;
 use crate::graph::ModelGraph;
 use crate::patterns::{Instance, Pattern};
@@ -158,29 +159,32 @@ pub enum Fallback {
     Refuse,
 }
 
-/// Which measured speedup of a record the model uses.
+/// Which measured speedup of a record the model uses (which [`Variant`]'s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Variant {
-    /// `speedup_factor` and its CI: what ONNX Runtime's own optimiser buys (the extended level).
+pub enum VariantChoice {
+    /// `speedup_factor` and its CI: what ONNX Runtime's own optimiser buys ([`Variant::RuntimeExtended`],
+    /// the headline).
     #[default]
     Headline,
     /// The record's `best_variant` (runtime extended, runtime full or explicit); the headline when that
-    /// is `unfused` (no fused variant beat unfused beyond the noise: the headline says by how little).
+    /// is [`Variant::Unfused`] (no fused variant beat unfused beyond the noise: the headline says by how
+    /// little).
     Best,
-    /// The explicit fused kernel's speedup; records without an explicit variant (no such kernel on the
-    /// provider, or its session failed) are left out, with a warning saying why.
+    /// The explicit fused kernel's speedup ([`Variant::Explicit`]); records without an explicit variant
+    /// (no such kernel on the provider, or its session failed) are left out, with a warning saying why.
     Explicit,
 }
 
 #[derive(Clone, Debug)]
 pub struct CostModelOptions {
-    /// Fuse when the speedup's CI lower bound reaches this (1.2 by default). At least 1.0.
+    /// Fuse when the speedup's CI lower bound reaches this (1.2 by default) and clears the noise band
+    /// ([`crate::calibration::decision`]). At least 1.0.
     pub threshold: f64,
     pub fallback: Fallback,
     /// The speedup `Fallback::AssumeBeneficial` assumes; 1.2 by default (the default threshold). Below
     /// the threshold it makes an unmeasured pattern `Marginal` (not fused), and the model warns.
     pub fallback_speedup: f64,
-    pub variant: Variant,
+    pub variant: VariantChoice,
 }
 
 impl Default for CostModelOptions {
@@ -197,7 +201,7 @@ impl CostModelOptions {
             threshold,
             fallback: Fallback::AssumeBeneficial,
             fallback_speedup: threshold,
-            variant: Variant::Headline,
+            variant: VariantChoice::Headline,
         }
     }
 
@@ -270,15 +274,30 @@ pub struct Benefit {
     pub size: f64,
 }
 
+/// [`decide`]'s judgement in the cost model's three words. Only `Fuse` fuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Choice {
-    /// The CI lower bound reaches the threshold: fusing pays, with 95% confidence.
+    /// `keep`: the CI's lower bound reaches the threshold and clears the noise band: fusing pays, with
+    /// 95% confidence.
     Fuse,
-    /// The point says faster than unfused, but the CI lower bound misses the threshold (the point is
-    /// below it, or the CI straddles it). Not fused.
+    /// `marginal` with a point above 1.0: faster, but the CI's lower bound misses the threshold (the
+    /// point is below it, or the CI straddles it) or touches the noise band; or an untrustworthy
+    /// measurement. Not fused.
     Marginal,
-    /// The point is no faster than unfused (≤ 1.0), or the fused outputs disagree.
+    /// `harmful` (the fused outputs disagree, or the whole CI lies below the noise band), or `marginal`
+    /// with a point of at most 1.0 (no faster) or no usable speedup. Not fused.
     DontFuse,
+}
+
+impl Choice {
+    /// The choice a judgement stands for.
+    pub fn of(j: &Judgement) -> Choice {
+        match j.ground {
+            Ground::ClearsThreshold => Choice::Fuse,
+            Ground::UnderThreshold | Ground::WithinNoise | Ground::Untrustworthy => Choice::Marginal,
+            Ground::NotEquivalent | Ground::Slower | Ground::NoFaster | Ground::NoSpeedup => Choice::DontFuse,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -456,14 +475,15 @@ pub struct FusionCostModel {
 }
 
 /// The chosen variant's speedup of a measured record and whether its outputs agree, or why it has none.
-fn pick(r: &FusionCalibration, variant: Variant) -> std::result::Result<(Estimate, bool), String> {
+fn pick(r: &FusionCalibration, choice: VariantChoice) -> std::result::Result<(Estimate, bool), String> {
     let headline = (Estimate { point: r.speedup_factor, lo: r.speedup_ci_low, hi: r.speedup_ci_high }, r.equivalent);
-    let level = |l: &Option<crate::calibration::LevelResult>| l.as_ref().map(|l| (l.speedup, l.equivalence.passed));
-    match variant {
-        Variant::Headline => Ok(headline),
-        Variant::Best => Ok(r.variant(&r.best_variant).map(|l| (l.speedup, l.equivalence.passed)).unwrap_or(headline)),
-        Variant::Explicit => level(&r.explicit)
-            .ok_or_else(|| r.explicit_unavailable.clone().unwrap_or_else(|| "no explicit variant was measured".into())),
+    let of = |v: Variant| r.variant(v).map(|l| (l.speedup, l.equivalence.passed));
+    match choice {
+        VariantChoice::Headline => Ok(headline),
+        VariantChoice::Best => Ok(of(r.best_variant).unwrap_or(headline)),
+        VariantChoice::Explicit => of(Variant::Explicit).ok_or_else(|| {
+            r.explicit_unavailable.as_ref().map_or_else(|| "no explicit variant was measured".into(), |u| u.to_string())
+        }),
     }
 }
 
@@ -773,28 +793,29 @@ impl FusionCostModel {
         })
     }
 
-    /// [`FusionCostModel::should_fuse`] for a resolved pattern.
+    /// [`FusionCostModel::should_fuse`] for a resolved pattern: the benefit, judged by
+    /// [`crate::calibration::decision::decide`] at the model's threshold (as trustworthy: untrustworthy
+    /// records are used, and the benefit's warnings say so).
     pub fn decide(&self, p: Pattern, w: &Workload) -> Result<Decision> {
         let benefit = self.benefit(p, w)?;
         let t = self.opts.threshold;
         let s = benefit.speedup;
-        let (choice, rule) = if !benefit.equivalent {
-            (Choice::DontFuse, "the fused outputs disagree with the unfused ones: don't fuse".to_string())
-        } else if s.lo >= t {
-            (Choice::Fuse, format!("CI low {:.3} ≥ threshold {t:.3}: fuse", s.lo))
-        } else if s.point <= 1.0 {
-            (Choice::DontFuse, format!("{:.3} ≤ 1.000, fusing is no faster: don't fuse", s.point))
-        } else {
-            (
-                Choice::Marginal,
-                format!(
-                    "faster ({:.3} > 1.000) but CI low {:.3} < threshold {t:.3}: marginal, not fused",
-                    s.point, s.lo
-                ),
-            )
+        let j = decide(&s, benefit.equivalent, true, Rule::new(t));
+        let choice = Choice::of(&j);
+        let word = match choice {
+            Choice::Fuse => "fuse",
+            Choice::Marginal => "marginal, not fused",
+            Choice::DontFuse => "don't fuse",
         };
-        let reason = format!("{p}: {:.3}× [{:.3}, {:.3}], {}; {rule}", s.point, s.lo, s.hi, benefit.source.describe());
-        Ok(Decision { fuse: choice == Choice::Fuse, choice, benefit, threshold: t, reason })
+        let reason = format!(
+            "{p}: {:.3}× [{:.3}, {:.3}], {}; {}: {word}",
+            s.point,
+            s.lo,
+            s.hi,
+            benefit.source.describe(),
+            j.rule
+        );
+        Ok(Decision { fuse: j.fuse, choice, benefit, threshold: t, reason })
     }
 
     /// The patterns with at least one measured record (the calibrated ones), in `Pattern::ALL` order.

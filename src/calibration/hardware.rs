@@ -76,7 +76,7 @@ pub struct SweepPoint {
     /// The headline (runtime, extended level) speedup.
     pub speedup: Option<Estimate>,
     /// The best agreeing variant and its speedup (`unfused` with the headline when none is faster).
-    pub best_variant: String,
+    pub best_variant: super::Variant,
     pub best_speedup: Option<Estimate>,
     pub verdict: Option<Verdict>,
     pub bottleneck_unfused: Option<BottleneckType>,
@@ -172,7 +172,7 @@ pub fn sizes_per_pattern(cal: &HardwareCalibration) -> BTreeMap<String, usize> {
 
 /// The measured speedup of the best agreeing variant (the headline when none is faster).
 pub fn best_speedup(r: &FusionCalibration) -> Option<Estimate> {
-    r.variant(&r.best_variant).or(r.extended.as_ref()).map(|l| l.speedup)
+    r.variant(r.best_variant).or(r.extended.as_ref()).map(|l| l.speedup)
 }
 
 pub fn size_label(r: &FusionCalibration) -> String {

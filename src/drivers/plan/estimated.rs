@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::calibration::cost_model::{
-    CostModelOptions, Decision, Fallback, FusionCostModel, Source, Variant, Workload,
+    Benefit, CostModelOptions, Fallback, FusionCostModel, Source, VariantChoice, Workload,
 };
 use crate::calibration::roofline::{Ceilings, Roofline};
 use crate::calibration::{FusionCalibration, Status};
@@ -67,7 +67,7 @@ impl Estimator {
     pub fn load(path: &Path, threshold: f64) -> Result<Estimator> {
         let opts = CostModelOptions {
             fallback: Fallback::AssumeNeutral,
-            variant: Variant::Best,
+            variant: VariantChoice::Best,
             ..CostModelOptions::with_threshold(threshold)
         };
         let model = FusionCostModel::from_path(path, opts)
@@ -84,9 +84,9 @@ impl Estimator {
         self.model.warnings()
     }
 
-    /// The cost model's decision on fusing `inst`.
-    pub fn decide(&self, g: &ModelGraph, inst: &Instance) -> Result<Decision> {
-        self.model.decide(inst.pattern, &Workload::of_instance(g, inst))
+    /// The cost model's estimate of fusing `inst`.
+    pub fn benefit(&self, g: &ModelGraph, inst: &Instance) -> Result<Benefit> {
+        self.model.benefit(inst.pattern, &Workload::of_instance(g, inst))
     }
 
     /// The record measured at this very instance (same signature), else one of the same pattern at the
@@ -103,11 +103,11 @@ impl Estimator {
         })
     }
 
-    /// What fusing `inst` is worth by the cost model, under the verdict rules.
+    /// What fusing `inst` is worth by the cost model's estimate, under the one decision rule (with the
+    /// trust of the calibration's record of it, when there is one).
     pub fn assess(&self, g: &ModelGraph, inst: &Instance, threshold: f64) -> Result<Assessment> {
         let w = Workload::of_instance(g, inst);
-        let d = self.model.decide(inst.pattern, &w)?;
-        let b = &d.benefit;
+        let b = &self.model.benefit(inst.pattern, &w)?;
         let source = source_name(&b.source);
         if let Source::Fallback(_) = b.source {
             let mut a = Assessment::none(
@@ -146,13 +146,7 @@ impl Estimator {
         if let Some(b) = &bottleneck {
             parts.push(if b.unfused == b.fused { b.unfused.clone() } else { format!("{} → {}", b.unfused, b.fused) });
         }
-        let variant = rec.map(|r| {
-            if r.best_variant == crate::calibration::BEST_UNFUSED {
-                "runtime_extended".to_string()
-            } else {
-                r.best_variant.clone()
-            }
-        });
+        let variant = rec.map(super::assess::stands_for);
         Ok(Assessment {
             verdict,
             reason: parts.join("; "),
