@@ -27,6 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::decision::{decide, Ground, Judgement, Rule};
+use crate::calibration::spelling::edit_distance;
 use crate::calibration::{FusionCalibration, Status, Variant};
 use crate::estimate::Estimate;
 use crate::graph::ModelGraph;
@@ -395,7 +396,7 @@ pub fn resolve_pattern(name: &str) -> Result<Pattern> {
     let keys: Vec<&str> = Pattern::ALL.iter().map(|p| p.key()).collect();
     let closest = all
         .iter()
-        .map(|(n, spelled, p)| (edit_distance(&want, n), *spelled, *p))
+        .map(|(n, spelled, p)| (edit_distance(&want, n, 2), *spelled, *p))
         .min_by_key(|(d, _, _)| *d)
         .map(
             |(_, spelled, p)| {
@@ -411,22 +412,6 @@ pub fn resolve_pattern(name: &str) -> Result<Pattern> {
         "unknown fusion pattern `{name}`; closest: {closest}. Valid keys: {} (aliases: docs/cost-model.md)",
         keys.join(", ")
     ))
-}
-
-/// Insert/delete distance between two ASCII strings (`len a + len b - 2 LCS`): a name missing a word
-/// is closer to the key that has it than to one where the word is replaced (`Linear_ReLU` is nearer
-/// `Linear_Bias_ReLU` than `Linear_Bias`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev = vec![0usize; b.len() + 1];
-    for &ca in a {
-        let mut cur = vec![0usize; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = if ca == cb { prev[j] + 1 } else { prev[j + 1].max(cur[j]) };
-        }
-        prev = cur;
-    }
-    a.len() + b.len() - 2 * prev[b.len()]
 }
 
 // ---------- the model ----------

@@ -17,6 +17,7 @@ pub mod decision;
 pub mod hardware;
 pub mod merge;
 pub mod roofline;
+pub mod spelling;
 pub mod variant;
 
 pub use variant::{ExplicitUnavailable, Variant};
