@@ -33,8 +33,8 @@ use crate::estimate::Estimate;
 use crate::graph::ModelGraph;
 use crate::patterns::{Instance, Pattern};
 
-/// The design's threshold: fuse when fusing is at least 20% faster.
-pub const DEFAULT_THRESHOLD: f64 = 1.2;
+/// The design's threshold (1.2: fuse when fusing is at least 20% faster), the decision rule's default.
+pub use crate::calibration::decision::DEFAULT_THRESHOLD;
 
 /// Two sizes within this relative distance are the same size: records there are combined, and a query
 /// there is a `Measured` hit. Small enough to never merge the points of a size grid (which step by 2×
@@ -234,6 +234,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// Its name: `measured`, `interpolated`, `extrapolated` or `fallback`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Measured { .. } => "measured",
+            Source::Interpolated { .. } => "interpolated",
+            Source::Extrapolated { .. } => "extrapolated",
+            Source::Fallback(_) => "fallback",
+        }
+    }
+
     /// One phrase for a reason string, e.g. `interpolated between sizes 1.00e6 and 1.00e8`.
     pub fn describe(&self) -> String {
         match self {
@@ -574,56 +584,30 @@ impl FusionCostModel {
 
     /// Read any JSON with a top-level `fusion_profiles` array (a `fuseval bench` calibration.json, a
     /// `fuseval calibrate` hardware calibration), or a merged file whose runs all come from one machine
-    /// and provider. Errors name the file.
+    /// and provider, through [`crate::calibration::read::read`]. Errors name the file.
     pub fn from_path(path: &Path, opts: CostModelOptions) -> Result<Self> {
-        let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("reading calibration {shown}"))?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).with_context(|| format!("calibration {shown} is not JSON"))?;
-        let mut notes = vec![];
-        let merged = v.get("kind").and_then(|k| k.as_str()) == Some(crate::calibration::merge::MERGED_KIND);
-        let runs: Vec<&serde_json::Value> = if merged {
-            let runs = v
-                .get("runs")
-                .and_then(|r| r.as_array())
-                .with_context(|| format!("{shown}: merged file without `runs`"))?;
-            let machine = |r: &serde_json::Value| {
-                let m = r.get("metadata");
-                let cpu = m.and_then(|m| m.pointer("/hardware/cpu_model")).and_then(|c| c.as_str()).unwrap_or("?");
-                let ep = m.and_then(|m| m.get("execution_provider")).and_then(|c| c.as_str()).unwrap_or("?");
-                format!("{cpu} ({ep})")
-            };
-            let mut machines: Vec<String> = runs.iter().map(machine).collect();
-            machines.sort();
-            machines.dedup();
-            if machines.len() > 1 {
-                bail!(
-                    "{shown}: a merged file of {} machines or providers ({}); a cost model is for one: merge only that machine's runs",
-                    machines.len(),
-                    machines.join("; ")
-                );
-            }
-            runs.iter().collect()
-        } else {
-            vec![&v]
-        };
-        let mut profiles = vec![];
-        for (ri, run) in runs.iter().enumerate() {
-            let list = run.get("fusion_profiles").and_then(|f| f.as_array()).with_context(|| {
-                format!(
-                    "{shown}: no top-level `fusion_profiles` array (expected a `fuseval bench` calibration.json, a `fuseval calibrate` hardware calibration or a merged file)"
-                )
-            })?;
-            let at = if merged { format!("runs[{ri}].") } else { String::new() };
-            if run.get("complete").and_then(|c| c.as_bool()) == Some(false) {
-                notes.push(format!("{shown}: {at}incomplete (an interrupted run): only its finished records are used"));
-            }
-            for (i, item) in list.iter().enumerate() {
-                let rec: FusionCalibration = serde_json::from_value(item.clone())
-                    .with_context(|| format!("{shown}: {at}fusion_profiles[{i}] is not a FusionCalibration record"))?;
-                profiles.push(rec);
-            }
+        Self::from_source(&crate::calibration::read::read(path)?, opts)
+    }
+
+    /// [`FusionCostModel::from_path`] for a file already read: refuses a merged file of several machines
+    /// or providers, and warns of interrupted runs, whose finished records are used.
+    pub fn from_source(src: &crate::calibration::read::Source, opts: CostModelOptions) -> Result<Self> {
+        let shown = src.path.display();
+        let machines = src.machines();
+        if machines.len() > 1 {
+            return Err(crate::error::user(format!(
+                "{shown}: a merged file of {} machines or providers ({}); a cost model is for one: merge only that machine's runs",
+                machines.len(),
+                machines.join("; ")
+            )));
         }
+        let runs = src.runs();
+        let notes: Vec<String> = runs
+            .iter()
+            .filter(|r| !r.complete)
+            .map(|r| format!("{shown}: {}incomplete (an interrupted run): only its finished records are used", r.at))
+            .collect();
+        let profiles: Vec<FusionCalibration> = runs.iter().flat_map(|r| r.records.iter().cloned()).collect();
         let mut model = Self::from_calibration(&profiles, opts).with_context(|| format!("cost model from {shown}"))?;
         model.warnings.splice(0..0, notes);
         Ok(model)

@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::estimate::Estimate;
 
+/// The design's threshold: fuse when fusing is at least 20% faster (`--threshold` of validate and plan,
+/// `CostModelOptions::threshold`).
+pub const DEFAULT_THRESHOLD: f64 = 1.2;
+
 /// The verdict on fusing one group or pattern instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,10 +74,17 @@ pub enum Ground {
 /// The threshold and the noise band the rule applies.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Rule {
-    /// Keep only when the CI's low end reaches this speedup (1.2 by default).
+    /// Keep only when the CI's low end reaches this speedup ([`DEFAULT_THRESHOLD`] by default).
     pub threshold: f64,
     /// Relative band around 1.00 inside which a speedup is noise (`calibration::NOISE`, 0.02).
     pub noise: f64,
+}
+
+impl Default for Rule {
+    /// [`DEFAULT_THRESHOLD`] and the standard noise band.
+    fn default() -> Rule {
+        Rule::new(DEFAULT_THRESHOLD)
+    }
 }
 
 impl Rule {

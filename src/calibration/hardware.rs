@@ -140,23 +140,15 @@ pub struct HardwareCalibration {
     pub complete: bool,
 }
 
-/// Read a HardwareCalibration file; errors name it.
+/// Read a HardwareCalibration file ([`super::read::read`]); errors name it.
 pub fn read(path: &Path) -> Result<HardwareCalibration> {
-    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{} is not a fuseval HardwareCalibration: {e}", path.display())))
+    super::read::read(path)?.into_hardware()
 }
 
-/// The `ceilings` of any fuseval calibration file (calibrate's or bench's); errors name the file.
+/// The `ceilings` of any fuseval calibration file (calibrate's, bench's, or a merged file of one
+/// machine; [`super::read::Source::ceilings`]); errors name the file.
 pub fn read_ceilings(path: &Path) -> Result<Ceilings> {
-    #[derive(Deserialize)]
-    struct Only {
-        ceilings: Option<Ceilings>,
-    }
-    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
-    let only: Only = serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{} is not a fuseval calibration file: {e}", path.display())))?;
-    only.ceilings.ok_or_else(|| {
+    super::read::read(path)?.ceilings().cloned().ok_or_else(|| {
         crate::error::user(format!("{} has no `ceilings` (make one with `fuseval calibrate`)", path.display()))
     })
 }

@@ -16,6 +16,7 @@ pub mod cost_model;
 pub mod decision;
 pub mod hardware;
 pub mod merge;
+pub mod read;
 pub mod roofline;
 pub mod spelling;
 pub mod variant;

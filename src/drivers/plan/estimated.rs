@@ -28,39 +28,6 @@ pub struct Estimator {
     pub ceilings: Option<Ceilings>,
 }
 
-/// The source's name: `measured`, `interpolated`, `extrapolated` or `fallback`.
-pub fn source_name(s: &Source) -> &'static str {
-    match s {
-        Source::Measured { .. } => "measured",
-        Source::Interpolated { .. } => "interpolated",
-        Source::Extrapolated { .. } => "extrapolated",
-        Source::Fallback(_) => "fallback",
-    }
-}
-
-/// The records and ceilings of any fuseval calibration file (bench's, calibrate's, or a merged one),
-/// read leniently: what does not parse is left out (the cost model reports on the file itself).
-pub fn records_and_ceilings(path: &Path) -> (Vec<FusionCalibration>, Option<Ceilings>) {
-    let Some(v) = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
-        return (vec![], None);
-    };
-    let runs: Vec<&serde_json::Value> = match v.get("runs").and_then(|r| r.as_array()) {
-        Some(runs) if v.get("kind").and_then(|k| k.as_str()) == Some(crate::calibration::merge::MERGED_KIND) => {
-            runs.iter().collect()
-        }
-        _ => vec![&v],
-    };
-    let ceilings =
-        runs.iter().find_map(|r| r.get("ceilings").and_then(|c| serde_json::from_value::<Ceilings>(c.clone()).ok()));
-    let records = runs
-        .iter()
-        .filter_map(|r| r.get("fusion_profiles").and_then(|f| f.as_array()))
-        .flatten()
-        .filter_map(|r| serde_json::from_value::<FusionCalibration>(r.clone()).ok())
-        .collect();
-    (records, ceilings)
-}
-
 impl Estimator {
     /// Build the cost model from `path` with `threshold`. It uses each record's best agreeing variant (as
     /// validate does with measurements) and never assumes a speedup for an uncalibrated pattern.
@@ -70,11 +37,12 @@ impl Estimator {
             variant: VariantChoice::Best,
             ..CostModelOptions::with_threshold(threshold)
         };
-        let model = FusionCostModel::from_path(path, opts)
-            .map_err(|e| user(format!("--calibration {}: {e:#}", path.display())))?;
-        // the records again, for ORT's fused ops, trust and the roofline
-        let (records, ceilings) = records_and_ceilings(path);
-        let records: Vec<FusionCalibration> = records.into_iter().filter(|r| r.status == Status::Measured).collect();
+        let bad = |e: anyhow::Error| user(format!("--calibration {}: {e:#}", path.display()));
+        let src = crate::calibration::read::read(path).map_err(bad)?;
+        let model = FusionCostModel::from_source(&src, opts).map_err(bad)?;
+        // the records themselves, for ORT's fused ops, trust and the roofline
+        let records: Vec<FusionCalibration> = src.records().filter(|r| r.status == Status::Measured).cloned().collect();
+        let ceilings = src.ceilings().cloned();
         let by_signature = records.iter().map(|r| (r.signature.clone(), r.clone())).collect();
         Ok(Estimator { path: path.to_path_buf(), model, by_signature, records, ceilings })
     }
@@ -108,7 +76,7 @@ impl Estimator {
     pub fn assess(&self, g: &ModelGraph, inst: &Instance, threshold: f64) -> Result<Assessment> {
         let w = Workload::of_instance(g, inst);
         let b = &self.model.benefit(inst.pattern, &w)?;
-        let source = source_name(&b.source);
+        let source = b.source.name();
         if let Source::Fallback(_) = b.source {
             let mut a = Assessment::none(
                 Verdict::Unmeasured,
