@@ -8,7 +8,8 @@
 //! 1. the fused outputs are not equivalent to the unfused ones: **harmful**;
 //! 2. the speedup is no usable interval (a bound or the point not finite, the point not above 0, or
 //!    `lo > hi`): **marginal**; a CI that does not hold its point is widened to hold it;
-//! 3. the measurement is untrustworthy (its A/A control missed 1.00): **marginal**, whatever the speedup;
+//! 3. the measurement is untrustworthy (its A/A control missed 1.00, or ORT's runtime-fused outputs
+//!    disagree): **marginal**, whatever the speedup;
 //! 4. the whole CI lies below the noise band, `hi < 1 − noise`: **harmful** (slower);
 //! 5. the whole CI clears the threshold and the noise band, `lo ≥ threshold` and `lo > 1 + noise`:
 //!    **keep**, and fuse;
