@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::calibration::{FusionCalibration, EXPLICIT_FAILED};
+use crate::calibration::{ExplicitUnavailable, FusionCalibration};
 use crate::carve::{carve, ConstValues};
 use crate::graph::ModelGraph;
 use crate::load::{load, InputOverride, Loaded};
@@ -106,12 +106,12 @@ pub fn carved_specs(carved: &crate::carve::Carved) -> Result<Vec<InputSpec>> {
 }
 
 /// The explicit-fused model of a carved instance (`crate::fuse`), or why there is none: ORT's reason for
-/// having no kernel as is, a failed rewrite prefixed with [`EXPLICIT_FAILED`].
-fn explicit_model(c: &crate::carve::Carved, ep: Ep) -> std::result::Result<crate::fuse::Explicit, String> {
+/// having no kernel, or the rewrite's failure.
+fn explicit_model(c: &crate::carve::Carved, ep: Ep) -> std::result::Result<crate::fuse::Explicit, ExplicitUnavailable> {
     match crate::fuse::explicit_fused(c, ep) {
         Ok(crate::fuse::Availability::Fused(e)) => Ok(*e),
-        Ok(crate::fuse::Availability::NoKernel(why)) => Err(why),
-        Err(e) => Err(format!("{EXPLICIT_FAILED}the explicit rewrite failed: {e:#}")),
+        Ok(crate::fuse::Availability::NoKernel(why)) => Err(ExplicitUnavailable::no_kernel(why)),
+        Err(e) => Err(ExplicitUnavailable::failed(format!("the explicit rewrite failed: {e:#}"))),
     }
 }
 
@@ -148,7 +148,7 @@ fn measure_instance(
     consts: &ConstValues,
     mopts: &MeasureOptions,
     ep: Ep,
-) -> (std::result::Result<measure::Comparison, String>, Vec<String>, Option<String>, Option<String>) {
+) -> (std::result::Result<measure::Comparison, String>, Vec<String>, Option<String>, Option<ExplicitUnavailable>) {
     let g = &p.graph;
     let mut kernels = vec![];
     let mut note = None;

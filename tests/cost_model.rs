@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use fuseval::calibration::cost_model::{
-    resolve_pattern, Choice, CostModelOptions, Fallback, FusionCostModel, Source, Variant, Workload, ALIASES,
+    resolve_pattern, Choice, CostModelOptions, Fallback, FusionCostModel, Source, VariantChoice, Workload, ALIASES,
 };
 use fuseval::calibration::FusionCalibration;
 use fuseval::estimate::Estimate;
@@ -579,12 +579,12 @@ fn variants_pick_the_speedup_of_a_record() {
     let recs = [r, no_kernel, bad_explicit];
     let with = |variant| model(&recs, CostModelOptions { variant, ..Default::default() });
 
-    let m = with(Variant::Headline);
+    let m = with(VariantChoice::Headline);
     assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap().speedup, 1.3, 1.25, 1.35);
-    let m = with(Variant::Best);
+    let m = with(VariantChoice::Best);
     assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap().speedup, 1.8, 1.7, 1.9);
     assert_est(m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap().speedup, 1.15, 1.1, 1.2);
-    let m = with(Variant::Explicit);
+    let m = with(VariantChoice::Explicit);
     assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap().speedup, 1.8, 1.7, 1.9);
     // explicit outputs that disagree: don't fuse
     assert_eq!(m.should_fuse("Conv2d_BN", &at(1_000_000)).unwrap().choice, Choice::DontFuse);

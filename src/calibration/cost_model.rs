@@ -26,13 +26,15 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::{FusionCalibration, Status};
+use crate::calibration::decision::{decide, Ground, Judgement, Rule};
+use crate::calibration::spelling::edit_distance;
+use crate::calibration::{FusionCalibration, Status, Variant};
 use crate::estimate::Estimate;
 use crate::graph::ModelGraph;
 use crate::patterns::{Instance, Pattern};
 
-/// The design's threshold: fuse when fusing is at least 20% faster.
-pub const DEFAULT_THRESHOLD: f64 = 1.2;
+/// The design's threshold (1.2: fuse when fusing is at least 20% faster), the decision rule's default.
+pub use crate::calibration::decision::DEFAULT_THRESHOLD;
 
 /// Two sizes within this relative distance are the same size: records there are combined, and a query
 /// there is a `Measured` hit. Small enough to never merge the points of a size grid (which step by 2×
@@ -158,29 +160,32 @@ pub enum Fallback {
     Refuse,
 }
 
-/// Which measured speedup of a record the model uses.
+/// Which measured speedup of a record the model uses (which [`Variant`]'s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Variant {
-    /// `speedup_factor` and its CI: what ONNX Runtime's own optimiser buys (the extended level).
+pub enum VariantChoice {
+    /// `speedup_factor` and its CI: what ONNX Runtime's own optimiser buys ([`Variant::RuntimeExtended`],
+    /// the headline).
     #[default]
     Headline,
     /// The record's `best_variant` (runtime extended, runtime full or explicit); the headline when that
-    /// is `unfused` (no fused variant beat unfused beyond the noise: the headline says by how little).
+    /// is [`Variant::Unfused`] (no fused variant beat unfused beyond the noise: the headline says by how
+    /// little).
     Best,
-    /// The explicit fused kernel's speedup; records without an explicit variant (no such kernel on the
-    /// provider, or its session failed) are left out, with a warning saying why.
+    /// The explicit fused kernel's speedup ([`Variant::Explicit`]); records without an explicit variant
+    /// (no such kernel on the provider, or its session failed) are left out, with a warning saying why.
     Explicit,
 }
 
 #[derive(Clone, Debug)]
 pub struct CostModelOptions {
-    /// Fuse when the speedup's CI lower bound reaches this (1.2 by default). At least 1.0.
+    /// Fuse when the speedup's CI lower bound reaches this (1.2 by default) and clears the noise band
+    /// ([`crate::calibration::decision`]). At least 1.0.
     pub threshold: f64,
     pub fallback: Fallback,
     /// The speedup `Fallback::AssumeBeneficial` assumes; 1.2 by default (the default threshold). Below
     /// the threshold it makes an unmeasured pattern `Marginal` (not fused), and the model warns.
     pub fallback_speedup: f64,
-    pub variant: Variant,
+    pub variant: VariantChoice,
 }
 
 impl Default for CostModelOptions {
@@ -197,7 +202,7 @@ impl CostModelOptions {
             threshold,
             fallback: Fallback::AssumeBeneficial,
             fallback_speedup: threshold,
-            variant: Variant::Headline,
+            variant: VariantChoice::Headline,
         }
     }
 
@@ -229,6 +234,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// Its name: `measured`, `interpolated`, `extrapolated` or `fallback`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Measured { .. } => "measured",
+            Source::Interpolated { .. } => "interpolated",
+            Source::Extrapolated { .. } => "extrapolated",
+            Source::Fallback(_) => "fallback",
+        }
+    }
+
     /// One phrase for a reason string, e.g. `interpolated between sizes 1.00e6 and 1.00e8`.
     pub fn describe(&self) -> String {
         match self {
@@ -270,15 +285,30 @@ pub struct Benefit {
     pub size: f64,
 }
 
+/// [`decide`]'s judgement in the cost model's three words. Only `Fuse` fuses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Choice {
-    /// The CI lower bound reaches the threshold: fusing pays, with 95% confidence.
+    /// `keep`: the CI's lower bound reaches the threshold and clears the noise band: fusing pays, with
+    /// 95% confidence.
     Fuse,
-    /// The point says faster than unfused, but the CI lower bound misses the threshold (the point is
-    /// below it, or the CI straddles it). Not fused.
+    /// `marginal` with a point above 1.0: faster, but the CI's lower bound misses the threshold (the
+    /// point is below it, or the CI straddles it) or touches the noise band; or an untrustworthy
+    /// measurement. Not fused.
     Marginal,
-    /// The point is no faster than unfused (≤ 1.0), or the fused outputs disagree.
+    /// `harmful` (the fused outputs disagree, or the whole CI lies below the noise band), or `marginal`
+    /// with a point of at most 1.0 (no faster) or no usable speedup. Not fused.
     DontFuse,
+}
+
+impl Choice {
+    /// The choice a judgement stands for.
+    pub fn of(j: &Judgement) -> Choice {
+        match j.ground {
+            Ground::ClearsThreshold => Choice::Fuse,
+            Ground::UnderThreshold | Ground::WithinNoise | Ground::Untrustworthy => Choice::Marginal,
+            Ground::NotEquivalent | Ground::Slower | Ground::NoFaster | Ground::NoSpeedup => Choice::DontFuse,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -376,7 +406,7 @@ pub fn resolve_pattern(name: &str) -> Result<Pattern> {
     let keys: Vec<&str> = Pattern::ALL.iter().map(|p| p.key()).collect();
     let closest = all
         .iter()
-        .map(|(n, spelled, p)| (edit_distance(&want, n), *spelled, *p))
+        .map(|(n, spelled, p)| (edit_distance(&want, n, 2), *spelled, *p))
         .min_by_key(|(d, _, _)| *d)
         .map(
             |(_, spelled, p)| {
@@ -392,22 +422,6 @@ pub fn resolve_pattern(name: &str) -> Result<Pattern> {
         "unknown fusion pattern `{name}`; closest: {closest}. Valid keys: {} (aliases: docs/cost-model.md)",
         keys.join(", ")
     ))
-}
-
-/// Insert/delete distance between two ASCII strings (`len a + len b - 2 LCS`): a name missing a word
-/// is closer to the key that has it than to one where the word is replaced (`Linear_ReLU` is nearer
-/// `Linear_Bias_ReLU` than `Linear_Bias`).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev = vec![0usize; b.len() + 1];
-    for &ca in a {
-        let mut cur = vec![0usize; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = if ca == cb { prev[j] + 1 } else { prev[j + 1].max(cur[j]) };
-        }
-        prev = cur;
-    }
-    a.len() + b.len() - 2 * prev[b.len()]
 }
 
 // ---------- the model ----------
@@ -456,14 +470,15 @@ pub struct FusionCostModel {
 }
 
 /// The chosen variant's speedup of a measured record and whether its outputs agree, or why it has none.
-fn pick(r: &FusionCalibration, variant: Variant) -> std::result::Result<(Estimate, bool), String> {
+fn pick(r: &FusionCalibration, choice: VariantChoice) -> std::result::Result<(Estimate, bool), String> {
     let headline = (Estimate { point: r.speedup_factor, lo: r.speedup_ci_low, hi: r.speedup_ci_high }, r.equivalent);
-    let level = |l: &Option<crate::calibration::LevelResult>| l.as_ref().map(|l| (l.speedup, l.equivalence.passed));
-    match variant {
-        Variant::Headline => Ok(headline),
-        Variant::Best => Ok(r.variant(&r.best_variant).map(|l| (l.speedup, l.equivalence.passed)).unwrap_or(headline)),
-        Variant::Explicit => level(&r.explicit)
-            .ok_or_else(|| r.explicit_unavailable.clone().unwrap_or_else(|| "no explicit variant was measured".into())),
+    let of = |v: Variant| r.variant(v).map(|l| (l.speedup, l.equivalence.passed));
+    match choice {
+        VariantChoice::Headline => Ok(headline),
+        VariantChoice::Best => Ok(of(r.best_variant).unwrap_or(headline)),
+        VariantChoice::Explicit => of(Variant::Explicit).ok_or_else(|| {
+            r.explicit_unavailable.as_ref().map_or_else(|| "no explicit variant was measured".into(), |u| u.to_string())
+        }),
     }
 }
 
@@ -569,56 +584,30 @@ impl FusionCostModel {
 
     /// Read any JSON with a top-level `fusion_profiles` array (a `fuseval bench` calibration.json, a
     /// `fuseval calibrate` hardware calibration), or a merged file whose runs all come from one machine
-    /// and provider. Errors name the file.
+    /// and provider, through [`crate::calibration::read::read`]. Errors name the file.
     pub fn from_path(path: &Path, opts: CostModelOptions) -> Result<Self> {
-        let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("reading calibration {shown}"))?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).with_context(|| format!("calibration {shown} is not JSON"))?;
-        let mut notes = vec![];
-        let merged = v.get("kind").and_then(|k| k.as_str()) == Some(crate::calibration::merge::MERGED_KIND);
-        let runs: Vec<&serde_json::Value> = if merged {
-            let runs = v
-                .get("runs")
-                .and_then(|r| r.as_array())
-                .with_context(|| format!("{shown}: merged file without `runs`"))?;
-            let machine = |r: &serde_json::Value| {
-                let m = r.get("metadata");
-                let cpu = m.and_then(|m| m.pointer("/hardware/cpu_model")).and_then(|c| c.as_str()).unwrap_or("?");
-                let ep = m.and_then(|m| m.get("execution_provider")).and_then(|c| c.as_str()).unwrap_or("?");
-                format!("{cpu} ({ep})")
-            };
-            let mut machines: Vec<String> = runs.iter().map(machine).collect();
-            machines.sort();
-            machines.dedup();
-            if machines.len() > 1 {
-                bail!(
-                    "{shown}: a merged file of {} machines or providers ({}); a cost model is for one: merge only that machine's runs",
-                    machines.len(),
-                    machines.join("; ")
-                );
-            }
-            runs.iter().collect()
-        } else {
-            vec![&v]
-        };
-        let mut profiles = vec![];
-        for (ri, run) in runs.iter().enumerate() {
-            let list = run.get("fusion_profiles").and_then(|f| f.as_array()).with_context(|| {
-                format!(
-                    "{shown}: no top-level `fusion_profiles` array (expected a `fuseval bench` calibration.json, a `fuseval calibrate` hardware calibration or a merged file)"
-                )
-            })?;
-            let at = if merged { format!("runs[{ri}].") } else { String::new() };
-            if run.get("complete").and_then(|c| c.as_bool()) == Some(false) {
-                notes.push(format!("{shown}: {at}incomplete (an interrupted run): only its finished records are used"));
-            }
-            for (i, item) in list.iter().enumerate() {
-                let rec: FusionCalibration = serde_json::from_value(item.clone())
-                    .with_context(|| format!("{shown}: {at}fusion_profiles[{i}] is not a FusionCalibration record"))?;
-                profiles.push(rec);
-            }
+        Self::from_source(&crate::calibration::read::read(path)?, opts)
+    }
+
+    /// [`FusionCostModel::from_path`] for a file already read: refuses a merged file of several machines
+    /// or providers, and warns of interrupted runs, whose finished records are used.
+    pub fn from_source(src: &crate::calibration::read::Source, opts: CostModelOptions) -> Result<Self> {
+        let shown = src.path.display();
+        let machines = src.machines();
+        if machines.len() > 1 {
+            return Err(crate::error::user(format!(
+                "{shown}: a merged file of {} machines or providers ({}); a cost model is for one: merge only that machine's runs",
+                machines.len(),
+                machines.join("; ")
+            )));
         }
+        let runs = src.runs();
+        let notes: Vec<String> = runs
+            .iter()
+            .filter(|r| !r.complete)
+            .map(|r| format!("{shown}: {}incomplete (an interrupted run): only its finished records are used", r.at))
+            .collect();
+        let profiles: Vec<FusionCalibration> = runs.iter().flat_map(|r| r.records.iter().cloned()).collect();
         let mut model = Self::from_calibration(&profiles, opts).with_context(|| format!("cost model from {shown}"))?;
         model.warnings.splice(0..0, notes);
         Ok(model)
@@ -773,28 +762,29 @@ impl FusionCostModel {
         })
     }
 
-    /// [`FusionCostModel::should_fuse`] for a resolved pattern.
+    /// [`FusionCostModel::should_fuse`] for a resolved pattern: the benefit, judged by
+    /// [`crate::calibration::decision::decide`] at the model's threshold (as trustworthy: untrustworthy
+    /// records are used, and the benefit's warnings say so).
     pub fn decide(&self, p: Pattern, w: &Workload) -> Result<Decision> {
         let benefit = self.benefit(p, w)?;
         let t = self.opts.threshold;
         let s = benefit.speedup;
-        let (choice, rule) = if !benefit.equivalent {
-            (Choice::DontFuse, "the fused outputs disagree with the unfused ones: don't fuse".to_string())
-        } else if s.lo >= t {
-            (Choice::Fuse, format!("CI low {:.3} ≥ threshold {t:.3}: fuse", s.lo))
-        } else if s.point <= 1.0 {
-            (Choice::DontFuse, format!("{:.3} ≤ 1.000, fusing is no faster: don't fuse", s.point))
-        } else {
-            (
-                Choice::Marginal,
-                format!(
-                    "faster ({:.3} > 1.000) but CI low {:.3} < threshold {t:.3}: marginal, not fused",
-                    s.point, s.lo
-                ),
-            )
+        let j = decide(&s, benefit.equivalent, true, Rule::new(t));
+        let choice = Choice::of(&j);
+        let word = match choice {
+            Choice::Fuse => "fuse",
+            Choice::Marginal => "marginal, not fused",
+            Choice::DontFuse => "don't fuse",
         };
-        let reason = format!("{p}: {:.3}× [{:.3}, {:.3}], {}; {rule}", s.point, s.lo, s.hi, benefit.source.describe());
-        Ok(Decision { fuse: choice == Choice::Fuse, choice, benefit, threshold: t, reason })
+        let reason = format!(
+            "{p}: {:.3}× [{:.3}, {:.3}], {}; {}: {word}",
+            s.point,
+            s.lo,
+            s.hi,
+            benefit.source.describe(),
+            j.rule
+        );
+        Ok(Decision { fuse: j.fuse, choice, benefit, threshold: t, reason })
     }
 
     /// The patterns with at least one measured record (the calibrated ones), in `Pattern::ALL` order.

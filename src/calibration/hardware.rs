@@ -76,7 +76,7 @@ pub struct SweepPoint {
     /// The headline (runtime, extended level) speedup.
     pub speedup: Option<Estimate>,
     /// The best agreeing variant and its speedup (`unfused` with the headline when none is faster).
-    pub best_variant: String,
+    pub best_variant: super::Variant,
     pub best_speedup: Option<Estimate>,
     pub verdict: Option<Verdict>,
     pub bottleneck_unfused: Option<BottleneckType>,
@@ -140,23 +140,15 @@ pub struct HardwareCalibration {
     pub complete: bool,
 }
 
-/// Read a HardwareCalibration file; errors name it.
+/// Read a HardwareCalibration file ([`super::read::read`]); errors name it.
 pub fn read(path: &Path) -> Result<HardwareCalibration> {
-    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{} is not a fuseval HardwareCalibration: {e}", path.display())))
+    super::read::read(path)?.into_hardware()
 }
 
-/// The `ceilings` of any fuseval calibration file (calibrate's or bench's); errors name the file.
+/// The `ceilings` of any fuseval calibration file (calibrate's, bench's, or a merged file of one
+/// machine; [`super::read::Source::ceilings`]); errors name the file.
 pub fn read_ceilings(path: &Path) -> Result<Ceilings> {
-    #[derive(Deserialize)]
-    struct Only {
-        ceilings: Option<Ceilings>,
-    }
-    let bytes = std::fs::read(path).map_err(|e| crate::error::user(format!("cannot read {}: {e}", path.display())))?;
-    let only: Only = serde_json::from_slice(&bytes)
-        .map_err(|e| crate::error::user(format!("{} is not a fuseval calibration file: {e}", path.display())))?;
-    only.ceilings.ok_or_else(|| {
+    super::read::read(path)?.ceilings().cloned().ok_or_else(|| {
         crate::error::user(format!("{} has no `ceilings` (make one with `fuseval calibrate`)", path.display()))
     })
 }
@@ -172,7 +164,7 @@ pub fn sizes_per_pattern(cal: &HardwareCalibration) -> BTreeMap<String, usize> {
 
 /// The measured speedup of the best agreeing variant (the headline when none is faster).
 pub fn best_speedup(r: &FusionCalibration) -> Option<Estimate> {
-    r.variant(&r.best_variant).or(r.extended.as_ref()).map(|l| l.speedup)
+    r.variant(r.best_variant).or(r.extended.as_ref()).map(|l| l.speedup)
 }
 
 pub fn size_label(r: &FusionCalibration) -> String {

@@ -38,17 +38,10 @@ pub struct MergedFile {
 
 pub const MERGED_KIND: &str = "merged";
 
-/// The runs in a calibration file: one for a bench run, all of them for a merged file.
+/// The runs in a calibration file: one for a bench run, all of them for a merged file
+/// ([`super::read::Source::into_runs`]); errors name the file.
 pub fn read_runs(path: &Path) -> Result<Vec<CalibrationFile>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| crate::error::user(format!("{}: not JSON: {e}", path.display())))?;
-    let parsed = if v.get("kind").and_then(|k| k.as_str()) == Some(MERGED_KIND) {
-        serde_json::from_value::<MergedFile>(v).map(|m| m.runs)
-    } else {
-        serde_json::from_value::<CalibrationFile>(v).map(|c| vec![c])
-    };
-    parsed.map_err(|e| crate::error::user(format!("{}: not a fuseval calibration file: {e}", path.display())))
+    super::read::read(path)?.into_runs()
 }
 
 /// Merge calibration files (single runs or merged files) into one list of runs, in the order given.

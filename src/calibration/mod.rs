@@ -13,9 +13,15 @@ use crate::measure::{Comparison, Equivalence, Latency, WholeModel};
 use crate::patterns::Instance;
 
 pub mod cost_model;
+pub mod decision;
 pub mod hardware;
 pub mod merge;
+pub mod read;
 pub mod roofline;
+pub mod spelling;
+pub mod variant;
+
+pub use variant::{ExplicitUnavailable, Variant};
 
 /// Version of the calibration file's schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -161,13 +167,13 @@ pub struct FusionCalibration {
     #[serde(default)]
     pub explicit_note: Option<String>,
     /// Why there is no explicit result: ORT has no fused kernel for this pattern on this provider, or
-    /// (prefixed `failed: `) the rewrite or its session failed.
+    /// (written prefixed `failed: `) the rewrite or its session failed.
     #[serde(default)]
-    pub explicit_unavailable: Option<String>,
-    /// `unfused`, `runtime_extended`, `runtime_all` or `explicit`: the fastest variant whose outputs agree
-    /// and that is faster than unfused beyond the noise band; `unfused` when none is.
-    #[serde(default = "unfused_variant")]
-    pub best_variant: String,
+    pub explicit_unavailable: Option<ExplicitUnavailable>,
+    /// The fastest variant whose outputs agree and that is faster than unfused beyond the noise band;
+    /// `unfused` when none is (and in files without the field).
+    #[serde(default)]
+    pub best_variant: Variant,
     pub unfused_ops: Vec<String>,
     pub aa_control: Option<Estimate>,
     /// False when the A/A control misses 1.00 by more than its CI, or outputs disagree.
@@ -306,10 +312,10 @@ pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
 
 /// The speedup of a record's best agreeing variant; 1.00 when that is unfused (no saving).
 pub fn best_estimate(p: &FusionCalibration) -> Option<Estimate> {
-    if p.best_variant == BEST_UNFUSED {
+    if p.best_variant == Variant::Unfused {
         return Some(Estimate::exact(1.0));
     }
-    p.variant(&p.best_variant).map(|l| l.speedup)
+    p.variant(p.best_variant).map(|l| l.speedup)
 }
 
 /// Ops that only move or relabel data (reshapes, NCHWc reorders), which ORT adds around the kernels
@@ -490,7 +496,7 @@ impl FusionCalibration {
             explicit_kernels: vec![],
             explicit_note: None,
             explicit_unavailable: None,
-            best_variant: BEST_UNFUSED.into(),
+            best_variant: Variant::Unfused,
             unfused_ops: inst.nodes.iter().map(|&n| g.node(n).qualified_op()).collect(),
             aa_control: None,
             trustworthy: false,
@@ -543,18 +549,23 @@ impl FusionCalibration {
             rec.explicit = Some(level(&x.latency, &x.speedup, &x.ops, &x.equivalence));
         }
         if let Some(e) = &c.explicit_error {
-            rec.explicit_unavailable = Some(format!("{EXPLICIT_FAILED}{e}"));
+            rec.explicit_unavailable = Some(ExplicitUnavailable::failed(e));
         }
         rec.cpu_fallback = c.cpu_fallback.clone();
         rec.extended = Some(ext);
         rec.all = Some(all);
-        rec.best_variant = best_variant(&rec).into();
+        rec.best_variant = best_variant(&rec);
         rec
     }
 
     /// Record what the explicit rewrite gave: its kernels and note, or why there is no explicit variant
     /// (kept when the measurement already said why).
-    pub fn with_explicit(mut self, kernels: Vec<String>, note: Option<String>, unavailable: Option<String>) -> Self {
+    pub fn with_explicit(
+        mut self,
+        kernels: Vec<String>,
+        note: Option<String>,
+        unavailable: Option<ExplicitUnavailable>,
+    ) -> Self {
         self.explicit_kernels = kernels;
         self.explicit_note = note.filter(|n| !n.is_empty());
         if self.explicit_unavailable.is_none() {
@@ -575,14 +586,13 @@ impl FusionCalibration {
         self
     }
 
-    /// A fused variant's result by its `best_variant` name (`runtime_extended`, `runtime_all`,
-    /// `explicit`); `None` for `unfused`, an unknown name, or a variant not measured.
-    pub fn variant(&self, name: &str) -> Option<&LevelResult> {
-        match name {
-            "runtime_extended" => self.extended.as_ref(),
-            "runtime_all" => self.all.as_ref(),
-            "explicit" => self.explicit.as_ref(),
-            _ => None,
+    /// A fused variant's result; `None` for `unfused`, or a variant not measured.
+    pub fn variant(&self, v: Variant) -> Option<&LevelResult> {
+        match v {
+            Variant::RuntimeExtended => self.extended.as_ref(),
+            Variant::RuntimeAll => self.all.as_ref(),
+            Variant::Explicit => self.explicit.as_ref(),
+            Variant::Unfused => None,
         }
     }
 
@@ -592,30 +602,19 @@ impl FusionCalibration {
     }
 }
 
-/// Prefix of `explicit_unavailable` when the rewrite or its session failed (rather than ORT lacking a kernel).
-pub const EXPLICIT_FAILED: &str = "failed: ";
-
-/// `best_variant` when no fused variant is faster beyond the noise band.
-pub const BEST_UNFUSED: &str = "unfused";
-
-fn unfused_variant() -> String {
-    BEST_UNFUSED.into()
-}
-
 /// The fastest variant (lowest median latency) among those whose outputs agree and whose speedup CI lies
 /// above the noise band; `unfused` when there is none.
-pub fn best_variant(p: &FusionCalibration) -> &'static str {
-    let candidates = [("runtime_extended", &p.extended), ("runtime_all", &p.all), ("explicit", &p.explicit)];
-    candidates
-        .iter()
-        .filter_map(|(name, l)| {
-            let l = l.as_ref()?;
+pub fn best_variant(p: &FusionCalibration) -> Variant {
+    Variant::FUSED
+        .into_iter()
+        .filter_map(|v| {
+            let l = p.variant(v)?;
             let faster = crate::estimate::verdict(&l.speedup, NOISE) == crate::estimate::Verdict::Faster;
-            (l.equivalence.passed && faster).then_some((*name, l.latency.median_ms))
+            (l.equivalence.passed && faster).then_some((v, l.latency.median_ms))
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(name, _)| name)
-        .unwrap_or(BEST_UNFUSED)
+        .map(|(v, _)| v)
+        .unwrap_or(Variant::Unfused)
 }
 
 /// Relative band around 1.00 inside which a speedup is called noise.

@@ -163,11 +163,9 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
 /// input) a file without them, a model that changed since, or another machine or ORT version.
 fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOptions)> {
     let path = dir.join(report::CALIBRATION_JSON);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| crate::error::user(format!("--resume {}: cannot read {}: {e}", dir.display(), path.display())))?;
-    let prev: CalibrationFile = serde_json::from_slice(&bytes).map_err(|e| {
-        crate::error::user(format!("--resume: {} is not a fuseval calibration file: {e}", path.display()))
-    })?;
+    let prev = crate::calibration::read::read(&path)
+        .and_then(|s| s.into_bench())
+        .map_err(|e| crate::error::user(format!("--resume {}: {e:#}", dir.display())))?;
     let m = &prev.metadata;
     let run = m.run.clone().ok_or_else(|| {
         crate::error::user(format!(

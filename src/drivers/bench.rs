@@ -233,7 +233,7 @@ fn predict_from_calibration(
     m: &measure::WholeModel,
     path: &Path,
 ) -> Result<crate::calibration::CalibrationPrediction> {
-    use crate::calibration::cost_model::{CostModelOptions, FusionCostModel, Source, Workload};
+    use crate::calibration::cost_model::{CostModelOptions, FusionCostModel, Workload};
     let model = FusionCostModel::from_path(path, CostModelOptions::default())?;
     let by_sig: HashMap<String, &Instance> = p.detection.all.iter().map(|i| (i.signature(&p.graph), i)).collect();
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
@@ -242,13 +242,7 @@ fn predict_from_calibration(
     for r in profiles.iter().filter(|r| r.status == Status::Measured && r.equivalent) {
         let Some(inst) = by_sig.get(&r.signature) else { continue };
         let b = model.fusion_benefit(inst.pattern.key(), &Workload::of_instance(&p.graph, inst))?;
-        let kind = match b.source {
-            Source::Measured { .. } => "measured",
-            Source::Interpolated { .. } => "interpolated",
-            Source::Extrapolated { .. } => "extrapolated",
-            Source::Fallback(_) => "fallback",
-        };
-        *sources.entry(kind.into()).or_insert(0) += r.instances.len();
+        *sources.entry(b.source.name().into()).or_insert(0) += r.instances.len();
         speedups.push((r.instances.len(), r.unfused_latency_ms, b.speedup));
         for w in b.warnings {
             if !warnings.contains(&w) {

@@ -420,14 +420,14 @@ pub fn crossovers(profiles: &[FusionCalibration], patterns: &[Pattern]) -> Vec<C
                         unfused_memory_bytes: r.unfused_memory_bytes,
                         unfused_latency_ms: r.unfused_latency_ms,
                         speedup: r.extended.as_ref().map(|l| l.speedup),
-                        best_variant: r.best_variant.clone(),
+                        best_variant: r.best_variant,
                         best_speedup: if measured { best_speedup(r) } else { None },
                         verdict: r.verdict,
                         bottleneck_unfused: r.roofline.as_ref().map(|x| x.unfused.bottleneck),
                     }
                 })
                 .collect();
-            let pays: Vec<bool> = recs.iter().map(|r| r.best_variant != crate::calibration::BEST_UNFUSED).collect();
+            let pays: Vec<bool> = recs.iter().map(|r| r.best_variant != crate::calibration::Variant::Unfused).collect();
             let pays_at: Vec<String> =
                 points.iter().zip(&pays).filter(|(_, &y)| y).map(|(p, _)| p.size.clone()).collect();
             let summary = crossover_summary(&points, &pays);

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use petgraph::graph::NodeIndex;
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Status, EXPLICIT_FAILED};
+use crate::calibration::{CalibrationFile, FusionCalibration, Status};
 use crate::estimate::Verdict;
 use crate::graph::ModelGraph;
 use crate::load::dims_string;
@@ -211,9 +211,7 @@ fn cluster_label(p: &FusionCalibration) -> String {
 /// `explicit FusedConv 1.40× [1.37, 1.43]; best explicit`, or `explicit: none`.
 fn explicit_label(p: &FusionCalibration) -> String {
     let x = match &p.explicit {
-        None if p.explicit_unavailable.as_deref().is_some_and(|w| w.starts_with(EXPLICIT_FAILED)) => {
-            "explicit: failed".to_string()
-        }
+        None if p.explicit_unavailable.as_ref().is_some_and(|u| u.is_failed()) => "explicit: failed".to_string(),
         None => "explicit: none".to_string(),
         Some(x) => {
             let kernels: Vec<&str> = p.explicit_kernels.iter().map(|k| k.rsplit('.').next().unwrap_or(k)).collect();

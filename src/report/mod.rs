@@ -81,10 +81,7 @@ pub fn check_outputs_free(dir: &Path, force: bool) -> Result<()> {
         if path.exists() {
             // a run that was cut short: say how to finish it
             let unfinished = f == CALIBRATION_JSON
-                && std::fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<CalibrationFile>(&b).ok())
-                    .is_some_and(|c| !c.complete);
+                && crate::calibration::read::read(&path).and_then(|s| s.into_bench()).is_ok_and(|c| !c.complete);
             let resume = if unfinished {
                 format!(" It holds an unfinished run: continue it with `fuseval bench --resume {}`.", dir.display())
             } else {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Status, EXPLICIT_FAILED};
+use crate::calibration::{CalibrationFile, FusionCalibration, Status, Variant};
 use crate::estimate::Verdict;
 use crate::load::dims_string;
 use crate::patterns::Pattern;
@@ -142,8 +142,8 @@ fn entry(s: &mut String, p: &FusionCalibration, target: f64) {
 /// `Explicit: 0.81 ms  com.microsoft.FusedConv  1.40× [1.37, 1.43]  outputs agree`, or why there is none.
 pub(crate) fn explicit_line(p: &FusionCalibration) -> String {
     let Some(x) = &p.explicit else {
-        return match p.explicit_unavailable.as_deref() {
-            Some(why) if why.starts_with(EXPLICIT_FAILED) => format!("Explicit: {why}"),
+        return match &p.explicit_unavailable {
+            Some(why) if why.is_failed() => format!("Explicit: {why}"),
             Some(why) => format!("Explicit: none — {why}"),
             None => "Explicit: none".into(),
         };
@@ -242,9 +242,9 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
     if !measured.is_empty() {
         let with_kernel = measured.iter().filter(|p| p.explicit.is_some()).count();
         let agree = measured.iter().filter(|p| p.explicit_agrees()).count();
-        let best: Vec<String> = ["explicit", "runtime_extended", "runtime_all", "unfused"]
+        let best: Vec<String> = Variant::ALL
             .iter()
-            .map(|b| format!("{b} {}", measured.iter().filter(|p| p.best_variant == *b).count()))
+            .map(|&b| format!("{b} {}", measured.iter().filter(|p| p.best_variant == b).count()))
             .collect();
         let _ = writeln!(
             s,

@@ -2,7 +2,7 @@
 //! budget, A/A controls off 1.00, fused outputs that disagree (runtime or explicit), explicit-fused variants
 //! that failed, skipped instances, `--quick`.
 
-use crate::calibration::{CalibrationFile, FusionCalibration, Status, EXPLICIT_FAILED};
+use crate::calibration::{CalibrationFile, FusionCalibration, Status};
 use crate::runtime::Ep;
 
 use super::summary::pct;
@@ -109,17 +109,15 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
             wrong_explicit.len() - MAX_LISTED
         ));
     }
-    let failed: Vec<&&FusionCalibration> = measured
-        .iter()
-        .filter(|p| p.explicit_unavailable.as_deref().is_some_and(|w| w.starts_with(EXPLICIT_FAILED)))
-        .collect();
+    let failed: Vec<&&FusionCalibration> =
+        measured.iter().filter(|p| p.explicit_unavailable.as_ref().is_some_and(|u| u.is_failed())).collect();
     if let Some(first) = failed.first() {
         v.push(format!(
             "{} explicit-fused variant{} could not be measured; the first, {}: {}",
             failed.len(),
             if failed.len() == 1 { "" } else { "s" },
             who(first),
-            first.explicit_unavailable.as_deref().unwrap_or_default().trim_start_matches(EXPLICIT_FAILED)
+            first.explicit_unavailable.as_ref().map(|u| u.reason()).unwrap_or_default()
         ));
     }
 

@@ -1,11 +1,13 @@
 //! Verdicts: what fusing one group (or one missed pattern) is worth, from a measurement or from the
-//! cost model's estimate, under the same rules (docs/plan.md#verdicts):
+//! cost model's estimate, by the one decision rule, [`crate::calibration::decision::decide`]
+//! (docs/plan.md#verdicts):
 //!
-//! - `harmful`: the outputs are not equivalent, or the speedup's CI lies below 1 − NOISE (slower), or
-//!   the group is not legal to fuse;
-//! - `keep`: faster beyond the noise band and the point is at least the threshold (default 1.2×);
-//! - `marginal`: anything else: faster but under the threshold, within noise, or an untrustworthy
-//!   measurement (A/A control off), which is never `keep`;
+//! - `harmful`: the outputs are not equivalent, or the speedup's whole CI lies below 1 − NOISE
+//!   (slower), or the group is not legal to fuse;
+//! - `keep`: the whole CI clears the threshold (default 1.2×) and the noise band: `lo ≥ threshold`
+//!   and `lo > 1 + NOISE`;
+//! - `marginal`: anything else: faster but with the CI's low end under the threshold, within noise, or
+//!   an untrustworthy measurement (A/A control off), which is never `keep`;
 //! - `unmeasured`: no number, and none invented: a legal group fuseval has no pattern for, a skipped
 //!   measurement, or `--no-missed-measure`.
 
@@ -15,34 +17,15 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+pub use crate::calibration::decision::Verdict;
+use crate::calibration::decision::{decide, Rule};
 use crate::calibration::roofline::Ceilings;
-use crate::calibration::{FusionCalibration, Status, BEST_UNFUSED, NOISE};
+use crate::calibration::{FusionCalibration, Status, Variant};
 use crate::carve::ConstValues;
 use crate::estimate::Estimate;
 use crate::measure::MeasureOptions;
 use crate::patterns::Instance;
 use crate::pipeline::{distinct_groups, measure_group, Prepared};
-
-/// The verdict on one group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Keep,
-    Marginal,
-    Harmful,
-    Unmeasured,
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(match self {
-            Verdict::Keep => "keep",
-            Verdict::Marginal => "marginal",
-            Verdict::Harmful => "harmful",
-            Verdict::Unmeasured => "unmeasured",
-        })
-    }
-}
 
 /// Where a number comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,7 +66,7 @@ pub struct Assessment {
     /// Which measured variant counts: the record's `best_variant` (`runtime_extended`, `runtime_all`,
     /// `explicit`), or `runtime_extended` (the headline) when no variant beats unfused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    pub variant: Option<Variant>,
     /// That variant's ops, e.g. `["com.microsoft.BiasGelu", "MatMul"]`.
     #[serde(default)]
     pub kernels: Vec<String>,
@@ -136,27 +119,11 @@ impl Assessment {
     }
 }
 
-/// The verdict rules on a speedup, given whether the outputs agree and whether the measurement is
-/// trustworthy; the reason says which rule decided.
+/// The verdict on a speedup at `threshold` with the standard noise band, given whether the outputs
+/// agree and whether the measurement is trustworthy, and the rule that decided: [`decide`].
 pub fn rule(s: &Estimate, equivalent: bool, trustworthy: bool, threshold: f64) -> (Verdict, String) {
-    let band = format!("[{:.2}, {:.2}]", 1.0 - NOISE, 1.0 + NOISE);
-    if !equivalent {
-        return (Verdict::Harmful, "the fused outputs are not equivalent to the unfused ones".into());
-    }
-    if !trustworthy {
-        return (Verdict::Marginal, "untrustworthy measurement".into());
-    }
-    if s.hi < 1.0 - NOISE {
-        return (Verdict::Harmful, format!("slower: the whole CI lies below the noise band {band}"));
-    }
-    let faster = s.lo > 1.0 + NOISE;
-    if faster && s.point >= threshold {
-        (Verdict::Keep, format!("faster, at or above the {threshold:.2}× threshold"))
-    } else if faster {
-        (Verdict::Marginal, format!("faster, but under the {threshold:.2}× threshold"))
-    } else {
-        (Verdict::Marginal, format!("within noise: the CI touches the band {band}"))
-    }
+    let j = decide(s, equivalent, trustworthy, Rule::new(threshold));
+    (j.verdict, j.rule)
 }
 
 /// A list of ops, long ones shortened: `Reshape, Gemm, Reshape, … (23 ops)`.
@@ -177,6 +144,16 @@ pub fn ort_fused(fused: bool, into: &[String]) -> String {
     }
 }
 
+/// The variant a partitioner's fused kernel stands for: the record's best agreeing one, else the headline
+/// (runtime, extended level).
+pub fn stands_for(rec: &FusionCalibration) -> Variant {
+    if rec.best_variant == Variant::Unfused || rec.variant(rec.best_variant).is_none() {
+        Variant::RuntimeExtended
+    } else {
+        rec.best_variant
+    }
+}
+
 /// The assessment of a measured record. `ceilings` place it on the roofline when the record has no
 /// roofline of its own.
 pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ceilings>) -> Assessment {
@@ -184,13 +161,8 @@ pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ce
         let why = rec.skip_reason.clone().unwrap_or_else(|| "unknown".into());
         return Assessment::none(Verdict::Unmeasured, format!("not measured: {why}"));
     }
-    // the variant a partitioner's fused kernel stands for: the best agreeing one, else the headline
-    let variant = if rec.best_variant == BEST_UNFUSED || rec.variant(&rec.best_variant).is_none() {
-        "runtime_extended".to_string()
-    } else {
-        rec.best_variant.clone()
-    };
-    let (speedup, kernels, equivalent, fused_ms) = match rec.variant(&variant) {
+    let variant = stands_for(rec);
+    let (speedup, kernels, equivalent, fused_ms) = match rec.variant(variant) {
         Some(l) => (l.speedup, l.ort_ops.clone(), l.equivalence.passed, l.latency.median_ms),
         None => (
             Estimate { point: rec.speedup_factor, lo: rec.speedup_ci_low, hi: rec.speedup_ci_high },
@@ -217,14 +189,14 @@ pub fn from_record(rec: &FusionCalibration, threshold: f64, ceilings: Option<&Ce
         });
     }
     if !equivalent {
-        if let Some(e) = rec.variant(&variant).map(|l| &l.equivalence) {
+        if let Some(e) = rec.variant(variant).map(|l| &l.equivalence) {
             parts.push(format!("max abs error {:.3e} > atol {:.1e}", e.max_abs_err, e.atol));
         }
     }
-    parts.push(if variant == "explicit" {
-        format!("{:.2}× with the explicit fused kernel ({})", speedup.point, ops_list(&kernels))
-    } else {
-        format!("{:.2}× runtime-fused ({} level)", speedup.point, variant.trim_start_matches("runtime_"))
+    parts.push(match variant {
+        Variant::Explicit => format!("{:.2}× with the explicit fused kernel ({})", speedup.point, ops_list(&kernels)),
+        Variant::RuntimeAll => format!("{:.2}× runtime-fused (all level)", speedup.point),
+        _ => format!("{:.2}× runtime-fused (extended level)", speedup.point),
     });
     parts.push(ort_fused(rec.fused_by_ort, &rec.ort_fused_into));
     if rec.explicit.is_none() {

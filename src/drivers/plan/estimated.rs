@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::calibration::cost_model::{
-    CostModelOptions, Decision, Fallback, FusionCostModel, Source, Variant, Workload,
+    Benefit, CostModelOptions, Fallback, FusionCostModel, Source, VariantChoice, Workload,
 };
 use crate::calibration::roofline::{Ceilings, Roofline};
 use crate::calibration::{FusionCalibration, Status};
@@ -28,53 +28,21 @@ pub struct Estimator {
     pub ceilings: Option<Ceilings>,
 }
 
-/// The source's name: `measured`, `interpolated`, `extrapolated` or `fallback`.
-pub fn source_name(s: &Source) -> &'static str {
-    match s {
-        Source::Measured { .. } => "measured",
-        Source::Interpolated { .. } => "interpolated",
-        Source::Extrapolated { .. } => "extrapolated",
-        Source::Fallback(_) => "fallback",
-    }
-}
-
-/// The records and ceilings of any fuseval calibration file (bench's, calibrate's, or a merged one),
-/// read leniently: what does not parse is left out (the cost model reports on the file itself).
-pub fn records_and_ceilings(path: &Path) -> (Vec<FusionCalibration>, Option<Ceilings>) {
-    let Some(v) = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
-        return (vec![], None);
-    };
-    let runs: Vec<&serde_json::Value> = match v.get("runs").and_then(|r| r.as_array()) {
-        Some(runs) if v.get("kind").and_then(|k| k.as_str()) == Some(crate::calibration::merge::MERGED_KIND) => {
-            runs.iter().collect()
-        }
-        _ => vec![&v],
-    };
-    let ceilings =
-        runs.iter().find_map(|r| r.get("ceilings").and_then(|c| serde_json::from_value::<Ceilings>(c.clone()).ok()));
-    let records = runs
-        .iter()
-        .filter_map(|r| r.get("fusion_profiles").and_then(|f| f.as_array()))
-        .flatten()
-        .filter_map(|r| serde_json::from_value::<FusionCalibration>(r.clone()).ok())
-        .collect();
-    (records, ceilings)
-}
-
 impl Estimator {
     /// Build the cost model from `path` with `threshold`. It uses each record's best agreeing variant (as
     /// validate does with measurements) and never assumes a speedup for an uncalibrated pattern.
     pub fn load(path: &Path, threshold: f64) -> Result<Estimator> {
         let opts = CostModelOptions {
             fallback: Fallback::AssumeNeutral,
-            variant: Variant::Best,
+            variant: VariantChoice::Best,
             ..CostModelOptions::with_threshold(threshold)
         };
-        let model = FusionCostModel::from_path(path, opts)
-            .map_err(|e| user(format!("--calibration {}: {e:#}", path.display())))?;
-        // the records again, for ORT's fused ops, trust and the roofline
-        let (records, ceilings) = records_and_ceilings(path);
-        let records: Vec<FusionCalibration> = records.into_iter().filter(|r| r.status == Status::Measured).collect();
+        let bad = |e: anyhow::Error| user(format!("--calibration {}: {e:#}", path.display()));
+        let src = crate::calibration::read::read(path).map_err(bad)?;
+        let model = FusionCostModel::from_source(&src, opts).map_err(bad)?;
+        // the records themselves, for ORT's fused ops, trust and the roofline
+        let records: Vec<FusionCalibration> = src.records().filter(|r| r.status == Status::Measured).cloned().collect();
+        let ceilings = src.ceilings().cloned();
         let by_signature = records.iter().map(|r| (r.signature.clone(), r.clone())).collect();
         Ok(Estimator { path: path.to_path_buf(), model, by_signature, records, ceilings })
     }
@@ -84,9 +52,9 @@ impl Estimator {
         self.model.warnings()
     }
 
-    /// The cost model's decision on fusing `inst`.
-    pub fn decide(&self, g: &ModelGraph, inst: &Instance) -> Result<Decision> {
-        self.model.decide(inst.pattern, &Workload::of_instance(g, inst))
+    /// The cost model's estimate of fusing `inst`.
+    pub fn benefit(&self, g: &ModelGraph, inst: &Instance) -> Result<Benefit> {
+        self.model.benefit(inst.pattern, &Workload::of_instance(g, inst))
     }
 
     /// The record measured at this very instance (same signature), else one of the same pattern at the
@@ -103,12 +71,12 @@ impl Estimator {
         })
     }
 
-    /// What fusing `inst` is worth by the cost model, under the verdict rules.
+    /// What fusing `inst` is worth by the cost model's estimate, under the one decision rule (with the
+    /// trust of the calibration's record of it, when there is one).
     pub fn assess(&self, g: &ModelGraph, inst: &Instance, threshold: f64) -> Result<Assessment> {
         let w = Workload::of_instance(g, inst);
-        let d = self.model.decide(inst.pattern, &w)?;
-        let b = &d.benefit;
-        let source = source_name(&b.source);
+        let b = &self.model.benefit(inst.pattern, &w)?;
+        let source = b.source.name();
         if let Source::Fallback(_) = b.source {
             let mut a = Assessment::none(
                 Verdict::Unmeasured,
@@ -146,13 +114,7 @@ impl Estimator {
         if let Some(b) = &bottleneck {
             parts.push(if b.unfused == b.fused { b.unfused.clone() } else { format!("{} → {}", b.unfused, b.fused) });
         }
-        let variant = rec.map(|r| {
-            if r.best_variant == crate::calibration::BEST_UNFUSED {
-                "runtime_extended".to_string()
-            } else {
-                r.best_variant.clone()
-            }
-        });
+        let variant = rec.map(super::assess::stands_for);
         Ok(Assessment {
             verdict,
             reason: parts.join("; "),

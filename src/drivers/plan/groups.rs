@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
 
+use crate::calibration::spelling::edit_distance;
 use crate::error::user;
 use crate::graph::ModelGraph;
 use crate::patterns::{Detection, Pattern};
@@ -123,31 +124,17 @@ pub fn resolve(plan: &Plan, plan_path: &Path, model: &Path, g: &ModelGraph, d: &
     Ok(out)
 }
 
-/// The model's node name closest to `name` when it is close (same name but case, or a small edit).
+/// The model's node name closest to `name` when it is close (same name but case, or a small edit; names
+/// whose lengths differ by more than 3 characters are not close).
 fn suggestion<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = name.to_ascii_lowercase();
+    let len = lower.chars().count();
     names
-        .map(|n| (edit_distance(&lower, &n.to_ascii_lowercase()), n))
+        .filter(|n| n.chars().count().abs_diff(len) <= 3)
+        .map(|n| (edit_distance(&lower, &n.to_ascii_lowercase(), 1), n))
         .filter(|(d, _)| *d <= 2.max(name.len() / 10))
         .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)))
         .map(|(_, n)| n)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 3 {
-        return usize::MAX;
-    }
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let sub = prev[j - 1] + usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Whether `nodes` (topological order) can be fused into one kernel: `Err((reason, culprit tensor))`.

@@ -214,7 +214,10 @@ pub fn validate_command(args: &ValidateArgs) -> Result<ExitCode> {
         // the ceilings that place measured groups on the roofline: the calibration's, else measured
         let ceilings = match &args.calibration {
             Some(c) => {
-                let found = estimated::records_and_ceilings(c).1;
+                let found = crate::calibration::read::read(c)
+                    .map_err(|e| user(format!("--calibration {}: {e:#}", c.display())))?
+                    .ceilings()
+                    .cloned();
                 if found.is_none() {
                     warnings.push(format!("{} has no hardware ceilings: no bottleneck is given", c.display()));
                 }

@@ -1,8 +1,7 @@
 //! `fuseval plan`: a greedy partition. Candidates are every catalog match (`Detection::all`,
-//! overlapping sub-matches included), each legal to fuse by construction. A candidate is eligible when:
-//!
-//! - measured: its verdict is `keep` (equivalent, trustworthy, faster beyond noise, point ≥ threshold);
-//! - estimated: the cost model decides `Fuse` (the CI's lower bound reaches the threshold).
+//! overlapping sub-matches included), each legal to fuse by construction. A candidate is eligible when
+//! its verdict is `keep` (`crate::calibration::decision::decide`: equivalent, trustworthy, and the whole
+//! CI clears the threshold and the noise band), measured or estimated alike.
 //!
 //! Eligible candidates are taken in order of benefit, each only if it shares no node with one taken
 //! before: measured, identical instances together, by the time they save in all (unfused − fused ms,
@@ -115,10 +114,11 @@ pub fn from_estimates(p: &Prepared, e: &Estimator, threshold: f64) -> Proposal {
             let a = e
                 .assess(g, inst, threshold)
                 .unwrap_or_else(|err| Assessment::none(Verdict::Unmeasured, format!("no estimate: {err:#}")));
-            let (eligible, why) = match e.decide(g, inst) {
-                Ok(d) => (d.fuse && a.speedup.is_some(), d.benefit.source.describe()),
-                Err(err) => (false, format!("{err:#}")),
+            let why = match e.benefit(g, inst) {
+                Ok(b) => b.source.describe(),
+                Err(err) => format!("{err:#}"),
             };
+            let eligible = a.verdict == Verdict::Keep;
             (i, Candidate { inst, eligible, why, a })
         })
         .collect();
