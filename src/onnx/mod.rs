@@ -20,58 +20,48 @@ pub enum DType {
     Bool,
 }
 
+/// The one table of ONNX element types: `TensorProto.DataType` code, short name, bytes per element (0 for
+/// strings), and the `DType` fuseval generates and reads for it (`None`: recognised, not generated).
+const ELEM_TYPES: &[(i32, &str, usize, Option<DType>)] = &[
+    (1, "f32", 4, Some(DType::F32)),
+    (2, "u8", 1, Some(DType::U8)),
+    (3, "i8", 1, Some(DType::I8)),
+    (4, "u16", 2, None),
+    (5, "i16", 2, None),
+    (6, "i32", 4, Some(DType::I32)),
+    (7, "i64", 8, Some(DType::I64)),
+    (8, "string", 0, None),
+    (9, "bool", 1, Some(DType::Bool)),
+    (10, "f16", 2, Some(DType::F16)),
+    (11, "f64", 8, Some(DType::F64)),
+    (12, "u32", 4, None),
+    (13, "u64", 8, None),
+    (16, "bf16", 2, None),
+];
+
+fn elem(elem_type: i32) -> Option<&'static (i32, &'static str, usize, Option<DType>)> {
+    ELEM_TYPES.iter().find(|e| e.0 == elem_type)
+}
+
 impl DType {
     /// From an ONNX `TensorProto.DataType` code; `None` for types fuseval does not handle.
     pub fn from_onnx(elem_type: i32) -> Option<DType> {
-        Some(match elem_type {
-            1 => DType::F32,
-            2 => DType::U8,
-            3 => DType::I8,
-            6 => DType::I32,
-            7 => DType::I64,
-            9 => DType::Bool,
-            10 => DType::F16,
-            11 => DType::F64,
-            _ => return None,
-        })
+        elem(elem_type)?.3
     }
 
     /// The ONNX `TensorProto.DataType` code.
     pub fn onnx_code(self) -> i32 {
-        match self {
-            DType::F32 => 1,
-            DType::U8 => 2,
-            DType::I8 => 3,
-            DType::I32 => 6,
-            DType::I64 => 7,
-            DType::Bool => 9,
-            DType::F16 => 10,
-            DType::F64 => 11,
-        }
+        ELEM_TYPES.iter().find(|e| e.3 == Some(self)).map(|e| e.0).expect("every DType is in ELEM_TYPES")
     }
 
     /// Bytes per element.
     pub fn size_bytes(self) -> usize {
-        match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 => 2,
-            DType::I8 | DType::U8 | DType::Bool => 1,
-        }
+        elem_size(self.onnx_code())
     }
 
     /// Lowercase name, as serialised: `f32`, `f16`, ...
     pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F64 => "f64",
-            DType::F16 => "f16",
-            DType::I64 => "i64",
-            DType::I32 => "i32",
-            DType::I8 => "i8",
-            DType::U8 => "u8",
-            DType::Bool => "bool",
-        }
+        elem_name(self.onnx_code())
     }
 
     /// Whether this is a floating-point type.
@@ -93,34 +83,12 @@ impl DType {
 
 /// Bytes per element of an ONNX element type (0 when unknown).
 pub fn elem_size(elem_type: i32) -> usize {
-    match elem_type {
-        2 | 3 | 9 => 1,
-        4 | 5 | 10 | 16 => 2,
-        1 | 6 | 12 => 4,
-        7 | 11 | 13 => 8,
-        _ => 0,
-    }
+    elem(elem_type).map_or(0, |e| e.2)
 }
 
 /// Short name of an ONNX element type.
 pub fn elem_name(elem_type: i32) -> &'static str {
-    match elem_type {
-        1 => "f32",
-        2 => "u8",
-        3 => "i8",
-        4 => "u16",
-        5 => "i16",
-        6 => "i32",
-        7 => "i64",
-        8 => "string",
-        9 => "bool",
-        10 => "f16",
-        11 => "f64",
-        12 => "u32",
-        13 => "u64",
-        16 => "bf16",
-        _ => "?",
-    }
+    elem(elem_type).map_or("?", |e| e.1)
 }
 
 /// A tensor value-info, with a fixed shape when `dims` is given.
@@ -235,5 +203,21 @@ pub fn a_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
         r#type: pb::attribute_proto::AttributeType::Ints as i32,
         ints: v.to_vec(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_table_agrees_with_itself() {
+        for d in [DType::F32, DType::F64, DType::F16, DType::I64, DType::I32, DType::I8, DType::U8, DType::Bool] {
+            assert_eq!(DType::from_onnx(d.onnx_code()), Some(d));
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{}\"", d.name()));
+        }
+        assert_eq!((DType::F16.size_bytes(), DType::I64.size_bytes(), DType::Bool.size_bytes()), (2, 8, 1));
+        assert_eq!((elem_name(16), elem_size(16), DType::from_onnx(16)), ("bf16", 2, None));
+        assert_eq!((elem_name(99), elem_size(99)), ("?", 0));
     }
 }
