@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["calibration"],
     &["report"],
     &["pipeline"],
-    &["drivers", "drivers::run", "drivers::calibrate", "drivers::bench", "drivers::plan"],
+    &["drivers::run", "drivers::calibrate", "drivers::bench", "drivers::plan", "drivers"],
     &[
         "cli::args",
         "cli::inspect",
@@ -151,6 +151,15 @@ fn dependencies(src: &Path) -> Deps {
         let from = unit_of_file(rel);
         let text = std::fs::read_to_string(&f).unwrap();
         let mut found = imports(&text);
+        // a split folder's mod.rs depends on the files it declares (`pub mod bench;`)
+        if SPLIT.contains(&from.as_str()) {
+            for l in text.lines() {
+                let l = l.trim();
+                if let Some(m) = l.strip_prefix("pub mod ").or_else(|| l.strip_prefix("mod ")) {
+                    found.insert((from.clone(), Some(m.trim_end_matches(';').trim().to_string())));
+                }
+            }
+        }
         // a file directly in a split folder reaches its siblings through `super::`
         if let (Some((top, _)), 2) = (from.split_once("::"), rel.iter().count()) {
             found.extend(imports(&text.replace("super::", &format!("crate::{top}::"))));
