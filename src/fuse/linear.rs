@@ -1,5 +1,6 @@
 //! Explicit fusion of the linear family: (MatMul + bias Add | Gemm) followed by nothing, ReLU (and an
-//! inference Dropout), GELU, or ReLU and a second linear layer (the MLP).
+//! inference Dropout), GELU, or ReLU and a second linear layer (the MLP), read from the roles detection
+//! gave each node (no matching again).
 //!
 //! - Linear+Bias → `Gemm` with `C`. A 3-D (or higher) input is flattened to 2-D around the Gemm
 //!   (`Reshape`, `Gemm`, `Reshape`), as ORT's own MatMul+Add fusion does.
@@ -13,15 +14,16 @@
 //! - A weight dequantized in the graph (DequantizeLinear, Cast→Mul) keeps its nodes, which the kernels read.
 //!
 //! CUDA has Gemm, BiasGelu and FastGelu but no FusedGemm: ReLU forms answer NoKernel there.
-//! Breaks a rewrite (NoKernel "form not supported yet"): the weight as MatMul's left operand, Gemm
-//! with `transA`, a non-2-D weight, any node this file does not know.
+//! NoKernel too: the weight as MatMul's left operand, Gemm with `transA`, a non-2-D weight, a Gemm `C`
+//! that is not one value per output feature.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use tract_onnx::pb;
 
-use super::{is, unsupported, Availability, Rewrite, View};
+use super::{is, Availability, Rewrite, View};
 use crate::carve::Carved;
 use crate::onnx::{a_f, a_i, a_s};
+use crate::patterns::Role;
 use crate::runtime::Ep;
 
 /// One linear layer with bias, as found in the carved nodes.
@@ -33,54 +35,55 @@ struct Linear {
     alpha: f32,
     bias: String,
     bias_scale: f32,
-    /// The tensor the layer (after its bias) writes.
-    out: String,
     k: i64,
     n: i64,
 }
 
-/// Parse a linear layer at `main[i]`; returns it and the index after it.
-fn linear_at(v: &View, main: &[&pb::NodeProto], i: usize) -> Result<Option<(Linear, usize)>> {
-    let Some(n) = main.get(i) else { return Ok(None) };
+/// The linear layer whose MatMul or Gemm plays `matmul` and whose bias Add (absent for a Gemm with `C`)
+/// plays `bias`: the layer, or why ORT's kernels cannot take it.
+fn layer(v: &View, matmul: Role, bias: Role) -> Result<std::result::Result<Linear, String>> {
+    let n = v.the(matmul)?;
     let ins: Vec<&str> = n.input.iter().map(|s| s.as_str()).collect();
-    let (x, w, trans_b, alpha, beta, c) = if is(n, "Gemm") {
-        if super::attr_i(n, "transA").unwrap_or(0) != 0 || ins.len() < 2 || v.is_const(ins[0]) || !v.is_const(ins[1]) {
-            return Ok(None);
+    if ins.len() < 2 {
+        bail!("{} with {} inputs", n.op_type, ins.len());
+    }
+    if v.is_const(ins[0]) {
+        return Ok(Err(format!(
+            "the weight is {}'s left operand (W·x); Gemm and FusedGemm take it as the right one",
+            n.op_type
+        )));
+    }
+    let (x, w) = (ins[0], ins[1]);
+    let (trans_b, alpha, beta, c) = if is(n, "Gemm") {
+        if super::attr_i(n, "transA").unwrap_or(0) != 0 {
+            return Ok(Err("Gemm with transA: the rewrite does not transpose the input".into()));
         }
         let c = ins.get(2).filter(|c| !c.is_empty()).map(|c| c.to_string());
         let trans_b = super::attr_i(n, "transB").unwrap_or(0) != 0;
-        (ins[0], ins[1], trans_b, super::attr_f(n, "alpha").unwrap_or(1.0), super::attr_f(n, "beta").unwrap_or(1.0), c)
-    } else if is(n, "MatMul") {
-        // the weight must be the right operand: x·W
-        if ins.len() != 2 || v.is_const(ins[0]) || !v.is_const(ins[1]) {
-            return Ok(None);
-        }
-        (ins[0], ins[1], false, 1.0, 1.0, None)
+        (trans_b, super::attr_f(n, "alpha").unwrap_or(1.0), super::attr_f(n, "beta").unwrap_or(1.0), c)
     } else {
-        return Ok(None);
+        (false, 1.0, 1.0, None)
     };
     let w_dims = v.dims(w)?;
     if w_dims.len() != 2 {
-        return Ok(None);
+        return Ok(Err(format!("the weight has dims {w_dims:?}, not 2-D as Gemm takes it")));
     }
     let (k, n_out) = if trans_b { (w_dims[1], w_dims[0]) } else { (w_dims[0], w_dims[1]) };
-    let mut next = i + 1;
-    let (bias, bias_scale, out) = match c {
-        Some(c) if v.is_const(&c) => (c, beta, n.output[0].clone()),
-        Some(_) => return Ok(None),
+    let (bias, bias_scale) = match c {
+        Some(c) => (c, beta),
         None => {
-            let Some(add) = main.get(next).filter(|a| is(a, "Add")) else { return Ok(None) };
-            let Some(b) = v.other_input(add, &n.output[0]).filter(|b| v.is_const(b)) else { return Ok(None) };
-            next += 1;
-            (b.to_string(), 1.0, add.output[0].clone())
+            let add = v.the(bias)?;
+            let b = v
+                .other_input(add, &n.output[0])
+                .ok_or_else(|| anyhow!("the bias Add does not read the {}", n.op_type))?;
+            (b.to_string(), 1.0)
         }
     };
     let numel: i64 = v.dims(&bias)?.iter().product();
     if numel != n_out {
-        return Ok(None);
+        return Ok(Err(format!("the bias has {numel} values, not one per output feature ({n_out})")));
     }
-    let lin = Linear { x: x.into(), w: w.into(), trans_b, alpha, bias, bias_scale, out, k, n: n_out };
-    Ok(Some((lin, next)))
+    Ok(Ok(Linear { x: x.into(), w: w.into(), trans_b, alpha, bias, bias_scale, k, n: n_out }))
 }
 
 /// What follows the linear layer.
@@ -93,42 +96,33 @@ enum Tail {
 
 pub(crate) fn rewrite(c: &Carved, ep: Ep) -> Result<Availability> {
     let v = View::new(c)?;
-    let main = v.main.clone();
-    let Some((lin, i)) = linear_at(&v, &main, 0)? else { return unsupported(&v) };
-    let rest = &main[i..];
-    let reads = |n: &pb::NodeProto, t: &str| n.input.iter().any(|s| s == t);
-    if rest.first().is_some_and(|n| is(n, "Clip") && reads(n, &lin.out)) {
+    let lin = match layer(&v, Role::MatMul, Role::Bias)? {
+        Ok(lin) => lin,
+        Err(why) => return Ok(Availability::NoKernel(why)),
+    };
+    let activation = v.node(Role::Activation);
+    if activation.is_some_and(|n| is(n, "Clip")) {
         // checked against ORT 1.31.1: FusedGemm with activation "Clip" fails with "unknown kernel type"
         return Ok(Availability::NoKernel(
             "ORT's FusedGemm has no Clip (ReLU6) activation; Gemm and Clip stay two kernels".into(),
         ));
     }
-    let tail = match rest {
-        [] => Tail::None,
-        [r, more @ ..] if is(r, "Relu") && reads(r, &lin.out) => {
-            // an inference Dropout after the ReLU is a no-op
-            let (act_out, dropout, after) = match more {
-                [d, after @ ..] if is(d, "Dropout") && reads(d, &r.output[0]) => {
-                    if dropout_training(&v, d) {
-                        return Ok(Availability::NoKernel("Dropout in training mode is not a no-op".into()));
-                    }
-                    (d.output[0].as_str(), true, after)
-                }
-                _ => (r.output[0].as_str(), false, more),
-            };
-            if after.is_empty() {
-                Tail::Relu { dropout }
-            } else {
-                match linear_at(&v, after, 0)? {
-                    Some((second, j)) if j == after.len() && second.x == act_out => Tail::Mlp { second, dropout },
-                    _ => return unsupported(&v),
-                }
+    let gelu = v.nodes(Role::Gelu);
+    let tail = if !gelu.is_empty() {
+        Tail::Gelu { tanh: gelu_tanh(&gelu) }
+    } else if activation.is_some() {
+        // an inference Dropout after the ReLU is a no-op
+        let dropout = v.node(Role::Dropout).is_some();
+        if v.node(Role::MatMul2).is_some() {
+            match layer(&v, Role::MatMul2, Role::Bias2)? {
+                Ok(second) => Tail::Mlp { second, dropout },
+                Err(why) => return Ok(Availability::NoKernel(format!("the second layer: {why}"))),
             }
+        } else {
+            Tail::Relu { dropout }
         }
-        _ => match gelu_form(&lin.out, rest) {
-            Some(tanh) => Tail::Gelu { tanh },
-            None => return unsupported(&v),
-        },
+    } else {
+        Tail::None
     };
     let cuda = matches!(ep, Ep::Cuda { .. });
     if cuda && matches!(tail, Tail::Relu { .. } | Tail::Mlp { .. }) {
@@ -198,36 +192,12 @@ pub(crate) fn rewrite(c: &Carved, ep: Ep) -> Result<Availability> {
     rw.finish(&v, notes.join("; "))
 }
 
-/// Whether a Dropout runs in training mode (its `training_mode` input is a true constant).
-fn dropout_training(v: &View, d: &pb::NodeProto) -> bool {
-    let Some(t) = d.input.get(2).filter(|s| !s.is_empty()) else { return false };
-    match v.inits.get(t.as_str()) {
-        Some(t) => t.raw_data.iter().any(|&b| b != 0) || t.int32_data.iter().any(|&b| b != 0),
-        None => true, // not a constant we can read: do not assume inference
-    }
-}
-
-/// The GELU after `x`, as this file accepts it: the `Gelu` op alone, or a region of Div/Mul/Add/Pow
-/// nodes with exactly one Erf (exact) or one Tanh (approximation). Returns whether it is the tanh form.
-fn gelu_form(x: &str, rest: &[&pb::NodeProto]) -> Option<bool> {
-    let first = rest.first()?;
-    if !first.input.iter().any(|s| s == x) {
-        return None;
-    }
-    if let [g] = rest {
-        if g.op_type == "Gelu" && matches!(g.domain.as_str(), "" | "ai.onnx" | "com.microsoft") {
-            return Some(super::attr_s(g, "approximate").as_deref() == Some("tanh"));
-        }
-    }
-    const OPS: &[&str] = &["Div", "Mul", "Add", "Pow", "Erf", "Tanh"];
-    if !rest.iter().all(|n| OPS.iter().any(|op| is(n, op))) {
-        return None;
-    }
-    let count = |op: &str| rest.iter().filter(|n| is(n, op)).count();
-    match (count("Erf"), count("Tanh")) {
-        (1, 0) => Some(false),
-        (0, 1) => Some(true),
-        _ => None,
+/// Whether the GELU (its nodes from detection) is the tanh approximation: the `Gelu` op with
+/// `approximate="tanh"`, or the decomposed form with a `Tanh` (the exact form has an `Erf`).
+fn gelu_tanh(nodes: &[&pb::NodeProto]) -> bool {
+    match nodes {
+        [g] if g.op_type == "Gelu" => super::attr_s(g, "approximate").as_deref() == Some("tanh"),
+        _ => nodes.iter().any(|n| is(n, "Tanh")),
     }
 }
 
