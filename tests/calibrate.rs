@@ -57,7 +57,7 @@ fn check_calibration(cal: &HardwareCalibration) {
         assert!(rl.unfused.bytes >= rl.fused.bytes, "{}: {} < {}", r.fusion_pattern, rl.unfused.bytes, rl.fused.bytes);
         assert!(!rl.explanation.is_empty());
     }
-    assert_eq!(cal.crossovers.len(), 18);
+    assert_eq!(cal.crossovers.len(), 19);
     assert!(cal.crossovers.iter().all(|c| c.points.len() >= 3 && !c.summary.is_empty()));
     // every pair rule is internally consistent
     assert!(cal.fusion_rules.len() >= 5, "{}", cal.fusion_rules.len());
@@ -74,7 +74,7 @@ fn check_calibration(cal: &HardwareCalibration) {
 
 fn check_cost_model(path: &std::path::Path, cal: &HardwareCalibration) {
     let model = FusionCostModel::from_path(path, CostModelOptions::default()).expect("cost model reads the file");
-    assert_eq!(model.patterns().len(), 18);
+    assert_eq!(model.patterns().len(), 19);
     // at a calibrated size: the measured record itself
     let r = cal
         .fusion_profiles
@@ -154,9 +154,9 @@ fn calibrate_quick_writes_a_hardware_calibration_the_cost_model_reads() {
 
 #[test]
 fn patterns_flag_takes_families_keys_and_aliases() {
-    assert_eq!(parse_patterns("all").unwrap().len(), 18);
+    assert_eq!(parse_patterns("all").unwrap().len(), 19);
     assert_eq!(parse_patterns("linear").unwrap().len(), 5);
-    assert_eq!(parse_patterns("conv,attention").unwrap().len(), 9);
+    assert_eq!(parse_patterns("conv,attention").unwrap().len(), 10);
     assert_eq!(parse_patterns("elementwise").unwrap().len(), 4);
     assert_eq!(parse_patterns("Conv2d_BatchNorm2d_ReLU,conv_bn_relu").unwrap(), vec![Pattern::ConvBnRelu]);
     let e = parse_patterns("Conv_Softmax").unwrap_err();

@@ -305,7 +305,7 @@ fn inspect_patterns_lists_the_catalog() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let entries = v.as_array().unwrap();
-    assert_eq!(entries.len(), 18);
+    assert_eq!(entries.len(), 19);
     let keys: Vec<&str> = entries.iter().map(|e| e["key"].as_str().unwrap()).collect();
     let want: Vec<&str> = fuseval::patterns::Pattern::ALL.iter().map(|p| p.key()).collect();
     assert_eq!(keys, want);
@@ -319,11 +319,11 @@ fn inspect_patterns_lists_the_catalog() {
     let o = fuseval(&["inspect", "--patterns"]);
     assert!(o.status.success(), "{}", text(&o));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.starts_with("Pattern catalog: 18 patterns"), "{s}");
+    assert!(s.starts_with("Pattern catalog: 19 patterns"), "{s}");
     for k in want {
         assert!(s.contains(&format!("\n{k} (")), "{k} missing in\n{s}");
     }
-    assert_eq!(s.matches("  kernel: CPU ").count(), 18, "{s}");
+    assert_eq!(s.matches("  kernel: CPU ").count(), 19, "{s}");
 
     // no model and no --patterns is a usage error
     let o = fuseval(&["inspect"]);
