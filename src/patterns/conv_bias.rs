@@ -15,8 +15,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     key: "Conv2d_Bias",
     family: Family::Conv,
     operators: &["Conv2d", "Bias"],
-    forms: &[
-    ],
+    forms: &["2-D Conv (constant weight) + Add of a per-channel constant ([C,1,1] or [1,C,1,1]), either order"],
     rule,
     kernel_cpu: "Conv (bias folded)",
     kernel_cuda: "Conv (bias folded)",

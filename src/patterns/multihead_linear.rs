@@ -39,7 +39,7 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     family: Family::Attention,
     operators: &["MultiHead(Q,K,V)", "Linear"],
     forms: &[
-        "Q/K/V linear projections of one hidden state + Reshape/Transpose head split + an attention head  + head merge + output linear",
+        "Q/K/V linear projections of one hidden state + Reshape/Transpose head split + an attention head + head merge + output linear",
         "with the exporter's Shape/Gather/Concat shape computation inside the block",
     ],
     rule,
