@@ -157,7 +157,8 @@ fn resume_refuses_a_changed_model() {
 
 #[test]
 fn a_failing_instance_is_skipped_and_the_run_goes_on() {
-    for (hook, reason) in [("Add_ReLU", "injected failure"), ("Add_ReLU!", "internal error (panic)")] {
+    // the residual blocks' pattern (Conv2d_Add_ReLU since issue 10; Add_ReLU before)
+    for (hook, reason) in [("Conv2d_Add_ReLU", "injected failure"), ("Conv2d_Add_ReLU!", "internal error (panic)")] {
         let out = tmp(&format!("fail{}", hook.len()));
         let lock = out.with_extension("lock");
         let o =
@@ -168,7 +169,7 @@ fn a_failing_instance_is_skipped_and_the_run_goes_on() {
         let skipped: Vec<_> = cal.fusion_profiles.iter().filter(|r| r.status == Status::Skipped).collect();
         assert!(!skipped.is_empty());
         for r in &skipped {
-            assert_eq!(r.fusion_pattern, "Add_ReLU");
+            assert_eq!(r.fusion_pattern, "Conv2d_Add_ReLU");
             assert!(r.skip_reason.as_deref().unwrap_or("").contains(reason), "{:?}", r.skip_reason);
         }
         // everything else was measured
