@@ -10,6 +10,7 @@ use super::args::{threads_arg, MeasureFlags, ModelFlags};
 use crate::calibration::{CalibrationFile, RunOptions, Status};
 use crate::drivers::bench::{bench_run, default_out_dir, BenchOptions};
 use crate::error::ExitCode;
+use crate::load::InputOverride;
 use crate::pipeline::prepare;
 use crate::report;
 use crate::runtime::Ep;
@@ -113,7 +114,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     let run = opts.run.clone().context("bench options without run options")?;
     // before anything starts ONNX Runtime: its shared thread pool is sized once per process
     crate::runtime::configure_pool(opts.threads)?;
-    let p = prepare(Path::new(&run.model_path), &parse_inputs(&run.inputs)?)?;
+    let p = prepare(Path::new(&run.model_path), &InputOverride::parse_all(&run.inputs)?)?;
     if previous.is_none() {
         for w in &p.loaded.warnings {
             eprintln!("warning: {w}");
@@ -225,8 +226,4 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         cuda_graph: false,
     };
     Ok((prev, opts))
-}
-
-fn parse_inputs(v: &[String]) -> Result<Vec<crate::load::InputOverride>> {
-    v.iter().map(|s| s.parse()).collect()
 }

@@ -39,8 +39,7 @@ pub fn run(cmd: InspectCmd) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let model = cmd.model.ok_or_else(|| crate::error::user("inspect needs a MODEL (or --patterns)"))?;
-    let inputs: Vec<InputOverride> = cmd.inputs.iter().map(|s| s.parse()).collect::<Result<_>>()?;
-    let p = prepare(&model, &inputs)?;
+    let p = prepare(&model, &InputOverride::parse_all(&cmd.inputs)?)?;
     let r = report::inspect::inspect_report(&p.loaded, &p.graph, &p.detection);
     if cmd.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -37,6 +37,13 @@ pub struct InputOverride {
     pub dims: Vec<usize>,
 }
 
+impl InputOverride {
+    /// Every `--input NAME=DIMS` given.
+    pub fn parse_all(v: &[String]) -> Result<Vec<InputOverride>> {
+        v.iter().map(|s| s.parse()).collect()
+    }
+}
+
 impl FromStr for InputOverride {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {

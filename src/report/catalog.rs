@@ -24,11 +24,6 @@ pub struct CatalogEntry {
     pub cuda_measured: String,
 }
 
-/// The forms of a pattern, by key (empty for an unknown key).
-pub fn forms(key: &str) -> &'static [&'static str] {
-    Pattern::from_key(key).map(|p| p.descriptor().forms).unwrap_or(&[])
-}
-
 /// Every pattern, in `Pattern::ALL` order.
 pub fn catalog() -> Vec<CatalogEntry> {
     Pattern::ALL

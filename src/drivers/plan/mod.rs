@@ -83,10 +83,6 @@ fn check_threshold(t: f64) -> Result<()> {
     Ok(())
 }
 
-fn parse_inputs(v: &[String]) -> Result<Vec<InputOverride>> {
-    v.iter().map(|s| s.parse()).collect()
-}
-
 /// The bench options for measuring, the ORT pool sized and the provider checked.
 fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
     let (threads, ep) = (m.threads, m.ep);
@@ -127,7 +123,8 @@ fn progress() -> bool {
 }
 
 fn load_model(model: &Path, m: &MeasureArgs) -> Result<Prepared> {
-    let p = prepare(model, &parse_inputs(&m.inputs)?).with_context(|| format!("loading {}", model.display()))?;
+    let p = prepare(model, &InputOverride::parse_all(&m.inputs)?)
+        .with_context(|| format!("loading {}", model.display()))?;
     for w in &p.loaded.warnings {
         eprintln!("warning: {w}");
     }
