@@ -22,14 +22,15 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use tract_onnx::pb;
 
-use super::{attr_i, is, Availability, Rewrite, View};
+use super::{is, Availability, Rewrite, View};
 use crate::carve::Carved;
+use crate::patterns::Role;
 use crate::onnx::{a_f, a_i};
 
 /// Q@Kᵀ + Softmax → FusedMatMul (scale folded) + Add + Softmax.
 pub fn qk_softmax(c: &Carved) -> Result<Availability> {
     let v = View::new(c)?;
-    let Some(h) = parse_head(&v)? else { return no_form(&v) };
+    let h = head(&v)?;
     if h.scale_nodes == 0 {
         return Ok(Availability::NoKernel(
             "no scale to fold: FusedMatMul would be a plain MatMul, and ORT has no MatMul+Softmax kernel on CPU".into(),
@@ -66,8 +67,8 @@ pub fn softmax_v(_c: &Carved) -> Result<Availability> {
 /// Q@Kᵀ + Softmax + @V → MultiHeadAttention.
 pub fn attention_head(c: &Carved) -> Result<Availability> {
     let v = View::new(c)?;
-    let Some(h) = parse_head(&v)? else { return no_form(&v) };
-    let Some(val) = h.v.clone() else { return no_form(&v) };
+    let h = head(&v)?;
+    let val = h.v.clone().context("the match has no MatMul with V")?;
     let (q, kt, vd) = (v.dims(&h.q)?, v.dims(&h.kt)?, v.dims(&val)?);
     if q.len() != 4 || kt.len() != 4 || vd.len() != 4 {
         return Ok(Availability::NoKernel(format!(
@@ -124,24 +125,22 @@ pub fn attention_head(c: &Carved) -> Result<Availability> {
 /// MultiHead(Q,K,V) + Linear → Attention + MatMul + Add.
 pub fn multihead_linear(c: &Carved) -> Result<Availability> {
     let v = View::new(c)?;
-    let Some(h) = parse_head(&v)? else { return no_form(&v) };
-    let Some(val) = h.v.clone() else { return no_form(&v) };
-    let produced: HashMap<&str, &pb::NodeProto> =
-        v.main.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), *n))).collect();
-    // the Q, K and V projections, back through the head-splitting plumbing
+    let h = head(&v)?;
     let mut proj = vec![];
-    for t in [&h.q, &h.kt, &val] {
-        match projection_before(&v, &produced, t) {
-            Some(p) => proj.push(p),
-            None => return no_form(&v),
+    for (matmul, bias) in [(Role::QMatMul, Role::QBias), (Role::KMatMul, Role::KBias), (Role::VMatMul, Role::VBias)] {
+        match projection(&v, matmul, bias)? {
+            Ok(p) => proj.push(p),
+            Err(why) => return Ok(Availability::NoKernel(why)),
         }
     }
     if proj[0].x != proj[1].x || proj[0].x != proj[2].x {
-        return no_form(&v);
+        bail!("the Q, K and V projections read different tensors");
     }
-    // the output projection: the MatMul + bias Add that writes the output
+    let o = match projection(&v, Role::OutMatMul, Role::OutBias)? {
+        Ok(o) => o,
+        Err(why) => return Ok(Availability::NoKernel(why)),
+    };
     let out = v.output()?;
-    let Some(o) = projection_ending(&v, &produced, out) else { return no_form(&v) };
     // shapes of the head's inputs, from tract's analysis of the carved model
     let shapes = tensor_shapes(c)?;
     let dims = |t: &str| shapes.get(t).cloned().flatten().with_context(|| format!("the shape of `{t}` is unknown"));
@@ -159,7 +158,10 @@ pub fn multihead_linear(c: &Carved) -> Result<Availability> {
         || sizes[2] % n != 0
         || x[2] != proj[0].k
     {
-        return no_form(&v);
+        return Ok(Availability::NoKernel(format!(
+            "the projections ({}) do not pack into one Attention weight for {n} heads over a hidden state {x:?}",
+            sizes.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        )));
     }
     let mut r = Rewrite::default();
     let k = proj[0].k;
@@ -211,10 +213,10 @@ pub fn multihead_linear(c: &Carved) -> Result<Availability> {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Reading the carved head
+// Reading the carved head, by the roles detection gave its nodes
 
-/// An attention head (or its scores) as found in the carved nodes.
-struct ParsedHead {
+/// An attention head (or its scores) as detection found it.
+struct Head {
     q: String,
     kt: String,
     v: Option<String>,
@@ -226,66 +228,44 @@ struct ParsedHead {
     guard: bool,
 }
 
-/// Find the one last-axis Softmax of the carved model and read the head around it.
-fn parse_head(v: &View) -> Result<Option<ParsedHead>> {
-    let soft: Vec<&&pb::NodeProto> = v.main.iter().filter(|n| is(n, "Softmax")).collect();
-    let [sm] = soft.as_slice() else { return Ok(None) };
-    if !matches!(attr_i(sm, "axis"), Some(-1) | Some(3)) {
-        return Ok(None);
+/// The head from its roles: Q and Kᵀ are the QK MatMul's operands (or what a scale before it
+/// multiplies), the mask the mask Add's operand that is not the scores, V the PV MatMul's right operand.
+fn head(v: &View) -> Result<Head> {
+    let mm = v.the(Role::QkMatMul)?;
+    let scales = v.nodes(Role::ScoreScale);
+    let (mut scale, mut operands) = (1f32, vec![]);
+    for s in &scales {
+        scale *= scale_factor(v, s)?.1;
     }
-    let produced: HashMap<&str, &pb::NodeProto> =
-        v.main.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), *n))).collect();
-    let (mut scale, mut scale_nodes, mut mask) = (1f32, 0, None);
-    let mut t = sm.input[0].as_str();
-    let mut node = produced.get(t).copied();
-    if let Some(add) = node.filter(|n| is(n, "Add")) {
-        // the scores come from the MatMul or its scale; the other operand is the mask
-        let from_scores = |i: &str| produced.get(i).is_some_and(|p| is(p, "MatMul") || is(p, "Mul") || is(p, "Div"));
-        let Some(s) = add.input.iter().find(|i| from_scores(i)) else { return Ok(None) };
-        let Some(m) = v.other_input(add, s) else { return Ok(None) };
-        mask = Some(m.to_string());
-        t = s.as_str();
-        node = produced.get(t).copied();
-    }
-    if let Some(sc) = node.filter(|n| is(n, "Mul") || is(n, "Div")) {
-        let (x, f) = scale_factor(v, sc)?;
-        scale *= f;
-        scale_nodes += 1;
-        t = x;
-        node = produced.get(t).copied();
-    }
-    let Some(mm) = node.filter(|n| is(n, "MatMul")) else { return Ok(None) };
-    let mut operands = vec![];
-    for i in &mm.input {
-        match produced.get(i.as_str()).filter(|p| is(p, "Mul") || is(p, "Div")) {
-            Some(p) => {
-                let (x, f) = scale_factor(v, p)?;
-                scale *= f;
-                scale_nodes += 1;
-                operands.push(x.to_string());
-            }
+    for i in mm.input.iter().filter(|i| !i.is_empty()) {
+        match scales.iter().find(|s| s.output.first() == Some(i)) {
+            Some(s) => operands.push(scale_factor(v, s)?.0.to_string()),
             None => operands.push(i.clone()),
         }
     }
-    let [q, kt] = operands.as_slice() else { return Ok(None) };
-    // after the Softmax: sdpa's guard, then the PV MatMul
-    let readers = |o: &str| v.main.iter().filter(move |n| n.input.iter().any(|i| i == o)).copied().collect::<Vec<_>>();
-    let mut probs = sm.output[0].as_str();
-    let mut guard = false;
-    if let Some(w) = readers(probs).into_iter().find(|n| is(n, "Where")) {
-        probs = w.output[0].as_str();
-        guard = true;
-    }
-    let pv = readers(probs).into_iter().find(|n| is(n, "MatMul") && n.input.first().map(|s| s.as_str()) == Some(probs));
-    Ok(Some(ParsedHead {
+    let [q, kt] = operands.as_slice() else { bail!("the QK MatMul `{}` has {} operands", mm.name, operands.len()) };
+    let mask = match v.node(Role::Mask) {
+        Some(add) => {
+            let scores: Vec<&str> = std::iter::once(mm).chain(scales.iter().copied()).map(|n| n.output[0].as_str()).collect();
+            let s = add.input.iter().find(|i| scores.contains(&i.as_str()));
+            let m = s.and_then(|s| v.other_input(add, s));
+            Some(m.with_context(|| format!("the mask Add `{}` does not add a mask to the scores", add.name))?.to_string())
+        }
+        None => None,
+    };
+    let v_input = match v.node(Role::PvMatMul) {
+        Some(pv) => Some(pv.input.get(1).with_context(|| format!("the PV MatMul `{}` has no V", pv.name))?.clone()),
+        None => None,
+    };
+    Ok(Head {
         q: q.clone(),
         kt: kt.clone(),
-        v: pv.and_then(|p| p.input.get(1).cloned()),
+        v: v_input,
         mask,
         scale,
-        scale_nodes,
-        guard,
-    }))
+        scale_nodes: scales.len(),
+        guard: v.node(Role::SoftmaxGuard).is_some(),
+    })
 }
 
 /// A scale `Mul` (either order) or `Div` (`x / c`) by a constant scalar: the other operand and the factor.
@@ -303,7 +283,7 @@ fn scale_factor<'n>(v: &View, n: &'n pb::NodeProto) -> Result<(&'n str, f32)> {
     }
 }
 
-/// A linear layer with bias in the carved nodes: `MatMul(x, W)` then `Add` of a bias.
+/// A linear layer with bias: `MatMul(x, W)` then `Add` of a bias.
 struct Projection {
     x: String,
     w: String,
@@ -312,38 +292,24 @@ struct Projection {
     n: i64,
 }
 
-/// Back from `t` through Reshape/Transpose to the projection whose bias Add writes the tensor.
-fn projection_before(v: &View, produced: &HashMap<&str, &pb::NodeProto>, t: &str) -> Option<Projection> {
-    let mut t = t.to_string();
-    for _ in 0..8 {
-        let p = produced.get(t.as_str())?;
-        if is(p, "Reshape") || is(p, "Transpose") {
-            t = p.input[0].clone();
-            continue;
-        }
-        return projection_ending(v, produced, &t);
+/// The projection whose MatMul plays `matmul` and whose bias Add plays `bias`; `Err` with the reason
+/// when the kernels cannot take it (a Gemm).
+fn projection(v: &View, matmul: Role, bias: Role) -> Result<std::result::Result<Projection, String>> {
+    let mm = v.the(matmul)?;
+    if is(mm, "Gemm") {
+        return Ok(Err(format!("the {matmul:?} is a Gemm (a 2-D hidden state): Attention takes [batch, seq, hidden]")));
     }
-    None
-}
-
-/// The `MatMul(x, W)` + `Add(bias)` whose Add writes `t`.
-fn projection_ending(v: &View, produced: &HashMap<&str, &pb::NodeProto>, t: &str) -> Option<Projection> {
-    let add = produced.get(t).filter(|n| is(n, "Add"))?;
-    let (mm, bias) = match (produced.get(add.input[0].as_str()), produced.get(add.input.get(1)?.as_str())) {
-        (Some(m), None) if is(m, "MatMul") => (*m, add.input[1].clone()),
-        (None, Some(m)) if is(m, "MatMul") => (*m, add.input[0].clone()),
-        _ => return None,
+    let add = v.the(bias)?;
+    let (x, w) = match mm.input.as_slice() {
+        [x, w] => (x.clone(), w.clone()),
+        _ => bail!("the {matmul:?} `{}` has {} inputs", mm.name, mm.input.len()),
     };
-    let (x, w) = (mm.input.first()?.clone(), mm.input.get(1)?.clone());
-    if v.is_const(&x) || !v.is_const(&w) || !v.is_const(&bias) {
-        return None;
-    }
-    let wd = v.dims(&w).ok()?;
-    let bd = v.dims(&bias).ok()?;
+    let b = v.other_input(add, &mm.output[0]).with_context(|| format!("the bias Add `{}` does not read `{}`", add.name, mm.name))?;
+    let (wd, bd) = (v.dims(&w)?, v.dims(b)?);
     if wd.len() != 2 || bd.iter().product::<i64>() != wd[1] {
-        return None;
+        return Ok(Err(format!("the {matmul:?} weight is {wd:?} with a bias of {bd:?}")));
     }
-    Some(Projection { x, w, bias, k: wd[0], n: wd[1] })
+    Ok(Ok(Projection { x, w, bias: b.to_string(), k: wd[0], n: wd[1] }))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -405,8 +371,4 @@ fn tensor_shapes(c: &Carved) -> Result<HashMap<String, Option<Vec<i64>>>> {
     let _ = std::fs::remove_file(&path);
     let loaded = loaded.context("analysing the carved block's shapes")?;
     Ok(loaded.tensors.into_iter().map(|(k, t)| (k, t.shape.map(|s| s.iter().map(|&d| d as i64).collect()))).collect())
-}
-
-fn no_form(v: &View) -> Result<Availability> {
-    super::unsupported(v)
 }

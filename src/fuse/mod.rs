@@ -410,8 +410,3 @@ pub(crate) fn attr_f(n: &pb::NodeProto, name: &str) -> Option<f32> {
 pub(crate) fn attr_s(n: &pb::NodeProto, name: &str) -> Option<String> {
     attr(n, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
 }
-
-/// `NoKernel` for carved nodes this module does not rewrite.
-pub(crate) fn unsupported(v: &View) -> Result<Availability> {
-    Ok(Availability::NoKernel(format!("form not supported yet: {} ({})", v.c.form, v.ops().join("+"))))
-}

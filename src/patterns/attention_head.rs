@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
 
-use super::{guard, is_op, next_op, other_input, out, sweep, Descriptor, Family, Instance, Pattern, Rewrite, Role, Synth};
+use super::{guard, is_op, next_op, other_input, out, sweep, Descriptor, Family, Instance, Pattern, Rewrite, Role, Roles, Synth};
 use crate::graph::ModelGraph;
 use crate::onnx::build::{Model, Size};
 
@@ -40,14 +40,14 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
 
 pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let h = head_at(g, qk_candidate(g, n)?)?;
-    guard!(first(g, &h.nodes) == n);
-    Instance::new(g, Pattern::AttentionHead, h.form.clone(), h.roles())
+    guard!(first(g, &h.nodes()) == n);
+    Instance::new(g, Pattern::AttentionHead, h.form.clone(), h.roles)
 }
 
 /// An attention head (or only its scores, when `pv` is `None`) found in a graph.
 pub(crate) struct Head {
-    /// All its nodes, unsorted.
-    pub nodes: Vec<NodeIndex>,
+    /// All its nodes with their roles, unsorted.
+    pub roles: Roles,
     /// The `Softmax`, or sdpa's `Where` after it: the probabilities.
     pub probs: NodeIndex,
     pub pv: Option<NodeIndex>,
@@ -59,9 +59,9 @@ pub(crate) struct Head {
 }
 
 impl Head {
-    /// Its nodes with their roles: the PV MatMul, and the scores' nodes.
-    pub fn roles(&self) -> Vec<(Role, NodeIndex)> {
-        self.nodes.iter().map(|&n| (if Some(n) == self.pv { Role::PvMatMul } else { Role::Scores }, n)).collect()
+    /// Its nodes.
+    pub fn nodes(&self) -> Vec<NodeIndex> {
+        self.roles.iter().map(|&(_, n)| n).collect()
     }
 }
 
@@ -127,6 +127,11 @@ pub(crate) fn softmax_with_guard(g: &ModelGraph, n: NodeIndex) -> Option<Vec<Nod
     Some(vec![n])
 }
 
+/// The roles of a Softmax and its sdpa guard, as [`softmax_with_guard`] returns them.
+pub(crate) fn softmax_roles(nodes: &[NodeIndex]) -> Roles {
+    nodes.iter().enumerate().map(|(i, &n)| (if i == 0 { Role::Softmax } else { Role::SoftmaxGuard }, n)).collect()
+}
+
 /// The scores anchored at the QK MatMul `m`: optional scale Muls before it, the MatMul, an optional
 /// scale after it, an optional mask `Add`, the Softmax and its sdpa guard.
 pub(crate) fn scores_at(g: &ModelGraph, m: NodeIndex) -> Option<Head> {
@@ -134,45 +139,45 @@ pub(crate) fn scores_at(g: &ModelGraph, m: NodeIndex) -> Option<Head> {
     let ins: Vec<String> = g.node(m).real_inputs().map(String::from).collect();
     guard!(ins.len() == 2 && ins[0] != ins[1]);
     guard!(!g.is_constant(&ins[0]) && !g.is_constant(&ins[1]));
-    let mut nodes = vec![];
+    let mut roles: Roles = vec![];
     let mut operands = vec![];
     for t in &ins {
         let pre = g.producer_of(t).filter(|&p| g.sole_consumer(p) == Some(m) && scale_of(g, p).is_some());
         match pre {
             Some(p) => {
-                nodes.push(p);
+                roles.push((Role::ScoreScale, p));
                 operands.push(scale_of(g, p)?.to_string());
             }
             None => operands.push(t.clone()),
         }
     }
-    let scale_before = !nodes.is_empty();
-    nodes.push(m);
+    let scale_before = !roles.is_empty();
+    roles.push((Role::QkMatMul, m));
     let mut last = m;
     let mut scale = if scale_before { "scale Mul before" } else { "no scale" };
     if let Some(s) = g.sole_consumer(last).filter(|&s| scale_of(g, s) == Some(out(g, last))) {
         scale = if is_op(g, s, "Div") { "scale Div after" } else { "scale Mul after" };
-        nodes.push(s);
+        roles.push((Role::ScoreScale, s));
         last = s;
     }
     let mut mask = false;
     if let Some(add) = next_op(g, last, "Add") {
         guard!(other_input(g, add, out(g, last)).is_some());
         mask = true;
-        nodes.push(add);
+        roles.push((Role::Mask, add));
         last = add;
     }
     let sm = next_op(g, last, "Softmax")?;
     let tail = softmax_with_guard(g, sm)?;
     let probs = *tail.last()?;
     let guarded = tail.len() > 1;
-    nodes.extend(tail);
+    roles.extend(softmax_roles(&tail));
     let mut form = vec![scale, if mask { "mask Add" } else { "no mask" }];
     if guarded {
         form.push("IsNaN/Where");
     }
     Some(Head {
-        nodes,
+        roles,
         probs,
         pv: None,
         q: operands[0].clone(),
@@ -194,7 +199,7 @@ pub(crate) fn pv_after(g: &ModelGraph, probs: NodeIndex) -> Option<(NodeIndex, S
 pub(crate) fn head_at(g: &ModelGraph, m: NodeIndex) -> Option<Head> {
     let mut h = scores_at(g, m)?;
     let (pv, v) = pv_after(g, h.probs)?;
-    h.nodes.push(pv);
+    h.roles.push((Role::PvMatMul, pv));
     h.pv = Some(pv);
     h.v = Some(v);
     Some(h)

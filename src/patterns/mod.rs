@@ -191,16 +191,28 @@ pub enum Role {
     /// `Sigmoid`/`HardSigmoid`, and the `Mul` it gates.
     Sigmoid,
     Gate,
-    /// A node of the attention scores: the QK MatMul, its scale, the mask Add, the Softmax (and sdpa's
-    /// IsNaN/Where).
-    Scores,
+    /// The attention scores: the Q@Kᵀ MatMul; a scale by a constant scalar (a `Mul`/`Div` after it, or
+    /// `Mul`s of Q and Kᵀ before it); the mask `Add`; the `Softmax`; sdpa's `IsNaN`/`Where` after it.
+    QkMatMul,
+    ScoreScale,
+    Mask,
+    Softmax,
+    SoftmaxGuard,
     /// The MatMul of the probabilities with V.
     PvMatMul,
-    /// Q, K and V projections, the head split and merge (Reshape, Transpose, and the shape computation
-    /// for them), and the output projection of a multi-head block.
-    Projection,
+    /// A multi-head block's linear layers: the MatMul (or Gemm) and the bias `Add` of the Q, K, V and
+    /// output projections.
+    QMatMul,
+    QBias,
+    KMatMul,
+    KBias,
+    VMatMul,
+    VBias,
+    OutMatMul,
+    OutBias,
+    /// A multi-head block's head split and merge (`Reshape`, `Transpose`) and the shape computation for
+    /// them.
     Plumbing,
-    OutProjection,
 }
 
 impl Pattern {

@@ -116,16 +116,17 @@ fn back_to_linear(g: &ModelGraph, t: &str) -> Option<(Vec<NodeIndex>, Roles, Str
 
 /// The block around head `h`: its nodes with their roles, and the three input projections' first nodes.
 fn block(g: &ModelGraph, h: &Head) -> Option<(Roles, Vec<NodeIndex>)> {
-    let mut core: Vec<(Role, NodeIndex)> = h.roles();
+    let mut core: Roles = h.roles.clone();
     let mut projections = vec![];
     let mut x: Option<String> = None;
-    for t in [&h.q, &h.kt, h.v.as_ref()?] {
+    let qkv = [(&h.q, Role::QMatMul, Role::QBias), (&h.kt, Role::KMatMul, Role::KBias), (h.v.as_ref()?, Role::VMatMul, Role::VBias)];
+    for (t, matmul, bias) in qkv {
         let (plumbing, lin, input) = back_to_linear(g, t)?;
         guard!(x.as_ref().is_none_or(|x| *x == input));
         x = Some(input);
         projections.push(lin[0].1);
         core.extend(plumbing.into_iter().map(|n| (Role::Plumbing, n)));
-        core.extend(lin.into_iter().map(|(_, n)| (Role::Projection, n)));
+        core.extend(projection_roles(lin, matmul, bias));
     }
     // Q, K and V come from three different projections
     guard!(projections.iter().collect::<HashSet<_>>().len() == 3);
@@ -142,7 +143,7 @@ fn block(g: &ModelGraph, h: &Head) -> Option<(Roles, Vec<NodeIndex>)> {
         }
         let lin = linear(g, c)?.nodes;
         guard!(g.node(c).inputs.first() == Some(&t));
-        tail = Some(lin.into_iter().map(|(_, n)| (Role::OutProjection, n)));
+        tail = Some(projection_roles(lin, Role::OutMatMul, Role::OutBias));
         break;
     }
     core.extend(tail?);
@@ -150,6 +151,17 @@ fn block(g: &ModelGraph, h: &Head) -> Option<(Roles, Vec<NodeIndex>)> {
     let shapes = shape_nodes(g, &nodes, x.as_deref()?);
     core.extend(shapes.into_iter().map(|n| (Role::Plumbing, n)));
     Some((core, projections))
+}
+
+/// A linear layer's roles as one of the block's projections: its MatMul (or Gemm) as `matmul`, its bias
+/// Add as `bias`, a weight dequantization as it is.
+fn projection_roles(lin: Roles, matmul: Role, bias: Role) -> Roles {
+    let part = |r| match r {
+        Role::MatMul => matmul,
+        Role::Bias => bias,
+        other => other,
+    };
+    lin.into_iter().map(|(r, n)| (part(r), n)).collect()
 }
 
 /// The shape computations feeding the Reshapes of `core` that are read only inside the block.

@@ -38,8 +38,8 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
 
 pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let s = scores_at(g, qk_candidate(g, n)?)?;
-    guard!(first(g, &s.nodes) == n);
-    Instance::new(g, Pattern::QkSoftmax, s.form.clone(), s.roles())
+    guard!(first(g, &s.nodes()) == n);
+    Instance::new(g, Pattern::QkSoftmax, s.form.clone(), s.roles)
 }
 
 fn flops(s: &Size) -> Result<f64> {

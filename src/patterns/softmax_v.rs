@@ -9,7 +9,7 @@
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
 
-use super::attention_head::{pv_after, softmax_with_guard};
+use super::attention_head::{pv_after, softmax_roles, softmax_with_guard};
 use super::{sweep, Descriptor, Family, Instance, Pattern, Rewrite, Role, Synth};
 use crate::graph::ModelGraph;
 use crate::onnx::build::{Model, Size};
@@ -34,7 +34,7 @@ pub fn rule(g: &ModelGraph, n: NodeIndex) -> Option<Instance> {
     let softmax = softmax_with_guard(g, n)?;
     let form = if softmax.len() > 1 { "Softmax+IsNaN/Where+MatMul" } else { "Softmax+MatMul" };
     let (pv, _) = pv_after(g, *softmax.last()?)?;
-    let mut roles: Vec<(Role, NodeIndex)> = softmax.into_iter().map(|n| (Role::Scores, n)).collect();
+    let mut roles = softmax_roles(&softmax);
     roles.push((Role::PvMatMul, pv));
     Instance::new(g, Pattern::SoftmaxV, form, roles)
 }
