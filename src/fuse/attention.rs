@@ -24,8 +24,8 @@ use tract_onnx::pb;
 
 use super::{is, Availability, Rewrite, View};
 use crate::carve::Carved;
-use crate::patterns::Role;
 use crate::onnx::{a_f, a_i};
+use crate::patterns::Role;
 
 /// Q@Kᵀ + Softmax → FusedMatMul (scale folded) + Add + Softmax.
 pub fn qk_softmax(c: &Carved) -> Result<Availability> {
@@ -246,10 +246,14 @@ fn head(v: &View) -> Result<Head> {
     let [q, kt] = operands.as_slice() else { bail!("the QK MatMul `{}` has {} operands", mm.name, operands.len()) };
     let mask = match v.node(Role::Mask) {
         Some(add) => {
-            let scores: Vec<&str> = std::iter::once(mm).chain(scales.iter().copied()).map(|n| n.output[0].as_str()).collect();
+            let scores: Vec<&str> =
+                std::iter::once(mm).chain(scales.iter().copied()).map(|n| n.output[0].as_str()).collect();
             let s = add.input.iter().find(|i| scores.contains(&i.as_str()));
             let m = s.and_then(|s| v.other_input(add, s));
-            Some(m.with_context(|| format!("the mask Add `{}` does not add a mask to the scores", add.name))?.to_string())
+            Some(
+                m.with_context(|| format!("the mask Add `{}` does not add a mask to the scores", add.name))?
+                    .to_string(),
+            )
         }
         None => None,
     };
@@ -304,7 +308,9 @@ fn projection(v: &View, matmul: Role, bias: Role) -> Result<std::result::Result<
         [x, w] => (x.clone(), w.clone()),
         _ => bail!("the {matmul:?} `{}` has {} inputs", mm.name, mm.input.len()),
     };
-    let b = v.other_input(add, &mm.output[0]).with_context(|| format!("the bias Add `{}` does not read `{}`", add.name, mm.name))?;
+    let b = v
+        .other_input(add, &mm.output[0])
+        .with_context(|| format!("the bias Add `{}` does not read `{}`", add.name, mm.name))?;
     let (wd, bd) = (v.dims(&w)?, v.dims(b)?);
     if wd.len() != 2 || bd.iter().product::<i64>() != wd[1] {
         return Ok(Err(format!("the {matmul:?} weight is {wd:?} with a bias of {bd:?}")));

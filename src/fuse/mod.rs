@@ -76,16 +76,14 @@ pub fn kernel_for(p: Pattern, ep: Ep) -> &'static str {
 // ---------------------------------------------------------------------------------------------------
 // Reading the carved model
 
-/// A carved model split into the nodes that only compute constants (kept verbatim) and the pattern's
-/// own nodes, with its initializers at hand.
+/// A carved model with its initializers at hand, the nodes that only compute constants (kept verbatim by
+/// the rewrites), and every node's role from detection.
 pub(crate) struct View<'a> {
     pub c: &'a Carved,
     pub graph: &'a pb::GraphProto,
     pub inits: HashMap<&'a str, &'a pb::TensorProto>,
     /// Nodes that read only initializers and other prefix nodes' outputs.
     pub prefix: Vec<&'a pb::NodeProto>,
-    /// The pattern's nodes, in graph order.
-    pub main: Vec<&'a pb::NodeProto>,
     /// Every node of the carved graph with its role from detection.
     pub roles: Vec<(Role, &'a pb::NodeProto)>,
 }
@@ -95,21 +93,19 @@ impl<'a> View<'a> {
         let graph = c.model.graph.as_ref().context("the carved model has no graph")?;
         let inits: HashMap<&str, &pb::TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
         let mut consts: HashSet<&str> = inits.keys().copied().collect();
-        let (mut prefix, mut main) = (vec![], vec![]);
+        let mut prefix = vec![];
         for n in &graph.node {
             let constant = n.input.iter().filter(|i| !i.is_empty()).all(|i| consts.contains(i.as_str()));
             if constant {
                 consts.extend(n.output.iter().map(|o| o.as_str()));
                 prefix.push(n);
-            } else {
-                main.push(n);
             }
         }
         if c.roles.len() != graph.node.len() {
             bail!("the carved model has {} nodes but {} roles", graph.node.len(), c.roles.len());
         }
         let roles = c.roles.iter().copied().zip(&graph.node).collect();
-        Ok(View { c, graph, inits, prefix, main, roles })
+        Ok(View { c, graph, inits, prefix, roles })
     }
 
     /// The node that plays `role`, if one does (the first, in graph order).
@@ -125,11 +121,6 @@ impl<'a> View<'a> {
     /// Every node that plays `role`, in graph order.
     pub fn nodes(&self, role: Role) -> Vec<&'a pb::NodeProto> {
         self.roles.iter().filter(|(r, _)| *r == role).map(|(_, n)| *n).collect()
-    }
-
-    /// Op types of the pattern's nodes.
-    pub fn ops(&self) -> Vec<&str> {
-        self.main.iter().map(|n| n.op_type.as_str()).collect()
     }
 
     /// Whether `name` is a constant: an initializer or computed from initializers only.
