@@ -178,10 +178,40 @@ pub fn verdict(speedup: &Estimate, noise: f64) -> Verdict {
     }
 }
 
-/// The noise band an A/A control implies: the largest distance from 1.0 to either end of its CI.
-/// Feed it to [`verdict`] so a speedup must clear what two identical sessions already disagree by.
+/// Relative band around 1.00 inside which a speedup is called noise, before the A/A control widens it.
+pub const NOISE: f64 = 0.02;
+
+/// What an A/A control says two identical sessions disagree by: the distance of its point from 1.00. Its
+/// CI's width is not added: the speedups' own CIs already carry the random part (and, combined over
+/// replicates, the session-to-session part).
 pub fn aa_noise(aa_control: &Estimate) -> f64 {
-    (aa_control.lo - 1.0).abs().max((aa_control.hi - 1.0).abs())
+    (aa_control.point - 1.0).abs()
+}
+
+/// The verdict band of a result: [`NOISE`] widened by its A/A control's [`aa_noise`].
+pub fn noise_band(aa_control: Option<&Estimate>) -> f64 {
+    NOISE + aa_control.map(aa_noise).filter(|x| x.is_finite()).unwrap_or(0.0)
+}
+
+/// Two-sided exact binomial test of `k` successes in `n` trials against one half: the probability of a
+/// count at least as far from n/2. 1 for `n == 0`.
+pub fn binomial_half_p(k: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    // P(X <= j) for X ~ Bin(n, 1/2), in log space
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_choose = 0.0;
+    let mut pmf = Vec::with_capacity(n + 1);
+    for j in 0..=n {
+        if j > 0 {
+            ln_choose += ((n - j + 1) as f64).ln() - (j as f64).ln();
+        }
+        pmf.push((ln_choose + ln_half_n).exp());
+    }
+    let low: f64 = pmf[..=k.min(n)].iter().sum();
+    let high: f64 = pmf[k.min(n)..].iter().sum();
+    (2.0 * low.min(high)).min(1.0)
 }
 
 #[cfg(test)]
@@ -252,6 +282,19 @@ mod tests {
     }
 
     #[test]
+    fn binomial_test_against_one_half() {
+        assert_eq!(binomial_half_p(5, 10), 1.0);
+        // 2 of 10: P(X <= 2) = 56/1024, doubled
+        assert!((binomial_half_p(2, 10) - 112.0 / 1024.0).abs() < 1e-12);
+        assert!((binomial_half_p(8, 10) - 112.0 / 1024.0).abs() < 1e-12);
+        // the H100 run: copy A faster in 21 of 29 failed controls
+        assert!(binomial_half_p(21, 29) < 0.05);
+        assert!(binomial_half_p(15, 29) > 0.5);
+        assert_eq!(binomial_half_p(0, 0), 1.0);
+        assert!(binomial_half_p(0, 1000) < 1e-100);
+    }
+
+    #[test]
     fn contains_and_width() {
         let e = Estimate { point: 1.0, lo: 0.98, hi: 1.02 };
         assert!(e.contains(1.0) && e.contains(0.98) && !e.contains(1.03));
@@ -273,8 +316,14 @@ mod tests {
     }
 
     #[test]
-    fn aa_noise_is_the_far_end() {
-        let aa = Estimate { point: 1.0, lo: 0.995, hi: 1.012 };
-        assert!((aa_noise(&aa) - 0.012).abs() < 1e-12);
+    fn aa_noise_widens_the_band_by_the_control_offset() {
+        let aa = Estimate { point: 1.013, lo: 0.995, hi: 1.03 };
+        assert!((aa_noise(&aa) - 0.013).abs() < 1e-12);
+        assert!((noise_band(Some(&aa)) - 0.033).abs() < 1e-12);
+        assert_eq!(noise_band(None), NOISE);
+        // a speedup that clears 1.02 but not the widened band is noise
+        let s = Estimate { point: 1.04, lo: 1.025, hi: 1.06 };
+        assert_eq!(verdict(&s, NOISE), Verdict::Faster);
+        assert_eq!(verdict(&s, noise_band(Some(&aa))), Verdict::WithinNoise);
     }
 }

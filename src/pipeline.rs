@@ -1,5 +1,5 @@
 //! The per-model flow, on one screen: load → graph → patterns ([`prepare`]); then, for each group of
-//! identical instances, carve → explicit rewrite → measure ([`measure_group`]). The drivers (`bench`,
+//! identical instances, carve → explicit rewrite → measure, in replicates ([`Replicated`], [`measure_group`]). The drivers (`bench`,
 //! `calibrate`, `validate`/`plan`) run it; `cli` runs the drivers.
 
 use std::collections::HashMap;
@@ -141,44 +141,54 @@ fn injected_failure(key: &str) -> Result<()> {
     }
 }
 
-/// Carve, rewrite and measure one distinct instance; any failure (a panic too) becomes the skip reason.
+/// What one measurement of a distinct instance gave: the comparison or why there is none, and what the
+/// explicit rewrite gave (its kernels and note, or why it is unavailable).
+struct Measured {
+    result: std::result::Result<measure::Comparison, String>,
+    kernels: Vec<String>,
+    note: Option<String>,
+    unavailable: Option<ExplicitUnavailable>,
+}
+
+/// Carve, rewrite and measure replicate `replicate` of one distinct instance (seeded by its signature `sig`);
+/// any failure (a panic too) becomes the skip reason.
 fn measure_instance(
     p: &Prepared,
+    sig: &str,
     inst: &Instance,
     consts: &ConstValues,
     mopts: &MeasureOptions,
-    ep: Ep,
-) -> (std::result::Result<measure::Comparison, String>, Vec<String>, Option<String>, Option<ExplicitUnavailable>) {
+    replicate: usize,
+) -> Measured {
     let g = &p.graph;
-    let mut kernels = vec![];
-    let mut note = None;
-    let mut unavailable = None;
+    let mut m = Measured { result: Err(String::new()), kernels: vec![], note: None, unavailable: None };
     if !inst.resolved(g) {
         let why = inst.unresolved_reason(g).unwrap_or_else(|| {
             "a tensor's shape could not be resolved; fix the model's dynamic dimensions with --input".to_string()
         });
-        return (Err(why), kernels, note, unavailable);
+        m.result = Err(why);
+        return m;
     }
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         #[cfg(feature = "fault-injection")]
         injected_failure(inst.pattern.key())?;
         let c = carve(&p.loaded, g, inst, consts).context("carving the instance")?;
         let specs = carved_specs(&c)?;
-        let explicit = match explicit_model(&c, ep) {
+        let explicit = match explicit_model(&c, mopts.ep) {
             Ok(e) => {
-                kernels = e.kernels;
-                note = Some(e.note);
+                m.kernels = e.kernels;
+                m.note = Some(e.note);
                 Some(e.bytes)
             }
             Err(why) => {
-                unavailable = Some(why);
+                m.unavailable = Some(why);
                 None
             }
         };
         let mopts = MeasureOptions { reduction: crate::calibration::reduction_size(g, inst), ..mopts.clone() };
-        measure::compare_variants(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts)
+        measure::replicate(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts, sig, replicate)
     }));
-    let result = match run {
+    m.result = match run {
         Ok(r) => r.map_err(|e| format!("{e:#}")),
         Err(panic) => {
             let msg = panic
@@ -189,12 +199,107 @@ fn measure_instance(
             Err(format!("internal error (panic): {msg}"))
         }
     };
-    (result, kernels, note, unavailable)
+    m
 }
 
-/// Measure one group of identical instances (carved from its first) into its calibration record; a
-/// failure becomes the record's skip reason. `consts` must hold the group's computed constants
-/// ([`ConstValues::evaluate`]).
+/// One group's replicates so far, or why it was skipped, and what the explicit rewrite gave.
+#[derive(Default)]
+struct GroupRun {
+    reps: Vec<measure::Comparison>,
+    skip: Option<String>,
+    kernels: Vec<String>,
+    note: Option<String>,
+    unavailable: Option<ExplicitUnavailable>,
+}
+
+/// The replicates of a set of groups, measured in passes: pass `r` visits the groups in model order (even
+/// `r`) or in reverse (odd `r`), so an instance's replicates sit at different points of the run, and the
+/// session-to-session noise is pooled over every group ([`measure::replicates`]).
+pub struct Replicated<'a> {
+    p: &'a Prepared,
+    groups: &'a [(String, Vec<&'a Instance>)],
+    consts: &'a ConstValues,
+    mopts: MeasureOptions,
+    runs: Vec<GroupRun>,
+}
+
+impl<'a> Replicated<'a> {
+    pub fn new(
+        p: &'a Prepared,
+        groups: &'a [(String, Vec<&'a Instance>)],
+        consts: &'a ConstValues,
+        mopts: &MeasureOptions,
+    ) -> Self {
+        Replicated {
+            p,
+            groups,
+            consts,
+            mopts: mopts.clone(),
+            runs: groups.iter().map(|_| GroupRun::default()).collect(),
+        }
+    }
+
+    /// Every (pass, group) visit, in the order to make them.
+    pub fn schedule(&self) -> Vec<(usize, usize)> {
+        let n = self.groups.len();
+        (0..self.mopts.replicates)
+            .flat_map(|pass| (0..n).map(move |i| (pass, if pass % 2 == 0 { i } else { n - 1 - i })))
+            .collect()
+    }
+
+    /// Measure replicate `pass` of group `k`; nothing when the group was skipped already.
+    pub fn measure(&mut self, pass: usize, k: usize) {
+        if self.runs[k].skip.is_some() {
+            return;
+        }
+        let (sig, group) = &self.groups[k];
+        let m = measure_instance(self.p, sig, group[0], self.consts, &self.mopts, pass);
+        let run = &mut self.runs[k];
+        run.kernels = m.kernels;
+        run.note = m.note;
+        run.unavailable = m.unavailable;
+        match m.result {
+            Ok(c) => run.reps.push(c),
+            Err(why) if run.reps.is_empty() => run.skip = Some(why),
+            Err(why) => {
+                run.skip = Some(format!("replicate {} failed after {} measured: {why}", pass + 1, run.reps.len()))
+            }
+        }
+    }
+
+    /// Every group's replicates so far.
+    pub fn replicates(&self) -> impl Iterator<Item = &[measure::Comparison]> {
+        self.runs.iter().map(|r| r.reps.as_slice())
+    }
+
+    /// The session noise pooled over every group with two replicates or more.
+    pub fn noise(&self) -> measure::SessionNoise {
+        measure::SessionNoise::pooled(self.runs.iter().map(|r| r.reps.as_slice()))
+    }
+
+    /// Group `k`'s record from its replicates so far (`None` before its first), with the pooled noise.
+    pub fn record(&self, k: usize) -> Option<FusionCalibration> {
+        self.record_with(k, &self.noise())
+    }
+
+    /// [`Replicated::record`] with a given noise.
+    pub fn record_with(&self, k: usize, noise: &measure::SessionNoise) -> Option<FusionCalibration> {
+        let (sig, group) = &self.groups[k];
+        let run = &self.runs[k];
+        let result = match (&run.skip, run.reps.as_slice()) {
+            (Some(why), _) => Err(why.clone()),
+            (None, []) => return None,
+            (None, reps) => Ok(measure::replicates::combine(reps, noise)),
+        };
+        let rec = FusionCalibration::new(&self.p.graph, group, result.as_ref().map_err(|e| e.clone()), sig.clone());
+        Some(rec.with_explicit(run.kernels.clone(), run.note.clone(), run.unavailable.clone()))
+    }
+}
+
+/// Measure one group of identical instances (carved from its first) into its calibration record, its
+/// replicates back to back; a failure becomes the record's skip reason. `consts` must hold the group's
+/// computed constants ([`ConstValues::evaluate`]). Several groups of one run: [`Replicated`], which pools
+/// their session noise.
 pub fn measure_group(
     p: &Prepared,
     sig: &str,
@@ -202,9 +307,12 @@ pub fn measure_group(
     consts: &ConstValues,
     mopts: &MeasureOptions,
 ) -> FusionCalibration {
-    let (result, kernels, note, unavailable) = measure_instance(p, group[0], consts, mopts, mopts.ep);
-    let rec = FusionCalibration::new(&p.graph, group, result.as_ref().map_err(|e| e.clone()), sig.to_string());
-    rec.with_explicit(kernels, note, unavailable)
+    let groups = vec![(sig.to_string(), group.to_vec())];
+    let mut r = Replicated::new(p, &groups, consts, mopts);
+    for (pass, k) in r.schedule() {
+        r.measure(pass, k);
+    }
+    r.record(0).expect("every replicate was visited")
 }
 
 /// How many distinct instances a run measures.

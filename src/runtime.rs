@@ -287,6 +287,56 @@ fn register_shared_cpu_arena(env: &ort::environment::Environment) -> Result<()> 
     unsafe { ort::Error::result_from_status(status) }.map_err(|e| anyhow!("{e}"))
 }
 
+/// The path of the ONNX Runtime library in use, once it is loaded.
+pub fn ort_library_in_use() -> Option<String> {
+    match ENV.get() {
+        Some(Ok(l)) => Some(l.path.display().to_string()),
+        _ => None,
+    }
+}
+
+/// What made a result: the ONNX Runtime library, the fuseval commit and the command line. Flattened into
+/// every results file's metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// The ONNX Runtime library that ran it.
+    #[serde(default)]
+    pub ort_library: Option<String>,
+    /// The fuseval commit the binary was built from (` (dirty)` with uncommitted changes).
+    #[serde(default)]
+    pub fuseval_commit: Option<String>,
+    /// The exact command line.
+    #[serde(default)]
+    pub command_line: Vec<String>,
+}
+
+impl Provenance {
+    /// This process's.
+    pub fn current() -> Provenance {
+        Provenance {
+            ort_library: ort_library_in_use(),
+            fuseval_commit: Some(fuseval_commit()),
+            command_line: command_line(),
+        }
+    }
+}
+
+/// The commit this binary was built from, `unknown` outside a git checkout, with ` (dirty)` when the tree
+/// had uncommitted changes.
+pub fn fuseval_commit() -> String {
+    let commit = env!("FUSEVAL_GIT_COMMIT");
+    if env!("FUSEVAL_GIT_DIRTY") == "1" {
+        format!("{commit} (dirty)")
+    } else {
+        commit.to_string()
+    }
+}
+
+/// The command line this process was started with.
+pub fn command_line() -> Vec<String> {
+    std::env::args().collect()
+}
+
 /// Version of the loaded ONNX Runtime library (from its `GetVersionString`); falls back to the version in the
 /// library's file name, then to [`ORT_VERSION`]. Does not initialise the runtime.
 pub fn ort_version() -> String {

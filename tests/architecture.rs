@@ -31,6 +31,7 @@ const LAYERS: &[&[&str]] = &[
         "cli::plan",
         "cli::eventcheck",
         "cli::merge",
+        "cli::agreement",
         "cli",
     ],
     &["lib", "main"],

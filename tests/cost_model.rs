@@ -551,12 +551,19 @@ fn untrustworthy_and_skipped_records() {
     busy.aa = est(1.08, 1.06, 1.10);
     let mut skipped = Rec::new("Add_ReLU", 4_000_000, est(9.0, 9.0, 9.0));
     skipped.measured = false;
-    let m = model(&[busy, skipped.clone()], CostModelOptions::default());
+    let fine = Rec::new("Add_ReLU", 2_000_000, est(1.2, 1.15, 1.25));
+    let m = model(&[busy.clone(), skipped.clone(), fine], CostModelOptions::default());
+    // the busy record is left out: its size answers from the trustworthy one, saying so
     let b = m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap();
-    assert_est(b.speedup, 1.4, 1.35, 1.45);
+    assert_est(b.speedup, 1.2, 1.15, 1.25);
     assert!(b.warnings.iter().any(|w| w.contains("A/A") && w.contains("untrustworthy")), "{:?}", b.warnings);
-    // the skipped record is no calibrated size
+    // neither the skipped nor the untrustworthy record is a calibrated size
     assert_eq!(m.calibrated_sizes(Pattern::AddRelu).len(), 1);
+    // only an untrustworthy record: the fallback, saying why
+    let m = model(&[busy], CostModelOptions::default());
+    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap();
+    assert_eq!(b.source, Source::Fallback(Fallback::AssumeBeneficial));
+    assert!(b.warnings[0].contains("A/A control failed"), "{:?}", b.warnings);
     // only skipped records: the fallback, saying so
     let m = model(&[skipped], CostModelOptions::default());
     assert!(m.patterns().is_empty());

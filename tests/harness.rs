@@ -7,12 +7,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use fuseval::estimate::{aa_noise, median, median_ci, order_stat_median_ci, verdict, Estimate, Verdict};
+use fuseval::estimate::{
+    aa_noise, median, median_ci, noise_band, order_stat_median_ci, verdict, Estimate, Verdict, NOISE,
+};
 use fuseval::measure::timing::{
     run_rounds, time_variants, warm_up_length, Clock, Plan, Rounds, Timed, ALL, CHECK_RESAMPLES, CONTROL, EXPLICIT,
     EXTENDED, MIN_ROUNDS_HARD, UNFUSED,
 };
-use fuseval::measure::{aa_ok, ratio_estimate, MeasureOptions, Summary, AA_TOLERANCE, RESAMPLES, SESSION_FLOOR};
+use fuseval::measure::{
+    aa_consistent, aa_ok, ratio_estimate, MeasureOptions, Summary, AA_TOLERANCE, RESAMPLES, SESSION_FLOOR,
+};
 use fuseval::runtime::Ep;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -531,11 +535,17 @@ fn the_aa_control() {
 #[test]
 fn aa_ok_bounds() {
     let e = |lo: f64, hi: f64| Estimate { point: (lo + hi) / 2.0, lo, hi };
-    assert!(aa_ok(&e(0.97, 1.03))); // contains 1.0, however wide
+    assert!(aa_ok(&e(0.981, 1.019))); // contains 1.0, narrower than the ±2% verdict band
     assert!(aa_ok(&e(1.002, 1.008))); // misses 1.0 by an irrelevant margin
     assert!(aa_ok(&e(0.99, 0.995))); // bounds included
     assert!(!aa_ok(&e(1.005, 1.02)));
     assert!(!aa_ok(&e(0.95, 0.98)));
+    // contains 1.0 but is wider than the band: it cannot tell a 5% speedup from noise
+    assert!(!aa_ok(&e(0.97, 1.03)));
+    assert!(!aa_ok(&Estimate { point: 0.91, lo: 0.75, hi: 1.14 }));
+    // consistent with 1.00 all the same (how a combined control, which carries the session spread, is judged)
+    assert!(aa_consistent(&e(0.97, 1.03)) && aa_consistent(&Estimate { point: 0.91, lo: 0.75, hi: 1.14 }));
+    assert!(!aa_consistent(&e(0.95, 0.98)));
 }
 
 /// Ratio CIs are never narrower than ± SESSION_FLOOR; wider ones are the plain median CI.
@@ -580,13 +590,16 @@ fn median_and_cis_on_known_samples() {
 #[test]
 fn verdicts_against_the_aa_band() {
     let e = |lo: f64, hi: f64| Estimate { point: (lo + hi) / 2.0, lo, hi };
-    let aa = e(0.99, 1.012);
-    let noise = aa_noise(&aa);
-    assert!((noise - 0.012).abs() < 1e-12);
-    assert_eq!(verdict(&e(1.02, 1.05), noise), Verdict::Faster);
-    assert_eq!(verdict(&e(1.005, 1.05), noise), Verdict::WithinNoise); // clears 1.0, not the band
-    assert_eq!(verdict(&e(0.90, 0.98), noise), Verdict::Slower);
-    assert_eq!(verdict(&e(0.90, 0.99), noise), Verdict::WithinNoise);
+    // the control reads 1.012: the band widens from ±2% to ±3.2%
+    let aa = Estimate { point: 1.012, lo: 0.995, hi: 1.03 };
+    assert!((aa_noise(&aa) - 0.012).abs() < 1e-12);
+    let noise = noise_band(Some(&aa));
+    assert!((noise - 0.032).abs() < 1e-12);
+    assert_eq!(verdict(&e(1.04, 1.07), noise), Verdict::Faster);
+    assert_eq!(verdict(&e(1.025, 1.05), noise), Verdict::WithinNoise); // clears 1.02, not the widened band
+    assert_eq!(verdict(&e(1.025, 1.05), NOISE), Verdict::Faster);
+    assert_eq!(verdict(&e(0.90, 0.96), noise), Verdict::Slower);
+    assert_eq!(verdict(&e(0.90, 0.97), noise), Verdict::WithinNoise);
     // The band's edges are inside it.
     assert_eq!(verdict(&e(1.0 + 0.25, 1.5), 0.25), Verdict::WithinNoise);
     assert_eq!(verdict(&e(0.5, 1.0 - 0.25), 0.25), Verdict::WithinNoise);

@@ -39,13 +39,49 @@ fn read_cal(path: &Path) -> CalibrationFile {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// With two replicates, a record on disk after the first pass has one: resume measures it again, whole,
+/// and keeps the records that had both.
+#[test]
+fn resume_measures_records_missing_a_replicate_again() {
+    let out = tmp("resume-reps");
+    let lock = out.with_extension("lock");
+    let cal_path = out.join("calibration.json");
+    // the MLP and its sub-matches: three distinct records
+    let mut args = quick("fixtures/patterns/mlp.onnx", &out);
+    args.push("--all-patterns".into());
+    let o = bench_cmd(&lock).args(&args).output().unwrap();
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
+    let full = read_cal(&cal_path);
+    assert!(full.fusion_profiles.len() >= 2 && full.fusion_profiles.iter().all(|r| r.replicates.len() == 2));
+    // as if killed during the second pass: the first record lost its second replicate
+    let mut cut = full.clone();
+    cut.complete = false;
+    cut.fusion_profiles[0].replicates.truncate(1);
+    std::fs::write(&cal_path, serde_json::to_vec_pretty(&cut).unwrap()).unwrap();
+    let o = bench_cmd(&lock).args(["--resume", out.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(ExitCode::Ok.code()), "{}", text(&o));
+    let done = read_cal(&cal_path);
+    assert!(done.complete);
+    assert_eq!(done.fusion_profiles.len(), full.fusion_profiles.len());
+    assert_eq!(done.fusion_profiles[0].replicates.len(), 2, "measured again, both replicates");
+    assert_ne!(done.fusion_profiles[0].unfused_latency_ms, full.fusion_profiles[0].unfused_latency_ms);
+    for (new, old) in done.fusion_profiles.iter().zip(&full.fusion_profiles).skip(1) {
+        assert_eq!(serde_json::to_string(new).unwrap(), serde_json::to_string(old).unwrap(), "kept as it was");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn killed_bench_keeps_finished_results_and_resume_completes_them() {
     let out = tmp("kill");
     let lock = out.with_extension("lock");
     let cal_path = out.join("calibration.json");
-    let mut child =
-        bench_cmd(&lock).args(quick(RESNET, &out)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // one replicate per instance, so that a record is finished as soon as it is on disk (with two, the
+    // first pass writes records that still wait for their second replicate: resume measures those again,
+    // see resume_measures_records_missing_a_replicate_again)
+    let mut args = quick(RESNET, &out);
+    args.extend(["--replicates".to_string(), "1".to_string()]);
+    let mut child = bench_cmd(&lock).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
 
     // wait for at least two finished records, then SIGTERM
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -74,7 +110,7 @@ fn killed_bench_keeps_finished_results_and_resume_completes_them() {
     assert!(killed.fusion_profiles.len() < total, "the kill came too late to test resume");
 
     // an existing output is not overwritten without --force or --resume
-    let o = bench_cmd(&lock).args(quick(RESNET, &out)).output().unwrap();
+    let o = bench_cmd(&lock).args(&args).output().unwrap();
     assert_eq!(o.status.code(), Some(ExitCode::BadInput.code()), "{}", text(&o));
     assert!(text(&o).contains("--force") && text(&o).contains("--resume"), "{}", text(&o));
     // --resume takes no measurement options

@@ -433,8 +433,8 @@ struct Sample {
     speedup: Estimate,
     /// The chosen variant's outputs agree with unfused.
     agrees: bool,
-    /// Its A/A control missed 1.00.
-    aa_off: bool,
+    /// The unfused latency, ms.
+    unfused_ms: f64,
 }
 
 /// The records of one pattern at one calibrated size.
@@ -445,7 +445,8 @@ struct Point {
     speedup: Option<Estimate>,
     agree: usize,
     disagree: usize,
-    aa_off: usize,
+    /// Median unfused latency of its records, ms.
+    unfused_ms: f64,
 }
 
 /// A pattern's calibrated sizes, ascending, and what was left out.
@@ -456,6 +457,8 @@ struct Curve {
     unavailable: Vec<String>,
     /// Skipped records (never measured).
     skipped: usize,
+    /// Measured records whose A/A control failed: left out, never used.
+    aa_failed: usize,
 }
 
 /// The partitioner's cost model over one machine's calibration. See the module header.
@@ -502,13 +505,8 @@ fn combine(samples: &[Sample]) -> Point {
             hi: ok.iter().map(|s| s.speedup.hi).fold(f64::NEG_INFINITY, f64::max),
         }
     });
-    Point {
-        size,
-        speedup,
-        agree: ok.len(),
-        disagree: samples.len() - ok.len(),
-        aa_off: ok.iter().filter(|s| s.aa_off).count(),
-    }
+    let unfused_ms = crate::estimate::median(&samples.iter().map(|s| s.unfused_ms).collect::<Vec<_>>());
+    Point { size, speedup, agree: ok.len(), disagree: samples.len() - ok.len(), unfused_ms }
 }
 
 fn lerp(a: f64, b: f64, t: f64) -> f64 {
@@ -547,6 +545,10 @@ impl FusionCostModel {
                 curve.skipped += 1;
                 continue;
             }
+            if r.aa_failed() {
+                curve.aa_failed += 1;
+                continue;
+            }
             let size = Workload::of_record(r).size();
             if !(size.is_finite() && size > 0.0) {
                 warnings.push(format!("record {i} ({p}): no FLOPs or bytes counted, so no size; left out"));
@@ -565,8 +567,7 @@ impl FusionCostModel {
             }
             // a CI must hold its point
             let speedup = Estimate { point: est.point, lo: est.lo.min(est.point), hi: est.hi.max(est.point) };
-            let aa_off = r.aa_control.is_some_and(|a| !crate::measure::aa_ok(&a));
-            samples.entry(p).or_default().push(Sample { size, speedup, agrees, aa_off });
+            samples.entry(p).or_default().push(Sample { size, speedup, agrees, unfused_ms: r.unfused_latency_ms });
         }
         for (p, mut s) in samples {
             s.sort_by(|a, b| a.size.total_cmp(&b.size));
@@ -622,6 +623,31 @@ impl FusionCostModel {
     /// Whether to fuse `pattern` at workload `w`: see [`Choice`].
     pub fn should_fuse(&self, pattern: &str, w: &Workload) -> Result<Decision> {
         self.decide(resolve_pattern(pattern)?, w)
+    }
+
+    /// The unfused latency the calibration measured for `pattern` at workload `w`, ms: at a calibrated
+    /// size its records' median; between two, interpolated on log-log axes; outside, scaled from the
+    /// nearest in proportion to the size. `None` without a measured record of the pattern.
+    pub fn unfused_latency_ms(&self, pattern: Pattern, w: &Workload) -> Option<f64> {
+        let size = w.size();
+        let pts: Vec<&Point> = self.curves.get(&pattern)?.points.iter().filter(|p| p.unfused_ms > 0.0).collect();
+        let (first, last) = (pts.first()?, pts.last()?);
+        if size.is_nan() || size <= 0.0 {
+            return None;
+        }
+        if size <= first.size {
+            return Some(first.unfused_ms * size / first.size);
+        }
+        if size >= last.size {
+            return Some(last.unfused_ms * size / last.size);
+        }
+        let i = pts.iter().rposition(|p| p.size <= size)?;
+        let (a, b) = (pts[i], pts[(i + 1).min(pts.len() - 1)]);
+        if same_size(a.size, size) || a.size == b.size {
+            return Some(a.unfused_ms);
+        }
+        let t = (size.ln() - a.size.ln()) / (b.size.ln() - a.size.ln());
+        Some((a.unfused_ms.ln() + t * (b.unfused_ms.ln() - a.unfused_ms.ln())).exp())
     }
 
     /// [`FusionCostModel::fusion_benefit`] for a resolved pattern.
@@ -687,12 +713,12 @@ impl FusionCostModel {
                     pt.agree
                 ));
             }
-            if pt.aa_off > 0 {
-                b.warnings.push(format!(
-                    "{p}: {} record(s) used at size {:.3e} are untrustworthy: their A/A control missed 1.00 (the machine was busy)",
-                    pt.aa_off, pt.size
-                ));
-            }
+        }
+        if let Some(c) = curve.filter(|c| c.aa_failed > 0) {
+            b.warnings.push(format!(
+                "{p}: {} untrustworthy record(s) left out: their A/A control failed (the machine was busy when they were timed)",
+                c.aa_failed
+            ));
         }
         if let Some(c) = curve.filter(|c| !c.unavailable.is_empty()) {
             b.warnings.push(format!(
@@ -726,6 +752,10 @@ impl FusionCostModel {
                 c.unavailable.len(),
                 self.opts.variant,
                 c.unavailable[0]
+            ),
+            Some(c) if c.aa_failed > 0 => format!(
+                "its {} measured record(s) are untrustworthy, left out: their A/A control failed (the machine was busy)",
+                c.aa_failed
             ),
             Some(c) if c.skipped > 0 => format!("its {} record(s) were all skipped, never measured", c.skipped),
             Some(_) => format!("no usable record of {p}"),

@@ -26,6 +26,9 @@ pub struct CalibrationMetadata {
     pub hardware: crate::runtime::Hardware,
     pub runtime: String,
     pub ort_version: String,
+    /// The ONNX Runtime library, the fuseval commit and the command line that made it.
+    #[serde(flatten)]
+    pub provenance: crate::runtime::Provenance,
     pub execution_provider: String,
     #[serde(default)]
     pub cuda_graph: bool,
@@ -80,6 +83,13 @@ pub struct SweepPoint {
     pub best_speedup: Option<Estimate>,
     pub verdict: Option<Verdict>,
     pub bottleneck_unfused: Option<BottleneckType>,
+    /// False when its A/A control failed: shown, but left out of where fusion pays.
+    #[serde(default = "yes")]
+    pub trustworthy: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where fusion starts or stops paying for one pattern (the design's open question 2).

@@ -44,6 +44,14 @@ pub struct CalibrationFile {
     #[serde(default)]
     pub ceilings: Option<crate::calibration::roofline::Ceilings>,
     pub warnings: Vec<String>,
+    /// The session-to-session spread of replicate points, pooled over the run (see
+    /// `measure::replicates`); absent in files written before replicates.
+    #[serde(default)]
+    pub session_noise: Option<crate::measure::SessionNoise>,
+    /// The A/A controls over the run: how many failed, which, and whether copy A ran faster about as often
+    /// as copy B.
+    #[serde(default)]
+    pub aa_check: Option<AaCheck>,
     /// False while the run is going on, and after it was interrupted: `fusion_profiles` then holds only
     /// the instances finished so far, and `fuseval bench --resume` measures the rest. Files without
     /// the field are complete.
@@ -53,6 +61,40 @@ pub struct CalibrationFile {
 
 fn complete_default() -> bool {
     true
+}
+
+/// The A/A controls of a run, together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AaCheck {
+    /// A/A points (copy A's time over copy B's) over every replicate of every measured record and of the
+    /// whole model, and how many read below 1.00 (copy A ran faster).
+    pub points: usize,
+    pub below_one: usize,
+    /// Two-sided binomial test of `below_one` against one half: below 0.05, the build order or the
+    /// sessions favour one copy.
+    pub p_value: f64,
+    /// Replicates measured again because their control failed.
+    pub remeasured: usize,
+    /// Records whose control still failed, left out of every total, best variant, crossover, prediction
+    /// and cost model: `pattern shapes` each.
+    pub failed: Vec<String>,
+}
+
+impl AaCheck {
+    pub fn of(profiles: &[FusionCalibration], whole: Option<&WholeModel>) -> AaCheck {
+        let measured = profiles.iter().filter(|p| p.status == Status::Measured);
+        let mut reps: Vec<&crate::measure::ReplicateResult> = measured.clone().flat_map(|p| &p.replicates).collect();
+        reps.extend(whole.into_iter().flat_map(|w| &w.replicates));
+        let points = reps.len();
+        let below_one = reps.iter().filter(|r| r.aa_control.point < 1.0).count();
+        AaCheck {
+            points,
+            below_one,
+            p_value: crate::estimate::binomial_half_p(below_one, points),
+            remeasured: reps.iter().map(|r| r.attempts.saturating_sub(1)).sum(),
+            failed: measured.filter(|p| p.aa_failed()).map(|p| p.label()).collect(),
+        }
+    }
 }
 
 /// How the run was asked for, so that `--resume` can redo it and refuse when anything differs.
@@ -79,6 +121,9 @@ pub struct Metadata {
     pub hardware: crate::runtime::Hardware,
     pub runtime: String,
     pub ort_version: String,
+    /// The ONNX Runtime library, the fuseval commit and the command line that made it.
+    #[serde(flatten)]
+    pub provenance: crate::runtime::Provenance,
     pub execution_provider: String,
     /// CUDA-graph replays were timed (`--cuda-graph`).
     #[serde(default)]
@@ -90,6 +135,9 @@ pub struct Metadata {
     pub budget_per_instance_s: f64,
     /// `extended` (ORT level 2) or `all`: which level `speedup_factor` and `fused_latency_ms` report.
     pub headline_level: String,
+    /// Replicates per instance (1 in files written before replicates).
+    #[serde(default = "one")]
+    pub replicates: usize,
     pub measured: String,
     /// The options `--resume` reuses; absent in files from before it existed.
     #[serde(default)]
@@ -176,8 +224,22 @@ pub struct FusionCalibration {
     pub best_variant: Variant,
     pub unfused_ops: Vec<String>,
     pub aa_control: Option<Estimate>,
-    /// False when the A/A control misses 1.00 by more than its CI, or outputs disagree.
+    /// False when the A/A control failed (in a replicate, after its re-measurements, or combined), or
+    /// outputs disagree. An untrustworthy record counts in no verdict total, best variant, crossover,
+    /// prediction or cost model ([`FusionCalibration::counts`]).
     pub trustworthy: bool,
+    /// The band around 1.00 inside which its speedups are noise: `NOISE` widened by the A/A control's
+    /// offset ([`crate::estimate::noise_band`]).
+    #[serde(default = "default_band")]
+    pub noise_band: f64,
+    /// Whether the A/A control passed: in every replicate (after re-measurement) and combined. Absent in
+    /// files written before replicates, where a control whose CI contains 1.00 passed.
+    #[serde(default)]
+    pub aa_ok: Option<bool>,
+    /// What each replicate read (fresh sessions, own build order, own seed), and how many attempts its A/A
+    /// control took.
+    #[serde(default)]
+    pub replicates: Vec<crate::measure::ReplicateResult>,
     pub equivalent: bool,
     /// `faster`, `slower` or `within_noise` at the headline level.
     pub verdict: Option<crate::estimate::Verdict>,
@@ -230,12 +292,27 @@ pub struct Prediction {
 pub struct LevelPrediction {
     pub level: String,
     pub predicted_ms: f64,
-    /// From the speedups' CI bounds.
+    /// The prediction's interval: the speedups' CI bounds, widened by the whole model's own timing noise
+    /// (the half-widths of its unfused and measured latencies' CIs, in quadrature).
     pub predicted_low_ms: f64,
     pub predicted_high_ms: f64,
     pub measured_ms: f64,
     /// (predicted − measured) / measured.
     pub error: f64,
+    /// What it is really about: the saving the parts predict against the saving measured on the whole
+    /// model (unfused − measured), with their intervals.
+    #[serde(default)]
+    pub predicted_saving: Option<Estimate>,
+    #[serde(default)]
+    pub measured_saving: Option<Estimate>,
+    /// predicted saving / measured saving, with its interval; `None` when the measured saving is within
+    /// its own noise of zero.
+    #[serde(default)]
+    pub explained: Option<Estimate>,
+    /// The error of the simplest guess, "fusion changes nothing" (predicted = unfused), beside
+    /// `error`: a prediction is only worth something when it beats it.
+    #[serde(default)]
+    pub no_change_error: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -248,12 +325,12 @@ pub struct CalibrationPrediction {
 }
 
 impl LevelPrediction {
-    /// The whole model at `unfused_ms`, less the saving of every `(instances, unfused latency, speedup)`,
-    /// against `measured_ms`.
+    /// The whole model at `unfused`, less the saving of every `(instances, unfused latency, speedup)`,
+    /// against `measured` (both with their CIs, in ms).
     pub fn from_speedups(
         level: &str,
-        unfused_ms: f64,
-        measured_ms: f64,
+        unfused: &Estimate,
+        measured: &Estimate,
         speedups: impl IntoIterator<Item = (usize, f64, Estimate)>,
     ) -> LevelPrediction {
         let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
@@ -263,16 +340,41 @@ impl LevelPrediction {
             lo += n * saving_ms(u, e.lo);
             hi += n * saving_ms(u, e.hi);
         }
-        let predicted_ms = unfused_ms - s;
+        let half = |e: &Estimate| ((e.hi - e.lo) / 2.0).max(0.0);
+        // the whole model's own noise: its unfused level's and the measured level's
+        let noise = (half(unfused).powi(2) + half(measured).powi(2)).sqrt();
+        let predicted_ms = unfused.point - s;
+        let measured_saving = Estimate {
+            point: unfused.point - measured.point,
+            lo: unfused.point - measured.point - noise,
+            hi: unfused.point - measured.point + noise,
+        };
+        let predicted_saving = Estimate { point: s, lo: lo.min(s), hi: hi.max(s) };
+        // a ratio of two intervals: defined when the measured saving is clear of zero
+        let explained = (measured_saving.lo > 0.0).then(|| Estimate {
+            point: s / measured_saving.point,
+            lo: predicted_saving.lo / measured_saving.hi,
+            hi: predicted_saving.hi / measured_saving.lo,
+        });
+        let m = measured.point;
         LevelPrediction {
             level: level.into(),
             predicted_ms,
             // a larger speedup saves more: the high bound gives the lowest latency
-            predicted_low_ms: unfused_ms - hi,
-            predicted_high_ms: unfused_ms - lo,
-            measured_ms,
-            error: if measured_ms > 0.0 { (predicted_ms - measured_ms) / measured_ms } else { 0.0 },
+            predicted_low_ms: unfused.point - hi - noise,
+            predicted_high_ms: unfused.point - lo + noise,
+            measured_ms: m,
+            error: if m > 0.0 { (predicted_ms - m) / m } else { 0.0 },
+            predicted_saving: Some(predicted_saving),
+            measured_saving: Some(measured_saving),
+            explained,
+            no_change_error: (m > 0.0).then(|| (unfused.point - m) / m),
         }
+    }
+
+    /// Whether the prediction beats "fusion changes nothing" (a smaller error on the whole model).
+    pub fn beats_no_change(&self) -> Option<bool> {
+        self.no_change_error.map(|n| self.error.abs() < n.abs())
     }
 }
 
@@ -288,18 +390,16 @@ pub fn saving_ms(unfused_ms: f64, speedup: f64) -> f64 {
 /// Predict the whole model at each level from the per-instance speedups (counted once per instance).
 /// Only for a non-overlapping cover: with `--all-patterns` the savings would be counted twice.
 pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
-    let used: Vec<&FusionCalibration> =
-        profiles.iter().filter(|p| p.status == Status::Measured && p.equivalent).collect();
-    let left_out: usize =
-        profiles.iter().filter(|p| !(p.status == Status::Measured && p.equivalent)).map(|p| p.instances.len()).sum();
-    let level = |name: &str, measured_ms: f64, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
+    let used: Vec<&FusionCalibration> = profiles.iter().filter(|p| p.counts()).collect();
+    let left_out: usize = profiles.iter().filter(|p| !p.counts()).map(|p| p.instances.len()).sum();
+    let level = |name: &str, measured: &Latency, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
         let speedups = used.iter().filter_map(|p| Some((p.instances.len(), p.unfused_latency_ms, pick(p)?)));
-        LevelPrediction::from_speedups(name, m.disabled.median_ms, measured_ms, speedups)
+        LevelPrediction::from_speedups(name, &m.disabled.ci_ms, &measured.ci_ms, speedups)
     };
     let levels = vec![
-        level("extended", m.extended.median_ms, &|p| p.extended.as_ref().map(|l| l.speedup)),
-        level("all", m.all.median_ms, &|p| p.all.as_ref().filter(|l| l.equivalence.passed).map(|l| l.speedup)),
-        level("best", m.all.median_ms, &|p| best_estimate(p)),
+        level("extended", &m.extended, &|p| p.extended.as_ref().map(|l| l.speedup)),
+        level("all", &m.all, &|p| p.all.as_ref().filter(|l| l.equivalence.passed).map(|l| l.speedup)),
+        level("best", &m.all, &|p| best_estimate(p)),
     ];
     Prediction {
         unfused_ms: m.disabled.median_ms,
@@ -500,6 +600,9 @@ impl FusionCalibration {
             unfused_ops: inst.nodes.iter().map(|&n| g.node(n).qualified_op()).collect(),
             aa_control: None,
             trustworthy: false,
+            noise_band: NOISE,
+            aa_ok: None,
+            replicates: vec![],
             equivalent: false,
             verdict: None,
             instances: group.iter().map(|i| i.node_names(g)).collect(),
@@ -544,7 +647,10 @@ impl FusionCalibration {
         rec.equivalent = c.equivalence_extended.passed && c.equivalence_all.passed;
         rec.aa_control = Some(c.aa_control);
         rec.trustworthy = c.aa_ok && rec.equivalent;
-        rec.verdict = Some(crate::estimate::verdict(&head.speedup, NOISE));
+        rec.aa_ok = Some(c.aa_ok);
+        rec.noise_band = crate::estimate::noise_band(Some(&c.aa_control));
+        rec.verdict = Some(crate::estimate::verdict(&head.speedup, rec.noise_band));
+        rec.replicates = c.replicates.clone();
         if let Some(x) = &c.explicit {
             rec.explicit = Some(level(&x.latency, &x.speedup, &x.ops, &x.equivalence));
         }
@@ -596,6 +702,26 @@ impl FusionCalibration {
         }
     }
 
+    /// Whether the record counts in totals, best variants, crossovers, predictions and the cost model:
+    /// measured, its outputs agree, and its A/A control passed.
+    pub fn counts(&self) -> bool {
+        self.status == Status::Measured && self.trustworthy
+    }
+
+    /// Its pattern and shapes, e.g. `Conv2d_BN_ReLU 1x64x56x56->1x64x56x56`.
+    pub fn label(&self) -> String {
+        let dims = |d: &[usize]| d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
+        let out = self.output_shapes.values().next().map(|d| dims(d)).unwrap_or_default();
+        format!("{} {}->{out}", self.fusion_pattern, dims(&self.input_shape))
+    }
+
+    /// Whether it was measured and its A/A control failed (it is left out of everything that aggregates).
+    pub fn aa_failed(&self) -> bool {
+        let consistent = |a: &Estimate| crate::measure::aa_consistent(a);
+        self.status == Status::Measured
+            && !self.aa_ok.unwrap_or_else(|| self.aa_control.as_ref().is_none_or(consistent))
+    }
+
     /// Whether the explicit variant was measured and its outputs agree with unfused.
     pub fn explicit_agrees(&self) -> bool {
         self.explicit.as_ref().is_some_and(|x| x.equivalence.passed)
@@ -603,13 +729,16 @@ impl FusionCalibration {
 }
 
 /// The fastest variant (lowest median latency) among those whose outputs agree and whose speedup CI lies
-/// above the noise band; `unfused` when there is none.
+/// above the record's noise band; `unfused` when there is none, and when the A/A control failed.
 pub fn best_variant(p: &FusionCalibration) -> Variant {
+    if p.aa_failed() {
+        return Variant::Unfused;
+    }
     Variant::FUSED
         .into_iter()
         .filter_map(|v| {
             let l = p.variant(v)?;
-            let faster = crate::estimate::verdict(&l.speedup, NOISE) == crate::estimate::Verdict::Faster;
+            let faster = crate::estimate::verdict(&l.speedup, p.noise_band) == crate::estimate::Verdict::Faster;
             (l.equivalence.passed && faster).then_some((v, l.latency.median_ms))
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
@@ -617,8 +746,17 @@ pub fn best_variant(p: &FusionCalibration) -> Variant {
         .unwrap_or(Variant::Unfused)
 }
 
-/// Relative band around 1.00 inside which a speedup is called noise.
-pub const NOISE: f64 = 0.02;
+/// Relative band around 1.00 inside which a speedup is called noise (before a record's A/A control widens
+/// it: [`FusionCalibration::noise_band`]).
+pub use crate::estimate::NOISE;
+
+fn one() -> usize {
+    1
+}
+
+fn default_band() -> f64 {
+    NOISE
+}
 
 /// The current UTC time as RFC 3339, without a date crate.
 pub fn utc_now() -> String {
@@ -644,12 +782,31 @@ mod tests {
 
     #[test]
     fn level_prediction_sums_savings_with_their_bounds() {
-        // 2 instances of 1 ms at 2× [1×, 4×]: 1 ms saved [0, 1.5]
+        // 2 instances of 1 ms at 2× [1×, 4×]: 1 ms saved [0, 1.5]; the whole model exact (no noise)
         let e = Estimate { point: 2.0, lo: 1.0, hi: 4.0 };
-        let l = LevelPrediction::from_speedups("x", 10.0, 8.0, [(2, 1.0, e)]);
+        let l = LevelPrediction::from_speedups("x", &Estimate::exact(10.0), &Estimate::exact(8.0), [(2, 1.0, e)]);
         assert!((l.predicted_ms - 9.0).abs() < 1e-12);
         assert!((l.predicted_low_ms - 8.5).abs() < 1e-12);
         assert!((l.predicted_high_ms - 10.0).abs() < 1e-12);
         assert!((l.error - 0.125).abs() < 1e-12);
+        // the saving: 1 ms predicted of 2 ms measured, explains half [0, 0.75]
+        let x = l.explained.unwrap();
+        assert!((x.point - 0.5).abs() < 1e-12 && x.lo.abs() < 1e-12 && (x.hi - 0.75).abs() < 1e-12, "{x:?}");
+        // "no change" guesses 10 ms: +25%, worse than the prediction's +12.5%
+        assert!((l.no_change_error.unwrap() - 0.25).abs() < 1e-12);
+        assert_eq!(l.beats_no_change(), Some(true));
+    }
+
+    #[test]
+    fn level_prediction_interval_carries_the_whole_model_noise() {
+        // unfused 10 ± 0.3 ms, measured 9.9 ± 0.4 ms: a saving of 0.1 ± 0.5, not clear of zero
+        let u = Estimate { point: 10.0, lo: 9.7, hi: 10.3 };
+        let m = Estimate { point: 9.9, lo: 9.5, hi: 10.3 };
+        let l = LevelPrediction::from_speedups("x", &u, &m, [(1, 2.0, Estimate::exact(1.25))]);
+        assert!((l.predicted_ms - 9.6).abs() < 1e-12);
+        assert!((l.predicted_low_ms - 9.1).abs() < 1e-9 && (l.predicted_high_ms - 10.1).abs() < 1e-9, "{l:?}");
+        assert!(l.explained.is_none(), "the measured saving is within noise of zero");
+        // "no change" errs by 1.0%, the prediction by 3.0%: it does not beat the simplest guess
+        assert_eq!(l.beats_no_change(), Some(false));
     }
 }

@@ -41,6 +41,11 @@ pub struct MeasureFlags {
     /// Seed of the random inputs (and of calibrate's weights).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Independent replicates per instance, each in fresh sessions at another point of the run; the CI
+    /// covers their spread. Each takes the full time budget. Default 2 (bench, validate, plan); calibrate's
+    /// sweeps take one per size.
+    #[arg(long)]
+    pub replicates: Option<usize>,
 }
 
 impl MeasureFlags {
@@ -51,6 +56,20 @@ impl MeasureFlags {
     /// `--threads`, defaulting to every logical core; 0 is bad input.
     pub fn threads(&self) -> Result<usize> {
         threads_arg(self.threads)
+    }
+
+    /// `--replicates`, defaulting to [`crate::measure::replicates::DEFAULT_REPLICATES`]; 0 is bad input.
+    pub fn replicates(&self) -> Result<usize> {
+        replicates_arg(self.replicates)
+    }
+}
+
+/// `--replicates`, defaulting to two; 0 is bad input.
+pub fn replicates_arg(r: Option<usize>) -> Result<usize> {
+    match r {
+        Some(0) => Err(crate::error::user("--replicates must be at least 1")),
+        Some(r) => Ok(r),
+        None => Ok(crate::measure::replicates::DEFAULT_REPLICATES),
     }
 }
 

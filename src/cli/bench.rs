@@ -24,7 +24,7 @@ pub struct BenchCmd {
     pub model: Option<PathBuf>,
     /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
     /// with the model and options it records.
-    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration", "cuda_graph"])]
+    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "replicates", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration", "cuda_graph"])]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub model_flags: ModelFlags,
@@ -61,7 +61,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         model,
         resume,
         model_flags: ModelFlags { inputs, lock },
-        measure: MeasureFlags { ep, device_id, threads, quick, seed },
+        measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates },
         all_patterns,
         no_whole_model,
         slim_annotated,
@@ -107,6 +107,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 },
                 calibration,
                 cuda_graph,
+                replicates: crate::cli::args::replicates_arg(replicates)?,
             };
             (out, None, opts)
         }
@@ -224,6 +225,7 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         ceilings: prev.ceilings.clone(),
         calibration: None,
         cuda_graph: false,
+        replicates: m.replicates,
     };
     Ok((prev, opts))
 }

@@ -48,7 +48,7 @@ pub struct CalibrateCmd {
 pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
     let CalibrateCmd {
         hardware,
-        measure: MeasureFlags { ep, device_id, threads, quick, seed },
+        measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates },
         patterns,
         peak_gflops,
         peak_bandwidth,
@@ -64,6 +64,11 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
     }
     let ep = ep.ep(device_id);
     let threads = threads_arg(threads)?;
+    if replicates.is_some_and(|r| r != 1) {
+        return Err(crate::error::user(
+            "calibrate measures one replicate per size (the sweep's neighbouring sizes show its spread); drop --replicates",
+        ));
+    }
     let patterns = crate::drivers::calibrate::parse_patterns(&patterns)?;
     let preset = match preset {
         Some(name) => Some(crate::drivers::calibrate::preset(&name).ok_or_else(|| {

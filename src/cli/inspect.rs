@@ -26,11 +26,18 @@ pub struct InspectCmd {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// With --patterns: show each pattern's measured figures from this calibration file (bench, calibrate
+    /// or merged).
+    #[arg(long, requires = "patterns")]
+    pub calibration: Option<std::path::PathBuf>,
 }
 
 pub fn run(cmd: InspectCmd) -> Result<ExitCode> {
     if cmd.patterns {
-        let c = report::catalog::catalog();
+        let c = match &cmd.calibration {
+            Some(path) => report::catalog::catalog_with(&crate::calibration::read::read(path)?),
+            None => report::catalog::catalog(),
+        };
         if cmd.json {
             println!("{}", serde_json::to_string_pretty(&c)?);
         } else {

@@ -1,12 +1,13 @@
 //! The command line: one file per subcommand, the shared flags once (`args`). `fuseval inspect` (a model,
 //! or `--patterns`: the catalog), `bench` (or `bench --resume DIR`), `calibrate`, `validate`, `plan`,
-//! `eventcheck` and `merge`. Exit codes: [`EXIT_CODES`].
+//! `eventcheck`, `merge` and `agreement`. Exit codes: [`EXIT_CODES`].
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::error::ExitCode;
 
+pub mod agreement;
 pub mod args;
 pub mod bench;
 pub mod calibrate;
@@ -51,6 +52,9 @@ pub enum Command {
     Eventcheck(eventcheck::EventcheckCmd),
     /// Combine calibration files (from several machines or runs) into one, each run with its metadata.
     Merge(merge::MergeCmd),
+    /// Compare two bench runs of one model: does each speedup of the second lie within the two runs'
+    /// combined CI of the first?
+    Agreement(agreement::AgreementCmd),
 }
 
 /// Run the command line; returns the process's exit code (a failure's: [`ExitCode::of`] its error).
@@ -79,6 +83,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(c) => plan::run(c),
         Command::Eventcheck(c) => eventcheck::run(c),
         Command::Merge(c) => merge::run(c),
+        Command::Agreement(c) => agreement::run(c),
     }
 }
 

@@ -86,6 +86,7 @@ pub(super) fn measure_args(model: &ModelFlags, m: &MeasureFlags) -> Result<Measu
         threads: m.threads()?,
         quick: m.quick,
         seed: m.seed,
+        replicates: m.replicates()?,
         lock: model.lock,
     })
 }

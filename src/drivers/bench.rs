@@ -10,11 +10,11 @@ use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::calibration::utc_now;
-use crate::calibration::{CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL};
+use crate::calibration::{AaCheck, CalibrationFile, FusionCalibration, Metadata, WholeModelResult, HEADLINE_LEVEL};
 use crate::carve::ConstValues;
 use crate::measure::{self, MeasureOptions};
 use crate::patterns::Instance;
-use crate::pipeline::{check_ep, distinct_groups, measure_group, model_input_specs, Prepared};
+use crate::pipeline::{check_ep, distinct_groups, model_input_specs, Prepared, Replicated};
 use crate::runtime::Ep;
 
 #[derive(Clone, Debug)]
@@ -37,6 +37,8 @@ pub struct BenchOptions {
     pub calibration: Option<PathBuf>,
     /// CUDA: time CUDA-graph replays (see [`MeasureOptions::cuda_graph`]).
     pub cuda_graph: bool,
+    /// Replicates per instance ([`MeasureOptions::replicates`]), each with the whole time budget.
+    pub replicates: usize,
 }
 
 /// A bench run's result, and whether Ctrl-C or SIGTERM cut it short.
@@ -47,11 +49,10 @@ pub struct Outcome {
 
 /// The measurement options a bench run uses.
 pub fn measure_options(opts: &BenchOptions) -> MeasureOptions {
-    MeasureOptions {
-        seed: opts.seed,
-        cuda_graph: opts.cuda_graph,
-        ..MeasureOptions::new(opts.ep, opts.threads, opts.quick)
-    }
+    let m = MeasureOptions::new(opts.ep, opts.threads, opts.quick);
+    // each replicate is a full measurement with the whole budget: a replicate's A/A control must reach the
+    // CI target to pass, and half the rounds would leave it short
+    MeasureOptions { seed: opts.seed, cuda_graph: opts.cuda_graph, replicates: opts.replicates.max(1), ..m }
 }
 
 /// Measure the distinct instances not already in `previous` (a file being resumed, whose records are
@@ -73,6 +74,11 @@ pub fn bench_run(
     let groups = distinct_groups(g, &chosen);
     let done: HashMap<&str, &FusionCalibration> =
         previous.map(|c| c.fusion_profiles.iter().map(|r| (r.signature.as_str(), r)).collect()).unwrap_or_default();
+    // a record of an earlier run counts as done when it has every replicate (or was skipped)
+    let done: HashMap<&str, &FusionCalibration> = done
+        .into_iter()
+        .filter(|(_, r)| r.status != crate::calibration::Status::Measured || r.replicates.len() >= mopts.replicates)
+        .collect();
     let todo: Vec<&Instance> = groups
         .iter()
         .filter(|(sig, v)| !done.contains_key(sig.as_str()) && v[0].resolved(g))
@@ -117,6 +123,7 @@ pub fn bench_run(
                 hardware: crate::runtime::hardware_for(opts.ep),
                 runtime: "onnxruntime".into(),
                 ort_version: crate::runtime::ort_version(),
+                provenance: crate::runtime::Provenance::current(),
                 execution_provider: opts.ep.to_string(),
                 cuda_graph: opts.cuda_graph,
                 threads: opts.threads,
@@ -125,6 +132,7 @@ pub fn bench_run(
                 target_rel_ci: mopts.target_rel_ci,
                 budget_per_instance_s: mopts.budget.as_secs_f64(),
                 headline_level: HEADLINE_LEVEL.into(),
+                replicates: mopts.replicates,
                 measured: String::new(),
                 run: opts.run.clone(),
             },
@@ -135,43 +143,77 @@ pub fn bench_run(
         whole_model: None,
         ceilings: ceilings.clone(),
         warnings: previous.map(|c| c.warnings.clone()).unwrap_or_else(|| p.loaded.warnings.clone()),
+        session_noise: None,
+        aa_check: None,
         complete: false,
     };
     // wall time so far: a resumed run adds to the earlier one
     let earlier_s: f64 = previous.and_then(|c| c.metadata.measured.trim_end_matches(" s").parse().ok()).unwrap_or(0.0);
     let wall = |started: &Instant| format!("{:.1} s", earlier_s + started.elapsed().as_secs_f64());
 
-    let bar = if opts.progress { ProgressBar::new(groups.len() as u64) } else { ProgressBar::hidden() };
+    // the whole model's replicates: the first before the instances, the rest after them
+    let whole = opts.whole_model && previous.and_then(|c| c.whole_model.as_ref()).is_none();
+    let specs = if whole { Some(model_input_specs(&p.loaded, g)?) } else { None };
+    let mut whole_reps: Vec<measure::Comparison> = vec![];
+    let mut whole_error: Option<String> = None;
+    let time_whole = |r: usize, reps: &mut Vec<measure::Comparison>, err: &mut Option<String>| {
+        if let (Some(specs), None) = (&specs, &err) {
+            match measure::whole_model_replicate(&p.loaded.path, specs, &mopts, r) {
+                Ok(c) => reps.push(c),
+                Err(e) => *err = Some(format!("the whole model could not be timed: {e:#}")),
+            }
+        }
+    };
+
+    let visits = groups.len() * mopts.replicates;
+    let bar = if opts.progress { ProgressBar::new(visits as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    if whole {
+        bar.set_message("whole model, replicate 1");
+        time_whole(0, &mut whole_reps, &mut whole_error);
+    }
     // one slot per group, in model order; the file lists the finished ones
     let mut slots: Vec<Option<FusionCalibration>> =
         groups.iter().map(|(sig, _)| done.get(sig.as_str()).map(|r| (*r).clone())).collect();
-    bar.inc(slots.iter().filter(|s| s.is_some()).count() as u64);
+    let earlier: Vec<bool> = slots.iter().map(|s| s.is_some()).collect();
+    bar.inc(earlier.iter().filter(|&&d| d).count() as u64 * mopts.replicates as u64);
+    let mut runs = Replicated::new(p, &groups, &consts, &mopts);
     let mut interrupted = false;
-    for (k, (sig, group)) in groups.iter().enumerate() {
-        if slots[k].is_some() {
+    for (pass, k) in runs.schedule() {
+        if earlier[k] {
             continue;
         }
         if crate::drivers::run::interrupted() {
             interrupted = true;
             break;
         }
-        let inst = group[0];
+        let inst = groups[k].1[0];
         bar.set_message(format!(
-            "{} ({})",
+            "{} ({}), replicate {}",
             inst.pattern.key(),
-            inst.node_names(g).first().cloned().unwrap_or_default()
+            inst.node_names(g).first().cloned().unwrap_or_default(),
+            pass + 1
         ));
-        let rec = measure_group(p, sig, group, &consts, &mopts);
-        slots[k] = Some(match &ceilings {
-            Some(c) => rec.with_roofline(c),
-            None => rec,
-        });
+        runs.measure(pass, k);
+        let noise = runs.noise();
+        for (j, slot) in slots.iter_mut().enumerate() {
+            if earlier[j] {
+                continue;
+            }
+            if let Some(rec) = runs.record_with(j, &noise) {
+                *slot = Some(match &ceilings {
+                    Some(c) => rec.with_roofline(c),
+                    None => rec,
+                });
+            }
+        }
         bar.inc(1);
         cal.fusion_profiles = slots.iter().flatten().cloned().collect();
+        cal.session_noise = Some(noise);
+        cal.aa_check = Some(AaCheck::of(&cal.fusion_profiles, None));
         cal.metadata.measured = wall(&started);
         bar.suspend(|| on_record(&cal))?;
     }
@@ -180,12 +222,20 @@ pub fn bench_run(
 
     if let Some(prev) = previous.and_then(|c| c.whole_model.as_ref()) {
         cal.whole_model = Some(whole_model_result(prev.measurement.clone(), &cal.fusion_profiles));
-    } else if opts.whole_model && !interrupted {
-        bar.set_message("whole model");
-        let specs = model_input_specs(&p.loaded, g)?;
-        match measure::whole_model(&p.loaded.path, &specs, &mopts) {
-            Ok(m) => cal.whole_model = Some(whole_model_result(m, &cal.fusion_profiles)),
-            Err(e) => cal.warnings.push(format!("the whole model could not be timed: {e:#}")),
+    } else if whole && !interrupted {
+        for r in 1..mopts.replicates {
+            bar.set_message(format!("whole model, replicate {}", r + 1));
+            time_whole(r, &mut whole_reps, &mut whole_error);
+        }
+        if let Some(e) = whole_error {
+            cal.warnings.push(e);
+        } else if !whole_reps.is_empty() {
+            // the whole model's session noise, pooled with the instances'
+            let mut all: Vec<&[measure::Comparison]> = runs.replicates().collect();
+            all.push(&whole_reps);
+            let noise = measure::SessionNoise::pooled(all);
+            let m: measure::WholeModel = measure::replicates::combine(&whole_reps, &noise).into();
+            cal.whole_model = Some(whole_model_result(m, &cal.fusion_profiles));
         }
     }
     if let Some(w) = cal.whole_model.as_mut() {
@@ -200,6 +250,7 @@ pub fn bench_run(
         }
     }
     bar.finish_and_clear();
+    cal.aa_check = Some(AaCheck::of(&cal.fusion_profiles, cal.whole_model.as_ref().map(|w| &w.measurement)));
     cal.metadata.measured = wall(&started);
     cal.complete = !interrupted;
     Ok(Outcome { cal, interrupted })
@@ -210,7 +261,7 @@ fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) ->
     let saving_extended_ms = m.disabled.median_ms - m.extended.median_ms;
     let sum_pattern_saving_ms: f64 = profiles
         .iter()
-        .filter(|p| p.status == Status::Measured && p.equivalent)
+        .filter(|p| p.counts())
         .map(|p| (p.unfused_latency_ms - p.fused_latency_ms) * p.instances.len() as f64)
         .sum();
     let explained_fraction = (saving_extended_ms.abs() > 1e-9).then(|| sum_pattern_saving_ms / saving_extended_ms);
@@ -225,8 +276,10 @@ fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) ->
     }
 }
 
-/// Predict the fused whole model from a calibration's cost model: each measured instance's unfused
-/// latency, sped up by the calibration's estimate at its size.
+/// Predict the whole model's saving from a calibration file alone: for each distinct instance of this
+/// model (its shapes), the calibration's unfused latency and speedup at its size, at the level the cost
+/// model uses (its headline, extended); scored against this run's whole model at that level. This run's
+/// own per-instance measurements are not used.
 fn predict_from_calibration(
     p: &Prepared,
     profiles: &[FusionCalibration],
@@ -239,11 +292,21 @@ fn predict_from_calibration(
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     let mut warnings = vec![];
     let mut speedups = vec![];
-    for r in profiles.iter().filter(|r| r.status == Status::Measured && r.equivalent) {
+    // every distinct instance of the cover, measured here or not: the calibration speaks for all
+    for r in profiles {
         let Some(inst) = by_sig.get(&r.signature) else { continue };
-        let b = model.fusion_benefit(inst.pattern.key(), &Workload::of_instance(&p.graph, inst))?;
+        let w = Workload::of_instance(&p.graph, inst);
+        let b = model.fusion_benefit(inst.pattern.key(), &w)?;
+        let Some(unfused_ms) = model.unfused_latency_ms(inst.pattern, &w) else {
+            let why =
+                format!("{}: no measured unfused latency in the calibration; its saving counts as 0", inst.pattern);
+            if !warnings.contains(&why) {
+                warnings.push(why);
+            }
+            continue;
+        };
         *sources.entry(b.source.name().into()).or_insert(0) += r.instances.len();
-        speedups.push((r.instances.len(), r.unfused_latency_ms, b.speedup));
+        speedups.push((r.instances.len(), unfused_ms, b.speedup));
         for w in b.warnings {
             if !warnings.contains(&w) {
                 warnings.push(w);
@@ -254,8 +317,8 @@ fn predict_from_calibration(
         calibration: path.display().to_string(),
         prediction: crate::calibration::LevelPrediction::from_speedups(
             "calibration",
-            m.disabled.median_ms,
-            m.all.median_ms,
+            &m.disabled.ci_ms,
+            &m.extended.ci_ms,
             speedups,
         ),
         sources,

@@ -89,7 +89,8 @@ pub struct CalibrateOptions {
 }
 
 fn probe_opts(ep: Ep, threads: usize, quick: bool, seed: u64) -> MeasureOptions {
-    MeasureOptions { seed, ..MeasureOptions::new(ep, threads, quick) }
+    // one replicate per sweep point: the sweep's neighbours show its spread
+    MeasureOptions { seed, replicates: 1, ..MeasureOptions::new(ep, threads, quick) }
 }
 
 /// One ceiling probe: a single-op model of inputs `A` and `B`, both `input`-shaped.
@@ -288,6 +289,7 @@ pub fn calibrate(
             hardware,
             runtime: "onnxruntime".into(),
             ort_version: crate::runtime::ort_version(),
+            provenance: crate::runtime::Provenance::current(),
             execution_provider: opts.ep.to_string(),
             cuda_graph: opts.cuda_graph,
             threads: opts.threads,
@@ -424,13 +426,28 @@ pub fn crossovers(profiles: &[FusionCalibration], patterns: &[Pattern]) -> Vec<C
                         best_speedup: if measured { best_speedup(r) } else { None },
                         verdict: r.verdict,
                         bottleneck_unfused: r.roofline.as_ref().map(|x| x.unfused.bottleneck),
+                        trustworthy: !r.aa_failed(),
                     }
                 })
                 .collect();
-            let pays: Vec<bool> = recs.iter().map(|r| r.best_variant != crate::calibration::Variant::Unfused).collect();
+            // a size whose A/A control failed says nothing about where fusion pays: shown, left out here
+            let trusted: Vec<SweepPoint> = points.iter().filter(|x| x.trustworthy).cloned().collect();
+            let pays: Vec<bool> = recs
+                .iter()
+                .filter(|r| !r.aa_failed())
+                .map(|r| r.best_variant != crate::calibration::Variant::Unfused)
+                .collect();
             let pays_at: Vec<String> =
-                points.iter().zip(&pays).filter(|(_, &y)| y).map(|(p, _)| p.size.clone()).collect();
-            let summary = crossover_summary(&points, &pays);
+                trusted.iter().zip(&pays).filter(|(_, &y)| y).map(|(p, _)| p.size.clone()).collect();
+            let left_out = points.len() - trusted.len();
+            let mut summary = if trusted.is_empty() {
+                "no size could be trusted".to_string()
+            } else {
+                crossover_summary(&trusted, &pays)
+            };
+            if left_out > 0 {
+                summary.push_str(&format!("; {left_out} size(s) left out: their A/A control failed"));
+            }
             Some(Crossover { fusion_pattern: p.key().into(), points, pays_at, summary })
         })
         .collect()

@@ -21,6 +21,7 @@
 mod equivalence;
 pub mod events;
 mod inputs;
+pub mod replicates;
 mod session;
 pub mod timing;
 
@@ -42,6 +43,7 @@ pub use self::equivalence::{
     Equivalence, OutputValues, Values,
 };
 pub use self::inputs::{random_inputs, HostTensor};
+pub use self::replicates::{ReplicateResult, SessionNoise};
 pub use self::session::model_ops;
 use self::timing::{Rounds, WallClock, ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
 use crate::estimate::{median_ci, Estimate};
@@ -152,6 +154,9 @@ pub struct MeasureOptions {
     /// CUDA: capture each session's run in a CUDA graph and time its replays (`enable_cuda_graph`),
     /// which removes the per-kernel launch overhead that fusion also removes.
     pub cuda_graph: bool,
+    /// Independent replicates per instance (fresh sessions, own build order, different points of the run);
+    /// see [`replicates`].
+    pub replicates: usize,
 }
 
 impl MeasureOptions {
@@ -170,6 +175,7 @@ impl MeasureOptions {
                 reduction: 1,
                 strict_placement: true,
                 cuda_graph: false,
+                replicates: replicates::DEFAULT_REPLICATES,
             }
         } else {
             MeasureOptions {
@@ -184,11 +190,15 @@ impl MeasureOptions {
                 reduction: 1,
                 strict_placement: true,
                 cuda_graph: false,
+                replicates: replicates::DEFAULT_REPLICATES,
             }
         }
     }
 
     fn validate(&self) -> Result<()> {
+        if self.replicates == 0 {
+            return Err(crate::error::user("replicates must be at least 1"));
+        }
         if self.threads == 0 {
             return Err(crate::error::user("threads must be at least 1"));
         }
@@ -262,6 +272,22 @@ pub struct Comparison {
     pub wall_s: f64,
     pub threads: usize,
     pub ep: Ep,
+    /// The seed of its inputs, build order and bootstrap (the first replicate's, when combined).
+    #[serde(default)]
+    pub seed: u64,
+    /// The order its sessions were built in (labels).
+    #[serde(default)]
+    pub build_order: Vec<String>,
+    /// How many times it was measured (more than the replicates when an A/A control failed).
+    #[serde(default = "one")]
+    pub attempts: usize,
+    /// Each replicate's own reading, when this comparison combines several ([`replicates::combine`]).
+    #[serde(default)]
+    pub replicates: Vec<ReplicateResult>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The explicit-fused variant: fuseval's rewrite into ORT's fused kernel, run with optimisations disabled.
@@ -286,8 +312,24 @@ pub fn ratio_estimate(ratios: &[f64], seed: u64) -> Estimate {
     }
 }
 
-/// Whether an A/A control estimate is consistent with 1.00 (see [`Comparison::aa_ok`]).
+/// Whether one set of sessions' A/A control passes: consistent with 1.00 ([`aa_consistent`]) and no wider
+/// than the verdict band `1 ± NOISE`: a control of 0.91 [0.75, 1.14] contains 1.00 but cannot tell a 10%
+/// speedup from noise. (A combined control, whose CI includes the session-to-session spread, is judged by
+/// [`aa_consistent`] alone.)
 pub fn aa_ok(aa_control: &Estimate) -> bool {
+    aa_ok_at(aa_control, crate::estimate::NOISE)
+}
+
+/// [`aa_ok`] for a run whose CI target is `target_rel_ci`: the control may be as wide as that target when
+/// it is looser than the band (`--quick`'s ±5%), never narrower than the band demands.
+pub fn aa_ok_at(aa_control: &Estimate, target_rel_ci: f64) -> bool {
+    let half = crate::estimate::NOISE.max(target_rel_ci);
+    aa_consistent(aa_control) && aa_control.hi - aa_control.lo <= 2.0 * half * aa_control.point
+}
+
+/// Whether an A/A control estimate is consistent with 1.00: its CI contains it, or lies within
+/// `1 ± AA_TOLERANCE`.
+pub fn aa_consistent(aa_control: &Estimate) -> bool {
     aa_control.contains(1.0) || (aa_control.lo >= 1.0 - AA_TOLERANCE && aa_control.hi <= 1.0 + AA_TOLERANCE)
 }
 
@@ -353,6 +395,9 @@ pub struct WholeModel {
     pub wall_s: f64,
     pub threads: usize,
     pub ep: Ep,
+    /// What each replicate read.
+    #[serde(default)]
+    pub replicates: Vec<ReplicateResult>,
 }
 
 impl From<Comparison> for WholeModel {
@@ -377,6 +422,7 @@ impl From<Comparison> for WholeModel {
             wall_s: c.wall_s,
             threads: c.threads,
             ep: c.ep,
+            replicates: c.replicates,
         }
     }
 }
@@ -384,12 +430,26 @@ impl From<Comparison> for WholeModel {
 /// Serialises all measurement in the process: timings must never overlap.
 static MEASURE_LOCK: Mutex<()> = Mutex::new(());
 
-/// Time a whole model file: `Disable` (twice, A/A) vs `Extended` vs `All`.
+/// Time a whole model file: `Disable` (twice, A/A) vs `Extended` vs `All`, its replicates back to back,
+/// combined with the session noise they show alone. `bench` spreads them over its run instead
+/// ([`whole_model_replicate`]) and pools the noise with the instances'.
 pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> Result<WholeModel> {
+    let reps =
+        (0..opts.replicates).map(|r| whole_model_replicate(path, inputs, opts, r)).collect::<Result<Vec<_>>>()?;
+    let noise = SessionNoise::pooled([reps.as_slice()]);
+    Ok(replicates::combine(&reps, &noise).into())
+}
+
+/// One replicate of the whole model ([`replicate`], CPU fallback allowed for its shape arithmetic).
+pub fn whole_model_replicate(
+    path: &Path,
+    inputs: &[InputSpec],
+    opts: &MeasureOptions,
+    replicate: usize,
+) -> Result<Comparison> {
     let opts = &MeasureOptions { strict_placement: false, ..opts.clone() };
-    let c = compare(ModelSource::Path(path), inputs, opts)
-        .with_context(|| format!("timing the whole model {}", path.display()))?;
-    Ok(c.into())
+    self::replicate(ModelSource::Path(path), None, inputs, opts, "whole model", replicate)
+        .with_context(|| format!("timing the whole model {}", path.display()))
 }
 
 /// Build the four sessions, check equivalence, time them, and summarise. See the module docs.
@@ -464,11 +524,8 @@ pub fn compare_variants(
     let mut cpu_fallback: Vec<String> = vec![];
     // Sessions and their plain runs on both input sets, built in a seeded random order: the first session
     // created gets first pick of the shared arena, and that must not always be the same role.
-    let mut build_order = vec![UNFUSED, CONTROL, EXTENDED, ALL];
-    if explicit.is_some() {
-        build_order.push(EXPLICIT);
-    }
-    build_order.shuffle(&mut ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0062_7569_6c64));
+    let build_order = build_order(opts.seed, explicit.is_some());
+    let build_labels: Vec<String> = build_order.iter().map(|&i| plan[i].0.to_string()).collect();
     let mut built: [Option<Built>; 5] = Default::default();
     let mut ops: [Vec<String>; 4] = Default::default();
     let mut inputs_checked = false;
@@ -624,8 +681,8 @@ pub fn compare_variants(
         fused_all: stats.fused_all,
         speedup_extended: stats.speedup_extended,
         speedup_all: stats.speedup_all,
+        aa_ok: aa_ok_at(&stats.aa_control, opts.target_rel_ci),
         aa_control: stats.aa_control,
-        aa_ok: stats.aa_ok,
         equivalence_extended,
         equivalence_all,
         fused_ops_extended: std::mem::take(&mut ops[EXTENDED]),
@@ -640,7 +697,62 @@ pub fn compare_variants(
         wall_s: wall.elapsed().as_secs_f64(),
         threads: opts.threads,
         ep: opts.ep,
+        seed: opts.seed,
+        build_order: build_labels,
+        attempts: 1,
+        replicates: vec![],
     })
+}
+
+/// One replicate of a comparison: [`compare_variants`] with a seed of its own (inputs, build order,
+/// bootstrap) from `opts.seed`, `salt` (say, the instance's signature) and the replicate's number. While its
+/// A/A control fails ([`aa_ok`]) it is measured again in fresh sessions with a fresh seed, at most
+/// [`replicates::AA_RETRIES`] times; [`Comparison::attempts`] says how many it took, and a control that
+/// still fails is returned as it is (`aa_ok` false) for the caller to leave out.
+pub fn replicate(
+    model: ModelSource<'_>,
+    explicit: Option<&[u8]>,
+    inputs: &[InputSpec],
+    opts: &MeasureOptions,
+    salt: &str,
+    replicate: usize,
+) -> Result<Comparison> {
+    let mut attempt = 0;
+    loop {
+        let seed = replicate_seed(opts.seed, salt, replicate, attempt);
+        let mut c = compare_variants(model, explicit, inputs, &MeasureOptions { seed, ..opts.clone() })?;
+        c.attempts = attempt + 1;
+        if c.aa_ok || attempt == replicates::AA_RETRIES {
+            return Ok(c);
+        }
+        attempt += 1;
+    }
+}
+
+/// The seed of one attempt of one replicate of one instance: different for every instance, replicate and
+/// attempt, the same from one run to the next.
+pub fn replicate_seed(seed: u64, salt: &str, replicate: usize, attempt: usize) -> u64 {
+    // FNV-1a over the salt, then splitmix64 over the mix
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in salt.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut z = seed ^ h ^ ((replicate as u64) << 32) ^ ((attempt as u64) << 48);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The order [`compare_variants`] builds its sessions in for `seed`: indexes into unfused, control,
+/// extended, full (and explicit when `explicit`).
+pub fn build_order(seed: u64, explicit: bool) -> Vec<usize> {
+    let mut order = vec![UNFUSED, CONTROL, EXTENDED, ALL];
+    if explicit {
+        order.push(EXPLICIT);
+    }
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x0062_7569_6c64));
+    order
 }
 
 /// The explicit-fused session and its plain runs on both input sets: built at `Disable`, its inputs checked

@@ -25,7 +25,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "none",
     kernel_cuda: "none",
     rewrite: Rewrite::Elementwise,
-    cuda_measured: "no fused kernel on CUDA: 0.99–1.01×",
     synth: Synth { grid: sweep::elementwise, flops, build },
 };
 

@@ -34,7 +34,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.MultiHeadAttention",
     kernel_cuda: "com.microsoft.MultiHeadAttention",
     rewrite: Rewrite::AttentionHead,
-    cuda_measured: "1.27× in the sweep (ORT's FusedMatMul + BiasSoftmax)",
     synth: Synth { grid: sweep::attention, flops, build },
 };
 

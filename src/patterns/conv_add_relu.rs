@@ -38,7 +38,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedConv (BN folded, residual as Z)",
     kernel_cuda: "com.microsoft.FusedConv (BN folded, residual as Z)",
     rewrite: Rewrite::Conv,
-    cuda_measured: "",
     synth: Synth { grid: sweep::conv, flops, build },
 };
 

@@ -20,7 +20,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "Conv (bias folded)",
     kernel_cuda: "Conv (bias folded)",
     rewrite: Rewrite::Conv,
-    cuda_measured: "bias folded into the Conv; within ±5% in the sweep",
     synth: Synth { grid: sweep::conv, flops, build },
 };
 

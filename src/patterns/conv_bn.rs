@@ -22,7 +22,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "Conv (BN folded)",
     kernel_cuda: "Conv (BN folded)",
     rewrite: Rewrite::Conv,
-    cuda_measured: "BN folded into the Conv: 1.02–1.08× in ResNet-50",
     synth: Synth { grid: sweep::conv, flops, build },
 };
 

@@ -24,7 +24,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedConv (BN folded)",
     kernel_cuda: "com.microsoft.FusedConv (BN folded)",
     rewrite: Rewrite::Conv,
-    cuda_measured: "ORT keeps Conv and Relu apart on CUDA (only BN folded: 1.00–1.07×); FusedConv exists but runs 0.23–0.65× at batch 1, 0.45–1.3× under CUDA graphs",
     synth: Synth { grid: sweep::conv, flops, build },
 };
 

@@ -25,7 +25,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedConv (BN folded) + MaxPool",
     kernel_cuda: "com.microsoft.FusedConv (BN folded) + MaxPool",
     rewrite: Rewrite::Conv,
-    cuda_measured: "BN folded, ReLU and MaxPool separate; FusedConv + MaxPool 0.74× (ResNet-50 stem)",
     synth: Synth { grid: sweep::conv, flops, build },
 };
 

@@ -23,7 +23,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedConv",
     kernel_cuda: "com.microsoft.FusedConv",
     rewrite: Rewrite::Conv,
-    cuda_measured: "ORT keeps Conv and Relu apart on CUDA; FusedConv is slower at batch 1",
     synth: Synth { grid: sweep::conv, flops, build },
 };
 

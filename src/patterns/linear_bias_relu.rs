@@ -28,7 +28,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedGemm",
     kernel_cuda: "none",
     rewrite: Rewrite::Linear,
-    cuda_measured: "no FusedGemm on CUDA; what ORT does alone gives 0.97–1.03× in the sweep",
     synth: Synth { grid: sweep::linear, flops, build },
 };
 

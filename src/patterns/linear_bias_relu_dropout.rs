@@ -27,7 +27,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedGemm (Dropout dropped)",
     kernel_cuda: "none",
     rewrite: Rewrite::Linear,
-    cuda_measured: "no FusedGemm on CUDA; ORT drops the Dropout: pays at M=K=N=256 only in the sweep",
     synth: Synth { grid: sweep::linear, flops, build },
 };
 

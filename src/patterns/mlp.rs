@@ -29,7 +29,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedGemm + Gemm",
     kernel_cuda: "none",
     rewrite: Rewrite::Linear,
-    cuda_measured: "no FusedGemm on CUDA; 1.02–1.05× in the sweep",
     synth: Synth { grid: sweep::mlp, flops, build },
 };
 

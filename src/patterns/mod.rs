@@ -102,8 +102,6 @@ pub struct Descriptor {
     pub kernel_cuda: &'static str,
     /// Which explicit rewrite of `crate::fuse` handles it.
     pub rewrite: Rewrite,
-    /// What was measured on a GPU (results/h100), or empty.
-    pub cuda_measured: &'static str,
     /// The synthetic model `calibrate` sweeps.
     pub synth: Synth,
 }

@@ -26,7 +26,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "none",
     kernel_cuda: "none",
     rewrite: Rewrite::Elementwise,
-    cuda_measured: "no fused kernel on CUDA: 1.00×",
     synth: Synth { grid: sweep::elementwise, flops, build },
 };
 

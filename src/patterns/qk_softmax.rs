@@ -32,7 +32,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.FusedMatMul + Add + Softmax (scale folded)",
     kernel_cuda: "com.microsoft.FusedMatMul + Add + Softmax (scale folded)",
     rewrite: Rewrite::QkSoftmax,
-    cuda_measured: "ORT fuses it into FusedMatMul + BiasSoftmax: 1.35× in the sweep",
     synth: Synth { grid: sweep::attention, flops, build },
 };
 

@@ -30,7 +30,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "com.microsoft.QuickGelu (SiLU); HardSwish (hard-swish)",
     kernel_cuda: "com.microsoft.QuickGelu (SiLU); HardSwish (hard-swish)",
     rewrite: Rewrite::Elementwise,
-    cuda_measured: "QuickGelu for SiLU: 1.23–1.28× in the sweep",
     synth: Synth { grid: sweep::elementwise, flops, build },
 };
 

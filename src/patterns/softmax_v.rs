@@ -26,7 +26,6 @@ pub const DESCRIPTOR: Descriptor = Descriptor {
     kernel_cpu: "none",
     kernel_cuda: "none",
     rewrite: Rewrite::SoftmaxV,
-    cuda_measured: "no fused kernel: 0.98–0.99×",
     synth: Synth { grid: sweep::attention, flops, build },
 };
 

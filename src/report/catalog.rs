@@ -19,9 +19,10 @@ pub struct CatalogEntry {
     /// The fused kernel on each provider; `none` when ORT has none there.
     pub kernel_cpu: String,
     pub kernel_cuda: String,
-    /// What was measured on a GPU (results/h100, ONNX Runtime 1.31.1): whether ORT fuses it by itself
-    /// on CUDA, and how the explicit kernel fared. Empty where nothing was measured.
-    pub cuda_measured: String,
+    /// Measured figures read from a calibration file (`inspect --patterns --calibration FILE`): one line per
+    /// counted record of the pattern, with the machine it ran on. Nothing is compiled in: the binary prints
+    /// no number it did not read.
+    pub measured: Vec<String>,
 }
 
 /// Every pattern, in `Pattern::ALL` order.
@@ -35,9 +36,31 @@ pub fn catalog() -> Vec<CatalogEntry> {
             forms: p.descriptor().forms.iter().map(|s| s.to_string()).collect(),
             kernel_cpu: crate::fuse::kernel_for(p, Ep::Cpu).into(),
             kernel_cuda: crate::fuse::kernel_for(p, Ep::Cuda { device_id: 0 }).into(),
-            cuda_measured: p.descriptor().cuda_measured.into(),
+            measured: vec![],
         })
         .collect()
+}
+
+/// The catalog with each pattern's measured figures from a calibration file: every record that counts
+/// (outputs agree, A/A passed), its shapes, its best variant's speedup with the CI, and the machine.
+pub fn catalog_with(source: &crate::calibration::read::Source) -> Vec<CatalogEntry> {
+    let mut entries = catalog();
+    for run in source.runs() {
+        for r in run.records.iter().filter(|r| r.counts()) {
+            let Some(e) = entries.iter_mut().find(|e| e.key == r.fusion_pattern) else { continue };
+            let best = crate::calibration::best_estimate(r).unwrap_or(crate::estimate::Estimate::exact(1.0));
+            e.measured.push(format!(
+                "{}: {} {:.2}× [{:.2}, {:.2}] on {}",
+                r.label(),
+                r.best_variant,
+                best.point,
+                best.lo,
+                best.hi,
+                run.machine()
+            ));
+        }
+    }
+    entries
 }
 
 /// The catalog as text: one block per pattern.
@@ -51,8 +74,8 @@ pub fn catalog_text(entries: &[CatalogEntry]) -> String {
             let _ = writeln!(s, "  form: {f}");
         }
         let _ = writeln!(s, "  kernel: CPU {}; CUDA {}", e.kernel_cpu, e.kernel_cuda);
-        if !e.cuda_measured.is_empty() {
-            let _ = writeln!(s, "  measured on CUDA (H100): {}", e.cuda_measured);
+        for m in &e.measured {
+            let _ = writeln!(s, "  measured: {m}");
         }
     }
     s

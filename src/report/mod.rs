@@ -22,6 +22,7 @@ use crate::graph::ModelGraph;
 use crate::load::Loaded;
 use crate::patterns::Detection;
 
+pub mod agreement;
 pub mod catalog;
 pub mod dot;
 pub mod graph_json;
@@ -207,7 +208,7 @@ pub(crate) fn fmt_estimate(e: &Estimate) -> String {
 /// that misses 1.00 to `1.00`.
 pub(crate) fn fmt_aa(e: &Estimate) -> String {
     let near = |x: f64| fmt_ratio(x) == "1.00";
-    if !crate::measure::aa_ok(e) && (near(e.lo) || near(e.hi)) {
+    if !crate::measure::aa_consistent(e) && (near(e.lo) || near(e.hi)) {
         format!("{:.3} [{:.3}, {:.3}]", e.point, e.lo, e.hi)
     } else {
         fmt_estimate(e)
@@ -267,16 +268,25 @@ pub(crate) fn distrust(p: &FusionCalibration) -> Vec<String> {
     }
     if aa_off(p) {
         let aa = p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "missing".into());
-        why.push(format!("A/A control {aa} is off 1.00"));
+        let failed: Vec<String> = p
+            .replicates
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.aa_ok)
+            .map(|(i, r)| format!("replicate {} read {} after {} attempts", i + 1, fmt_aa(&r.aa_control), r.attempts))
+            .collect();
+        if failed.is_empty() {
+            why.push(format!("A/A control {aa} is off 1.00"));
+        } else {
+            why.push(format!("A/A control {aa}: {} (off 1.00, or wider than the noise band)", failed.join(", ")));
+        }
     }
     why
 }
 
-/// Whether a measured record's A/A control missed 1.00. `trustworthy` is "A/A fine and outputs agree",
-/// so an untrustworthy record whose outputs agree failed its A/A control too.
+/// Whether a measured record's A/A control failed ([`FusionCalibration::aa_failed`]).
 pub(crate) fn aa_off(p: &FusionCalibration) -> bool {
-    p.status == Status::Measured
-        && (p.aa_control.as_ref().is_some_and(|e| !crate::measure::aa_ok(e)) || (!p.trustworthy && p.equivalent))
+    p.aa_failed()
 }
 
 /// The largest max-abs-error over both fused levels.

@@ -34,6 +34,19 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
     let inputs: Vec<String> = m.model_inputs.iter().map(|(n, d)| format!("{n}={}", dims_string(d))).collect();
     let _ =
         writeln!(s, "Model: {} ({})", m.model, if inputs.is_empty() { "no inputs".into() } else { inputs.join(", ") });
+    if let Some(c) = &m.provenance.fuseval_commit {
+        let _ = writeln!(
+            s,
+            "Made by: fuseval {} at {c}{}{}",
+            m.fuseval_version,
+            m.provenance.ort_library.as_ref().map(|l| format!(", ORT {l}")).unwrap_or_default(),
+            if m.provenance.command_line.is_empty() {
+                String::new()
+            } else {
+                format!("\nCommand: {}", m.provenance.command_line.join(" "))
+            }
+        );
+    }
     let mode = if m.quick { "--quick" } else { "full" };
     let _ = writeln!(
         s,
@@ -227,24 +240,38 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
     if !cal.complete {
         let _ = writeln!(s, "Incomplete: the run was interrupted; only the instances it finished are listed");
     }
-    let count = |v: Verdict| measured.iter().filter(|p| p.equivalent && p.verdict == Some(v)).count();
+    // only records whose outputs agree and whose A/A control passed count
+    let counted: Vec<&FusionCalibration> = measured.iter().copied().filter(|p| p.counts()).collect();
+    let count = |v: Verdict| counted.iter().filter(|p| p.verdict == Some(v)).count();
     if !measured.is_empty() {
         let _ = writeln!(
             s,
-            "Verdicts ({} level, ±{}% noise band): {} faster, {} within noise, {} slower",
+            "Verdicts ({} level, ±{}% noise band widened by each A/A offset; {} of {} distinct counted): {} faster, {} within noise, {} slower",
             level_name(&cal.metadata.headline_level),
             pct(crate::calibration::NOISE),
+            counted.len(),
+            measured.len(),
             count(Verdict::Faster),
             count(Verdict::WithinNoise),
             count(Verdict::Slower)
         );
+    }
+    if let Some(a) = &cal.aa_check {
+        if !a.failed.is_empty() {
+            let _ = writeln!(
+                s,
+                "Left out: {} distinct whose A/A control still failed after re-measurement (no verdict, best variant or prediction uses them): {}",
+                a.failed.len(),
+                a.failed.join("; ")
+            );
+        }
     }
     if !measured.is_empty() {
         let with_kernel = measured.iter().filter(|p| p.explicit.is_some()).count();
         let agree = measured.iter().filter(|p| p.explicit_agrees()).count();
         let best: Vec<String> = Variant::ALL
             .iter()
-            .map(|&b| format!("{b} {}", measured.iter().filter(|p| p.best_variant == b).count()))
+            .map(|&b| format!("{b} {}", counted.iter().filter(|p| p.best_variant == b).count()))
             .collect();
         let _ = writeln!(
             s,
@@ -265,7 +292,23 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
             fmt_ratio(hi),
             aa.len(),
             if aa.len() == 1 { "" } else { "s" },
-            if off == 0 { "all consistent with 1.00".to_string() } else { format!("{off} off 1.00") }
+            if off == 0 { "all passed".to_string() } else { format!("{off} failed") }
+        );
+    }
+    if let Some(a) = &cal.aa_check {
+        let reps = measured.iter().map(|p| p.replicates.len()).max().unwrap_or(0);
+        let noise = cal
+            .session_noise
+            .map(|n| format!("; session-to-session spread ±{:.1}% (pooled, {} df)", 100.0 * n.rel_sd(), n.df));
+        let _ = writeln!(
+            s,
+            "Replicates: {reps} per instance{}; A/A below 1.00 in {} of {} replicates (binomial p = {:.2}{}); {} re-measured for a failed control",
+            noise.unwrap_or_default(),
+            a.below_one,
+            a.points,
+            a.p_value,
+            if a.p_value < 0.05 { ": one copy is favoured, check the build order" } else { ", consistent with one half" },
+            a.remeasured
         );
     }
     let head = &cal.metadata.headline_level;
@@ -301,13 +344,43 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                 let line = |s: &mut String, name: &str, l: &crate::calibration::LevelPrediction| {
                     let _ = writeln!(
                         s,
-                        "  {name:<28} predicted {} [{}, {}] vs measured {} ({:+.1}%)",
+                        "  {name:<28} predicted {} [{}, {}] vs measured {} ({:+.1}%; \"fusion changes nothing\" {})",
                         fmt_ms(l.predicted_ms),
                         fmt_ms(l.predicted_low_ms),
                         fmt_ms(l.predicted_high_ms),
                         fmt_ms(l.measured_ms),
-                        100.0 * l.error
+                        100.0 * l.error,
+                        l.no_change_error.map(|e| format!("{:+.1}%", 100.0 * e)).unwrap_or_else(|| "n/a".into())
                     );
+                    if let (Some(p), Some(m)) = (&l.predicted_saving, &l.measured_saving) {
+                        let explained = match &l.explained {
+                            Some(x) => format!(
+                                "explains {:.0}% [{:.0}%, {:.0}%] of it",
+                                100.0 * x.point,
+                                100.0 * x.lo,
+                                100.0 * x.hi
+                            ),
+                            None => "the measured saving is within the whole model's noise of zero".into(),
+                        };
+                        let _ = writeln!(
+                            s,
+                            "  {:<28} saving predicted {} [{}, {}], measured {} [{}, {}]: {explained}",
+                            "",
+                            fmt_ms(p.point),
+                            fmt_ms(p.lo),
+                            fmt_ms(p.hi),
+                            fmt_ms(m.point),
+                            fmt_ms(m.lo),
+                            fmt_ms(m.hi)
+                        );
+                    }
+                    if l.beats_no_change() == Some(false) {
+                        let _ = writeln!(
+                            s,
+                            "  {:<28} the prediction is no better than assuming fusion changes nothing",
+                            ""
+                        );
+                    }
                 };
                 for l in &p.levels {
                     let name = match l.level.as_str() {
@@ -319,7 +392,7 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                     line(s, name, l);
                 }
                 if let Some(c) = &p.from_calibration {
-                    line(s, "calibration, vs full level", &c.prediction);
+                    line(s, "calibration only, extended", &c.prediction);
                     let src: Vec<String> = c.sources.iter().map(|(k, v)| format!("{v} {k}")).collect();
                     let _ = writeln!(s, "    ({}; lookups: {})", c.calibration, src.join(", "));
                 }

@@ -25,7 +25,7 @@ use crate::carve::ConstValues;
 use crate::estimate::Estimate;
 use crate::measure::MeasureOptions;
 use crate::patterns::Instance;
-use crate::pipeline::{distinct_groups, measure_group, Prepared};
+use crate::pipeline::{distinct_groups, Prepared, Replicated};
 
 /// Where a number comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,19 +247,25 @@ pub fn measure_instances(
     let groups = distinct_groups(g, insts);
     let todo: Vec<&Instance> = groups.iter().filter(|(_, v)| v[0].resolved(g)).map(|(_, v)| v[0]).collect();
     let consts = ConstValues::evaluate(&p.loaded, g, &todo)?;
-    let bar = if progress { ProgressBar::new(groups.len() as u64) } else { ProgressBar::hidden() };
+    let mut runs = Replicated::new(p, &groups, &consts, mopts);
+    let schedule = runs.schedule();
+    let bar = if progress { ProgressBar::new(schedule.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut out = HashMap::new();
-    for (sig, group) in &groups {
-        bar.set_message(group[0].pattern.key());
-        out.insert(sig.clone(), measure_group(p, sig, group, &consts, mopts));
+    for (pass, k) in schedule {
+        bar.set_message(format!("{}, replicate {}", groups[k].1[0].pattern.key(), pass + 1));
+        runs.measure(pass, k);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    Ok(out)
+    let noise = runs.noise();
+    Ok(groups
+        .iter()
+        .enumerate()
+        .filter_map(|(k, (sig, _))| Some((sig.clone(), runs.record_with(k, &noise)?)))
+        .collect())
 }
 
 #[cfg(test)]

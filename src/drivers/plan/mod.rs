@@ -45,6 +45,7 @@ pub struct MeasureArgs {
     pub threads: usize,
     pub quick: bool,
     pub seed: u64,
+    pub replicates: usize,
     pub lock: LockMode,
 }
 
@@ -101,6 +102,7 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
         ceilings: None,
         calibration: None,
         cuda_graph: false,
+        replicates: m.replicates,
     }))
 }
 
@@ -302,6 +304,8 @@ pub fn validate_command(args: &ValidateArgs) -> Result<ExitCode> {
             quick: m.quick,
             seed: m.seed,
             ort_version: crate::runtime::ort_version(),
+            replicates: m.replicates,
+            provenance: crate::runtime::Provenance::current(),
         }),
         threshold: args.threshold,
         noise: NOISE,

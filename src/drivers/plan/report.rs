@@ -35,6 +35,11 @@ pub struct MeasurementInfo {
     pub quick: bool,
     pub seed: u64,
     pub ort_version: String,
+    #[serde(default)]
+    pub replicates: usize,
+    /// The ONNX Runtime library, the fuseval commit and the command line that made it.
+    #[serde(flatten)]
+    pub provenance: crate::runtime::Provenance,
 }
 
 /// How a plan group relates to the catalog.

@@ -1,0 +1,150 @@
+//! `fuseval agreement A B`: do two runs of the same bench agree? Instances matched by signature; for
+//! each speedup (extended, full, explicit) the difference, and whether it lies within the two runs'
+//! combined CI, `|s1 − s2| ≤ √(h1² + h2²)` with `h` the half-widths.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::calibration::{CalibrationFile, FusionCalibration};
+use crate::estimate::Estimate;
+
+/// One speedup of one instance in both runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pair {
+    pub label: String,
+    pub signature: String,
+    pub variant: String,
+    pub a: Estimate,
+    pub b: Estimate,
+    /// (b − a) / a.
+    pub rel_diff: f64,
+    /// `|a − b| ≤ √(h_a² + h_b²)`.
+    pub within_combined_ci: bool,
+}
+
+/// Per variant: how many instances agree within their combined CI, and the differences.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantAgreement {
+    pub variant: String,
+    pub instances: usize,
+    pub within_combined_ci: usize,
+    pub max_abs_rel_diff: f64,
+    pub median_abs_rel_diff: f64,
+    /// How many differ by at most 3%.
+    pub within_3pct: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Agreement {
+    pub matched: usize,
+    pub only_in_a: usize,
+    pub only_in_b: usize,
+    pub variants: Vec<VariantAgreement>,
+    pub pairs: Vec<Pair>,
+}
+
+/// The variants compared: ORT's two levels and the explicit kernel, each where both runs have it and its
+/// outputs agree, and both records count (measured, trustworthy).
+fn variants(r: &FusionCalibration) -> Vec<(&'static str, Estimate)> {
+    let mut v = vec![];
+    for (name, l) in [("extended", &r.extended), ("full", &r.all), ("explicit", &r.explicit)] {
+        if let Some(l) = l.as_ref().filter(|l| l.equivalence.passed) {
+            v.push((name, l.speedup));
+        }
+    }
+    v
+}
+
+pub fn agreement(a: &CalibrationFile, b: &CalibrationFile) -> Agreement {
+    let counted = |c: &CalibrationFile| -> Vec<FusionCalibration> {
+        c.fusion_profiles.iter().filter(|r| r.counts()).cloned().collect()
+    };
+    let (ra, rb) = (counted(a), counted(b));
+    let mut pairs = vec![];
+    let mut matched = 0;
+    for x in &ra {
+        let Some(y) = rb.iter().find(|y| y.signature == x.signature) else { continue };
+        matched += 1;
+        let vy = variants(y);
+        for (name, ea) in variants(x) {
+            let Some((_, eb)) = vy.iter().find(|(n, _)| *n == name) else { continue };
+            let half = |e: &Estimate| (e.hi - e.lo) / 2.0;
+            let combined = (half(&ea).powi(2) + half(eb).powi(2)).sqrt();
+            pairs.push(Pair {
+                label: x.label(),
+                signature: x.signature.clone(),
+                variant: name.into(),
+                a: ea,
+                b: *eb,
+                rel_diff: (eb.point - ea.point) / ea.point,
+                within_combined_ci: (ea.point - eb.point).abs() <= combined,
+            });
+        }
+    }
+    let variants = ["extended", "full", "explicit"]
+        .iter()
+        .filter_map(|&v| {
+            let ps: Vec<&Pair> = pairs.iter().filter(|p| p.variant == v).collect();
+            if ps.is_empty() {
+                return None;
+            }
+            let diffs: Vec<f64> = ps.iter().map(|p| p.rel_diff.abs()).collect();
+            Some(VariantAgreement {
+                variant: v.into(),
+                instances: ps.len(),
+                within_combined_ci: ps.iter().filter(|p| p.within_combined_ci).count(),
+                max_abs_rel_diff: diffs.iter().copied().fold(0.0, f64::max),
+                median_abs_rel_diff: crate::estimate::median(&diffs),
+                within_3pct: diffs.iter().filter(|&&d| d <= 0.03).count(),
+            })
+        })
+        .collect();
+    let sig_in = |rs: &[FusionCalibration], s: &str| rs.iter().any(|r| r.signature == s);
+    Agreement {
+        matched,
+        only_in_a: ra.iter().filter(|r| !sig_in(&rb, &r.signature)).count(),
+        only_in_b: rb.iter().filter(|r| !sig_in(&ra, &r.signature)).count(),
+        variants,
+        pairs,
+    }
+}
+
+pub fn agreement_text(g: &Agreement, a: &str, b: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Run A: {a}\nRun B: {b}");
+    let _ = writeln!(
+        s,
+        "Distinct instances counted in both: {} (only in A: {}, only in B: {}; untrustworthy or skipped records are not compared)",
+        g.matched, g.only_in_a, g.only_in_b
+    );
+    for v in &g.variants {
+        let _ = writeln!(
+            s,
+            "  {:<9} {} of {} within their combined CI ({:.0}%); |difference| median {:.1}%, max {:.1}%; {} of {} within 3%",
+            v.variant,
+            v.within_combined_ci,
+            v.instances,
+            100.0 * v.within_combined_ci as f64 / v.instances as f64,
+            100.0 * v.median_abs_rel_diff,
+            100.0 * v.max_abs_rel_diff,
+            v.within_3pct,
+            v.instances
+        );
+    }
+    let _ = writeln!(s, "\n{:<58} {:<9} {:>20} {:>20} {:>7}", "instance", "variant", "A", "B", "Δ%");
+    for p in &g.pairs {
+        let e = |e: &Estimate| format!("{:.3} [{:.3}, {:.3}]", e.point, e.lo, e.hi);
+        let _ = writeln!(
+            s,
+            "{:<58} {:<9} {:>20} {:>20} {:>+6.1}{}",
+            p.label,
+            p.variant,
+            e(&p.a),
+            e(&p.b),
+            100.0 * p.rel_diff,
+            if p.within_combined_ci { "" } else { "  outside the combined CI" }
+        );
+    }
+    s
+}
