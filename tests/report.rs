@@ -108,6 +108,8 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
         build_order: vec![],
         attempts: 1,
         replicates: vec![],
+        clock_check: None,
+        clock_check_error: None,
     }
 }
 
@@ -137,6 +139,7 @@ fn metadata(p: &Prepared, quick: bool) -> Metadata {
         budget_per_instance_s: if quick { 1.5 } else { 10.0 },
         headline_level: HEADLINE_LEVEL.into(),
         replicates: 1,
+        gpu_clock_check: None,
         measured: "1.0 s".into(),
         run: None,
     }

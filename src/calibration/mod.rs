@@ -63,6 +63,27 @@ fn complete_default() -> bool {
     true
 }
 
+/// The CUDA clock checks of a run ([`crate::measure::events::ClockCheck`]), together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClockSummary {
+    /// Records checked, and the host-clock time per run over the event time per run, minus 1: median
+    /// and the largest in absolute value.
+    pub checked: usize,
+    pub median_host_vs_events: f64,
+    pub max_host_vs_events: f64,
+}
+
+impl ClockSummary {
+    pub fn of(profiles: &[FusionCalibration]) -> Option<ClockSummary> {
+        let d: Vec<f64> = profiles.iter().filter_map(|p| p.clock_check.map(|c| c.host_vs_events)).collect();
+        (!d.is_empty()).then(|| ClockSummary {
+            checked: d.len(),
+            median_host_vs_events: crate::estimate::median(&d),
+            max_host_vs_events: d.iter().copied().fold(0.0, |a: f64, x| if x.abs() > a.abs() { x } else { a }),
+        })
+    }
+}
+
 /// The A/A controls of a run, together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AaCheck {
@@ -138,6 +159,9 @@ pub struct Metadata {
     /// Replicates per instance (1 in files written before replicates).
     #[serde(default = "one")]
     pub replicates: usize,
+    /// CUDA: how the host clock fuseval times with compares with CUDA events, over the run's records.
+    #[serde(default)]
+    pub gpu_clock_check: Option<ClockSummary>,
     pub measured: String,
     /// The options `--resume` reuses; absent in files from before it existed.
     #[serde(default)]
@@ -240,6 +264,9 @@ pub struct FusionCalibration {
     /// control took.
     #[serde(default)]
     pub replicates: Vec<crate::measure::ReplicateResult>,
+    /// CUDA: the measured session's host clock against CUDA events on its own stream (first replicate).
+    #[serde(default)]
+    pub clock_check: Option<crate::measure::events::ClockCheck>,
     pub equivalent: bool,
     /// `faster`, `slower` or `within_noise` at the headline level.
     pub verdict: Option<crate::estimate::Verdict>,
@@ -325,29 +352,33 @@ pub struct CalibrationPrediction {
 }
 
 impl LevelPrediction {
-    /// The whole model at `unfused`, less the saving of every `(instances, unfused latency, speedup)`,
-    /// against `measured` (both with their CIs, in ms).
+    /// The whole model at `unfused_ms` (ORT's Disable level), less the saving of every `(instances,
+    /// unfused latency, speedup)` part, against the whole model at this level: its measured speedup over
+    /// Disable (`measured`, with its CI) gives the measured latency and saving; its A/A control (`aa`)
+    /// gives the whole model's own timing noise, which widens the prediction's interval.
     pub fn from_speedups(
         level: &str,
-        unfused: &Estimate,
+        unfused_ms: f64,
         measured: &Estimate,
-        speedups: impl IntoIterator<Item = (usize, f64, Estimate)>,
+        aa: &Estimate,
+        parts: impl IntoIterator<Item = (usize, f64, Estimate)>,
     ) -> LevelPrediction {
         let (mut s, mut lo, mut hi) = (0.0, 0.0, 0.0);
-        for (n, u, e) in speedups {
+        for (n, u, e) in parts {
             let n = n as f64;
             s += n * saving_ms(u, e.point);
             lo += n * saving_ms(u, e.lo);
             hi += n * saving_ms(u, e.hi);
         }
-        let half = |e: &Estimate| ((e.hi - e.lo) / 2.0).max(0.0);
-        // the whole model's own noise: its unfused level's and the measured level's
-        let noise = (half(unfused).powi(2) + half(measured).powi(2)).sqrt();
-        let predicted_ms = unfused.point - s;
+        let u = unfused_ms;
+        // two identical whole-model sessions differ by this much: the prediction cannot be closer
+        let noise = if aa.point > 0.0 { u * ((aa.hi - aa.lo) / 2.0 / aa.point).max(0.0) } else { 0.0 };
+        let predicted_ms = u - s;
+        let m = if measured.point > 0.0 { u / measured.point } else { 0.0 };
         let measured_saving = Estimate {
-            point: unfused.point - measured.point,
-            lo: unfused.point - measured.point - noise,
-            hi: unfused.point - measured.point + noise,
+            point: saving_ms(u, measured.point),
+            lo: saving_ms(u, measured.lo),
+            hi: saving_ms(u, measured.hi),
         };
         let predicted_saving = Estimate { point: s, lo: lo.min(s), hi: hi.max(s) };
         // a ratio of two intervals: defined when the measured saving is clear of zero
@@ -356,19 +387,18 @@ impl LevelPrediction {
             lo: predicted_saving.lo / measured_saving.hi,
             hi: predicted_saving.hi / measured_saving.lo,
         });
-        let m = measured.point;
         LevelPrediction {
             level: level.into(),
             predicted_ms,
             // a larger speedup saves more: the high bound gives the lowest latency
-            predicted_low_ms: unfused.point - hi - noise,
-            predicted_high_ms: unfused.point - lo + noise,
+            predicted_low_ms: u - hi - noise,
+            predicted_high_ms: u - lo + noise,
             measured_ms: m,
             error: if m > 0.0 { (predicted_ms - m) / m } else { 0.0 },
             predicted_saving: Some(predicted_saving),
             measured_saving: Some(measured_saving),
             explained,
-            no_change_error: (m > 0.0).then(|| (unfused.point - m) / m),
+            no_change_error: (m > 0.0).then(|| (u - m) / m),
         }
     }
 
@@ -392,14 +422,14 @@ pub fn saving_ms(unfused_ms: f64, speedup: f64) -> f64 {
 pub fn predict(m: &WholeModel, profiles: &[FusionCalibration]) -> Prediction {
     let used: Vec<&FusionCalibration> = profiles.iter().filter(|p| p.counts()).collect();
     let left_out: usize = profiles.iter().filter(|p| !p.counts()).map(|p| p.instances.len()).sum();
-    let level = |name: &str, measured: &Latency, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
+    let level = |name: &str, measured: &Estimate, pick: &dyn Fn(&FusionCalibration) -> Option<Estimate>| {
         let speedups = used.iter().filter_map(|p| Some((p.instances.len(), p.unfused_latency_ms, pick(p)?)));
-        LevelPrediction::from_speedups(name, &m.disabled.ci_ms, &measured.ci_ms, speedups)
+        LevelPrediction::from_speedups(name, m.disabled.median_ms, measured, &m.aa_control, speedups)
     };
     let levels = vec![
-        level("extended", &m.extended, &|p| p.extended.as_ref().map(|l| l.speedup)),
-        level("all", &m.all, &|p| p.all.as_ref().filter(|l| l.equivalence.passed).map(|l| l.speedup)),
-        level("best", &m.all, &|p| best_estimate(p)),
+        level("extended", &m.speedup_extended, &|p| p.extended.as_ref().map(|l| l.speedup)),
+        level("all", &m.speedup_all, &|p| p.all.as_ref().filter(|l| l.equivalence.passed).map(|l| l.speedup)),
+        level("best", &m.speedup_all, &|p| best_estimate(p)),
     ];
     Prediction {
         unfused_ms: m.disabled.median_ms,
@@ -603,6 +633,7 @@ impl FusionCalibration {
             noise_band: NOISE,
             aa_ok: None,
             replicates: vec![],
+            clock_check: None,
             equivalent: false,
             verdict: None,
             instances: group.iter().map(|i| i.node_names(g)).collect(),
@@ -651,6 +682,7 @@ impl FusionCalibration {
         rec.noise_band = crate::estimate::noise_band(Some(&c.aa_control));
         rec.verdict = Some(crate::estimate::verdict(&head.speedup, rec.noise_band));
         rec.replicates = c.replicates.clone();
+        rec.clock_check = c.clock_check;
         if let Some(x) = &c.explicit {
             rec.explicit = Some(level(&x.latency, &x.speedup, &x.ops, &x.equivalence));
         }
@@ -712,7 +744,18 @@ impl FusionCalibration {
     pub fn label(&self) -> String {
         let dims = |d: &[usize]| d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("x");
         let out = self.output_shapes.values().next().map(|d| dims(d)).unwrap_or_default();
-        format!("{} {}->{out}", self.fusion_pattern, dims(&self.input_shape))
+        // convolutions of one shape differ by their kernel and stride
+        let kernel = self.extra_params.get("kernel").and_then(|k| k.as_array()).map(|k| {
+            let k: Vec<String> = k.iter().map(|x| x.to_string()).collect();
+            let s = self
+                .extra_params
+                .get("strides")
+                .and_then(|s| s.as_array())
+                .and_then(|s| s.first())
+                .and_then(|s| s.as_i64());
+            format!(" {}{}", k.join("x"), s.filter(|&s| s > 1).map(|s| format!("/{s}")).unwrap_or_default())
+        });
+        format!("{} {}->{out}{}", self.fusion_pattern, dims(&self.input_shape), kernel.unwrap_or_default())
     }
 
     /// Whether it was measured and its A/A control failed (it is left out of everything that aggregates).
@@ -782,10 +825,12 @@ mod tests {
 
     #[test]
     fn level_prediction_sums_savings_with_their_bounds() {
-        // 2 instances of 1 ms at 2× [1×, 4×]: 1 ms saved [0, 1.5]; the whole model exact (no noise)
+        // 2 instances of 1 ms at 2× [1×, 4×]: 1 ms saved [0, 1.5]; the whole model 10 ms → 8 ms (1.25×), exact
         let e = Estimate { point: 2.0, lo: 1.0, hi: 4.0 };
-        let l = LevelPrediction::from_speedups("x", &Estimate::exact(10.0), &Estimate::exact(8.0), [(2, 1.0, e)]);
+        let exact = Estimate::exact(1.0);
+        let l = LevelPrediction::from_speedups("x", 10.0, &Estimate::exact(1.25), &exact, [(2, 1.0, e)]);
         assert!((l.predicted_ms - 9.0).abs() < 1e-12);
+        assert!((l.measured_ms - 8.0).abs() < 1e-12);
         assert!((l.predicted_low_ms - 8.5).abs() < 1e-12);
         assert!((l.predicted_high_ms - 10.0).abs() < 1e-12);
         assert!((l.error - 0.125).abs() < 1e-12);
@@ -799,14 +844,15 @@ mod tests {
 
     #[test]
     fn level_prediction_interval_carries_the_whole_model_noise() {
-        // unfused 10 ± 0.3 ms, measured 9.9 ± 0.4 ms: a saving of 0.1 ± 0.5, not clear of zero
-        let u = Estimate { point: 10.0, lo: 9.7, hi: 10.3 };
-        let m = Estimate { point: 9.9, lo: 9.5, hi: 10.3 };
-        let l = LevelPrediction::from_speedups("x", &u, &m, [(1, 2.0, Estimate::exact(1.25))]);
+        // 10 ms at Disable, 1.01× [0.96, 1.06] at the level: a saving within noise of zero; the A/A
+        // control ±3% widens the prediction by 0.3 ms each way
+        let m = Estimate { point: 1.01, lo: 0.96, hi: 1.06 };
+        let aa = Estimate { point: 1.0, lo: 0.97, hi: 1.03 };
+        let l = LevelPrediction::from_speedups("x", 10.0, &m, &aa, [(1, 2.0, Estimate::exact(1.25))]);
         assert!((l.predicted_ms - 9.6).abs() < 1e-12);
-        assert!((l.predicted_low_ms - 9.1).abs() < 1e-9 && (l.predicted_high_ms - 10.1).abs() < 1e-9, "{l:?}");
+        assert!((l.predicted_low_ms - 9.3).abs() < 1e-9 && (l.predicted_high_ms - 9.9).abs() < 1e-9, "{l:?}");
         assert!(l.explained.is_none(), "the measured saving is within noise of zero");
-        // "no change" errs by 1.0%, the prediction by 3.0%: it does not beat the simplest guess
+        // measured 9.90 ms: "no change" errs by +1.0%, the prediction by −3.0%: no better than the guess
         assert_eq!(l.beats_no_change(), Some(false));
     }
 }

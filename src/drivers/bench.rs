@@ -133,6 +133,7 @@ pub fn bench_run(
                 budget_per_instance_s: mopts.budget.as_secs_f64(),
                 headline_level: HEADLINE_LEVEL.into(),
                 replicates: mopts.replicates,
+                gpu_clock_check: None,
                 measured: String::new(),
                 run: opts.run.clone(),
             },
@@ -251,6 +252,7 @@ pub fn bench_run(
     }
     bar.finish_and_clear();
     cal.aa_check = Some(AaCheck::of(&cal.fusion_profiles, cal.whole_model.as_ref().map(|w| &w.measurement)));
+    cal.metadata.gpu_clock_check = crate::calibration::ClockSummary::of(&cal.fusion_profiles);
     cal.metadata.measured = wall(&started);
     cal.complete = !interrupted;
     Ok(Outcome { cal, interrupted })
@@ -317,8 +319,9 @@ fn predict_from_calibration(
         calibration: path.display().to_string(),
         prediction: crate::calibration::LevelPrediction::from_speedups(
             "calibration",
-            &m.disabled.ci_ms,
-            &m.extended.ci_ms,
+            m.disabled.median_ms,
+            &m.speedup_extended,
+            &m.aa_control,
             speedups,
         ),
         sources,

@@ -68,6 +68,15 @@ pub struct OutputValues {
 }
 
 impl OutputValues {
+    /// Its name, dtype and shape, without the values.
+    pub fn shape_only(&self) -> OutputValues {
+        let values = match self.values {
+            Values::Float(_) => Values::Float(vec![]),
+            Values::Int(_) => Values::Int(vec![]),
+        };
+        OutputValues { name: self.name.clone(), dtype: self.dtype, shape: self.shape.clone(), values }
+    }
+
     /// Decode little-endian bytes of `dtype`.
     pub fn from_bytes(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Self {
         let values = if dtype.is_float() {

@@ -124,6 +124,57 @@ impl Drop for Stream<'_> {
     }
 }
 
+/// The measurement's own check of its clock on CUDA: the timed session (unfused A), on the stream it was
+/// measured on, run N times back to back between two CUDA events with no host synchronisation in between
+/// (ORT's end-of-run sync off), against the host-clock time per run as fuseval takes it (every run
+/// followed by a synchronisation). `host_vs_events` near 0: the host clock times the device's work; well
+/// above 0: each timed run also pays the synchronisation and launch gap, which fusion can hide or not.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClockCheck {
+    /// Per run, median over rounds: host clock with a sync per run, and device events without.
+    pub host_ms: f64,
+    pub event_ms: f64,
+    /// host_ms / event_ms − 1.
+    pub host_vs_events: f64,
+    pub runs_per_round: usize,
+    pub rounds: usize,
+}
+
+/// [`ClockCheck`] of `v`, a bound session built on `stream`.
+pub(crate) fn clock_check(v: &super::session::Variant, stream: &Stream<'_>) -> Result<ClockCheck> {
+    let ro = super::session::AsyncRun::new()?;
+    let mut one = vec![];
+    for _ in 0..20 {
+        let t = std::time::Instant::now();
+        v.run_bound()?;
+        one.push(t.elapsed().as_secs_f64());
+    }
+    let one = crate::estimate::median(&one[5..]).max(1e-6);
+    let n = ((2e-3 / one).ceil() as usize).clamp(5, 2000);
+    let rounds = 16;
+    let (mut host, mut event) = (vec![], vec![]);
+    for r in 0..rounds {
+        let h = || -> Result<f64> {
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                v.run_bound()?;
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e3 / n as f64)
+        };
+        let e = || -> Result<f64> { Ok(stream.time(|| (0..n).try_for_each(|_| v.run_bound_async(&ro)))? / n as f64) };
+        if r % 2 == 0 {
+            host.push(h()?);
+            event.push(e()?);
+        } else {
+            event.push(e()?);
+            host.push(h()?);
+        }
+    }
+    v.synchronize()?;
+    let (host_ms, event_ms) = (crate::estimate::median(&host), crate::estimate::median(&event));
+    Ok(ClockCheck { host_ms, event_ms, host_vs_events: host_ms / event_ms - 1.0, runs_per_round: n, rounds })
+}
+
 /// One model timed three ways on CUDA: fuseval's measurement (`compare`, unfused session), and a
 /// session on a stream of our own timed both by the host clock (as fuseval times) and by CUDA events.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

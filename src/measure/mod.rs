@@ -157,6 +157,9 @@ pub struct MeasureOptions {
     /// Independent replicates per instance (fresh sessions, own build order, different points of the run);
     /// see [`replicates`].
     pub replicates: usize,
+    /// CUDA: the stream (a `cudaStream_t` as an integer) the sessions run on; set inside
+    /// [`compare_variants`] for its clock check, `None` otherwise (ORT's own streams).
+    pub cuda_stream: Option<usize>,
 }
 
 impl MeasureOptions {
@@ -176,6 +179,7 @@ impl MeasureOptions {
                 strict_placement: true,
                 cuda_graph: false,
                 replicates: replicates::DEFAULT_REPLICATES,
+                cuda_stream: None,
             }
         } else {
             MeasureOptions {
@@ -191,6 +195,7 @@ impl MeasureOptions {
                 strict_placement: true,
                 cuda_graph: false,
                 replicates: replicates::DEFAULT_REPLICATES,
+                cuda_stream: None,
             }
         }
     }
@@ -284,6 +289,12 @@ pub struct Comparison {
     /// Each replicate's own reading, when this comparison combines several ([`replicates::combine`]).
     #[serde(default)]
     pub replicates: Vec<ReplicateResult>,
+    /// CUDA: the measured session's clock checked against CUDA events on its own stream
+    /// ([`events::ClockCheck`]), or why it could not be.
+    #[serde(default)]
+    pub clock_check: Option<events::ClockCheck>,
+    #[serde(default)]
+    pub clock_check_error: Option<String>,
 }
 
 fn one() -> usize {
@@ -398,6 +409,10 @@ pub struct WholeModel {
     /// What each replicate read.
     #[serde(default)]
     pub replicates: Vec<ReplicateResult>,
+    /// CUDA: the sessions in which ORT placed some nodes on the CPU; empty when every node ran on the
+    /// GPU, and on the CPU.
+    #[serde(default)]
+    pub cpu_fallback: Vec<String>,
 }
 
 impl From<Comparison> for WholeModel {
@@ -423,6 +438,7 @@ impl From<Comparison> for WholeModel {
             threads: c.threads,
             ep: c.ep,
             replicates: c.replicates,
+            cpu_fallback: c.cpu_fallback,
         }
     }
 }
@@ -440,14 +456,17 @@ pub fn whole_model(path: &Path, inputs: &[InputSpec], opts: &MeasureOptions) -> 
     Ok(replicates::combine(&reps, &noise).into())
 }
 
-/// One replicate of the whole model ([`replicate`], CPU fallback allowed for its shape arithmetic).
+/// One replicate of the whole model ([`replicate`]). On CUDA each session is built strictly on the GPU
+/// first and, when ORT must keep nodes on the CPU (shape arithmetic), again with fallback allowed; the
+/// sessions that fell back are recorded ([`WholeModel::cpu_fallback`]), as for carved patterns. Inputs and
+/// outputs stay on the device either way.
 pub fn whole_model_replicate(
     path: &Path,
     inputs: &[InputSpec],
     opts: &MeasureOptions,
     replicate: usize,
 ) -> Result<Comparison> {
-    let opts = &MeasureOptions { strict_placement: false, ..opts.clone() };
+    let opts = &MeasureOptions { strict_placement: true, ..opts.clone() };
     self::replicate(ModelSource::Path(path), None, inputs, opts, "whole model", replicate)
         .with_context(|| format!("timing the whole model {}", path.display()))
 }
@@ -492,6 +511,7 @@ pub fn compare_variants(
     let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
     let values1 = session::to_ort_values(&set1, opts.ep)?;
     let values2 = session::to_ort_values(&set2, opts.ep)?;
+    drop(set2);
 
     let tmp = TempDir::new().context("creating a temporary directory for optimised models")?;
     let plan: [(&'static str, Level, Option<PathBuf>); 5] = [
@@ -517,6 +537,29 @@ pub fn compare_variants(
         }
     }
 
+    // CUDA: every session runs on a stream of ours, so that the clock check below can time the measured
+    // session with events on the very stream it ran on. Declared before the sessions: dropped after them.
+    let cudart = match opts.ep {
+        Ep::Cuda { .. } if opts.cuda_stream.is_none() => Some(events::Cudart::open()),
+        _ => None,
+    };
+    let mut clock_check_error = None;
+    let stream = match (&cudart, opts.ep) {
+        (Some(Ok(rt)), Ep::Cuda { device_id }) => match rt.stream(device_id) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                clock_check_error = Some(format!("{e:#}"));
+                None
+            }
+        },
+        (Some(Err(e)), _) => {
+            clock_check_error = Some(format!("{e:#}"));
+            None
+        }
+        _ => None,
+    };
+    let opts =
+        &MeasureOptions { cuda_stream: stream.as_ref().map(|s| s.ptr as usize).or(opts.cuda_stream), ..opts.clone() };
     // CUDA graphs replay the addresses of the run they captured, so the plain runs (other inputs, outputs
     // ORT allocates) use sessions without graphs, and the timed sessions are built again with them below.
     let plain_opts = MeasureOptions { cuda_graph: false, ..opts.clone() };
@@ -526,15 +569,22 @@ pub fn compare_variants(
     // created gets first pick of the shared arena, and that must not always be the same role.
     let build_order = build_order(opts.seed, explicit.is_some());
     let build_labels: Vec<String> = build_order.iter().map(|&i| plan[i].0.to_string()).collect();
-    let mut built: [Option<Built>; 5] = Default::default();
+    let mut built: [Option<Session>; 5] = Default::default();
     let mut ops: [Vec<String>; 4] = Default::default();
     let mut inputs_checked = false;
+    // Each session's plain outputs are checked against unfused A's as soon as both exist, then dropped but
+    // for their names and shapes: a large tensor's outputs (widened to f64) held for every session and input
+    // set would be most of the run's memory.
+    let mut plain = PlainChecks::default();
     for &i in &build_order {
         let (label, level, optimized) = &plan[i];
         if i == EXPLICIT {
             let source = ModelSource::Bytes(explicit.unwrap_or_default());
             match build_explicit(source, &plain_opts, &set1, &names, &values1, &values2) {
-                Ok(b) => built[i] = Some(b),
+                Ok((s, out1, out2)) => {
+                    built[i] = Some(s);
+                    plain.add(i, out1, out2, opts);
+                }
                 Err(e) => explicit_error = Some(format!("{e:#}")),
             }
             continue;
@@ -555,13 +605,14 @@ pub fn compare_variants(
         }
         let out1 = session::run_plain(&mut s, &names, &values1, label)?;
         let out2 = session::run_plain(&mut s, &names, &values2, label)?;
-        built[i] = Some((s, out1, out2));
+        built[i] = Some(s);
+        plain.add(i, out1, out2, opts);
     }
+    let reference = plain.reference.take().context("internal: unfused A was not run")?;
     let mut sessions = Vec::with_capacity(5);
-    let mut plain1 = Vec::with_capacity(5);
-    let mut plain2 = Vec::with_capacity(5);
+    let mut like = Vec::with_capacity(5);
     for (i, b) in built.into_iter().enumerate() {
-        let Some((s, out1, out2)) = b else {
+        let Some(s) = b else {
             if i < EXPLICIT {
                 bail!("internal: session {i} was not built");
             }
@@ -588,19 +639,18 @@ pub fn compare_variants(
             s
         };
         sessions.push((s, plan[i].0));
-        plain1.push(out1);
-        plain2.push(out2);
+        like.push(plain.like[i].take().unwrap_or_default());
     }
     // All sessions share the input tensors and, when the shapes agree (they should: same model), one set of
     // output tensors, so every session reads and writes the very same memory.
-    let mut out_sets = vec![session::Outputs::allocate(&plain1[UNFUSED], opts.ep)?];
+    let mut out_sets = vec![session::Outputs::allocate(&reference.0, opts.ep)?];
     let mut out_set_of = Vec::with_capacity(5);
     let mut variants = Vec::with_capacity(5);
     for (i, (s, label)) in sessions.into_iter().enumerate() {
-        let k = if out_sets[0].fits(&plain1[i]) {
+        let k = if out_sets[0].fits(&like[i]) {
             0
         } else {
-            match session::Outputs::allocate(&plain1[i], opts.ep) {
+            match session::Outputs::allocate(&like[i], opts.ep) {
                 Ok(o) => out_sets.push(o),
                 Err(e) if i == EXPLICIT => {
                     explicit_error = Some(format!("{e:#}"));
@@ -621,13 +671,13 @@ pub fn compare_variants(
         out_set_of.push(k);
     }
 
-    // What the bound runs (the timed path) compute, read right after each one.
+    // What the bound runs (the timed path) compute, read right after each one and checked against unfused A.
     let mut bound = Vec::with_capacity(5);
     for (i, (v, &k)) in variants.iter().zip(&out_set_of).enumerate() {
         let read =
             v.run_bound().and_then(|()| out_sets[k].read().with_context(|| format!("reading {} outputs", v.label)));
         match read {
-            Ok(o) => bound.push(o),
+            Ok(o) => bound.push(check_equivalence_ep(&reference.0, &o, opts.reduction, opts.ep)),
             Err(e) if i == EXPLICIT => {
                 explicit_error = Some(format!("{e:#}"));
                 break;
@@ -639,10 +689,10 @@ pub fn compare_variants(
     variants.truncate(bound.len());
 
     // Equivalence on both input sets and through the binding, before spending the time budget.
-    let equiv = |i: usize| {
-        check_equivalence_ep(&plain1[UNFUSED], &plain1[i], opts.reduction, opts.ep)
-            .merge(check_equivalence_ep(&plain2[UNFUSED], &plain2[i], opts.reduction, opts.ep))
-            .merge(check_equivalence_ep(&plain1[UNFUSED], &bound[i], opts.reduction, opts.ep))
+    drop(reference);
+    let equiv = |i: usize| match plain.checked[i].clone() {
+        Some(e) => e.merge(bound[i].clone()),
+        None => bound[i].clone(),
     };
     let control = equiv(CONTROL);
     if !control.passed {
@@ -667,6 +717,16 @@ pub fn compare_variants(
         explicit_error = Some(format!("{e:#}"));
     }
 
+    let clock_check = match &stream {
+        Some(st) => match events::clock_check(&variants[UNFUSED], st) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                clock_check_error = Some(format!("{e:#}"));
+                None
+            }
+        },
+        None => None,
+    };
     let stats = Summary::of(&rounds, opts.seed);
     let explicit_result = match (stats.explicit, equivalence_explicit) {
         (Some((latency, speedup)), Some(equivalence)) => {
@@ -701,6 +761,8 @@ pub fn compare_variants(
         build_order: build_labels,
         attempts: 1,
         replicates: vec![],
+        clock_check,
+        clock_check_error,
     })
 }
 
@@ -775,3 +837,37 @@ fn build_explicit(
 
 /// A session with its outputs on the two input sets.
 type Built = (Session, Vec<OutputValues>, Vec<OutputValues>);
+
+/// The plain runs' equivalence checks, made as soon as unfused A's outputs and a session's are both there.
+#[derive(Default)]
+struct PlainChecks {
+    /// Unfused A's outputs on both input sets.
+    reference: Option<(Vec<OutputValues>, Vec<OutputValues>)>,
+    /// Sessions run before unfused A, waiting for it.
+    pending: Vec<(usize, Vec<OutputValues>, Vec<OutputValues>)>,
+    /// Each session's check on both input sets.
+    checked: [Option<Equivalence>; 5],
+    /// Each session's output names, dtypes and shapes (values dropped), to allocate and bind outputs.
+    like: [Option<Vec<OutputValues>>; 5],
+}
+
+impl PlainChecks {
+    fn add(&mut self, i: usize, out1: Vec<OutputValues>, out2: Vec<OutputValues>, opts: &MeasureOptions) {
+        self.like[i] = Some(out1.iter().map(OutputValues::shape_only).collect());
+        let check = |r: &(Vec<OutputValues>, Vec<OutputValues>), o1: &[OutputValues], o2: &[OutputValues]| {
+            check_equivalence_ep(&r.0, o1, opts.reduction, opts.ep)
+                .merge(check_equivalence_ep(&r.1, o2, opts.reduction, opts.ep))
+        };
+        if i == UNFUSED {
+            let r = (out1, out2);
+            for (j, o1, o2) in std::mem::take(&mut self.pending) {
+                self.checked[j] = Some(check(&r, &o1, &o2));
+            }
+            self.reference = Some(r);
+        } else if let Some(r) = &self.reference {
+            self.checked[i] = Some(check(r, &out1, &out2));
+        } else {
+            self.pending.push((i, out1, out2));
+        }
+    }
+}

@@ -231,6 +231,8 @@ pub fn combine(reps: &[Comparison], noise: &SessionNoise) -> Comparison {
         build_order: first.build_order.clone(),
         attempts: reps.iter().map(|c| c.attempts).sum(),
         replicates: reps.iter().map(ReplicateResult::of).collect(),
+        clock_check: first.clock_check,
+        clock_check_error: first.clock_check_error.clone(),
     }
 }
 

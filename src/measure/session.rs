@@ -88,6 +88,52 @@ impl Variant {
     }
 }
 
+impl Variant {
+    /// Run once through the binding without any synchronisation: ORT's end-of-run device sync is off
+    /// (`ro`) and the outputs are not synchronised, so runs queue on the device back to back. For CUDA
+    /// event timing ([`super::events::clock_check`]) only; the caller synchronises afterwards.
+    pub fn run_bound_async(&self, ro: &AsyncRun) -> Result<()> {
+        // SAFETY: as in `run_bound`, with live run options.
+        let status = unsafe { (ort::api().RunWithBinding)(self.session.ptr().cast_mut(), ro.0, self.binding.ptr()) };
+        unsafe { ort::Error::result_from_status(status) }
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("running {} session without synchronising", self.label))
+    }
+
+    /// Wait for the bound outputs (the device's work).
+    pub fn synchronize(&self) -> Result<()> {
+        self.binding.synchronize_outputs().map_err(|e| anyhow!("{e}")).context("synchronising bound outputs")
+    }
+}
+
+/// Run options with ORT's end-of-run device synchronisation off (`disable_synchronize_execution_providers`).
+pub(crate) struct AsyncRun(*mut ort::sys::OrtRunOptions);
+
+impl AsyncRun {
+    pub fn new() -> Result<AsyncRun> {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: valid out-pointer; the status is taken over by result_from_status.
+        unsafe { ort::Error::result_from_status((ort::api().CreateRunOptions)(&mut p)) }
+            .map_err(|e| anyhow!("{e}"))
+            .context("creating run options")?;
+        let ro = AsyncRun(p);
+        let key = std::ffi::CString::new("disable_synchronize_execution_providers").expect("no NUL");
+        let one = std::ffi::CString::new("1").expect("no NUL");
+        // SAFETY: live options and NUL-terminated strings that outlive the call.
+        unsafe { ort::Error::result_from_status((ort::api().AddRunConfigEntry)(ro.0, key.as_ptr(), one.as_ptr())) }
+            .map_err(|e| anyhow!("{e}"))
+            .context("setting disable_synchronize_execution_providers")?;
+        Ok(ro)
+    }
+}
+
+impl Drop for AsyncRun {
+    fn drop(&mut self) {
+        // SAFETY: created by CreateRunOptions, released once.
+        unsafe { (ort::api().ReleaseRunOptions)(self.0) }
+    }
+}
+
 /// ORT level for ours.
 fn ort_level(level: Level) -> GraphOptimizationLevel {
     match level {
@@ -119,7 +165,14 @@ fn configure(level: Level, threads: usize, optimized: Option<&Path>, strict_gpu:
             .with_config_entry("session.inter_op.allow_spinning", "0")?;
     }
     if let Some(p) = optimized {
-        b = b.with_optimized_model_path(p)?;
+        // the optimised graph only: its initializers go to a file beside it that nothing reads, so that
+        // listing its ops does not read a copy of every weight (the whole model's folded weights)
+        let data = p.with_extension("data");
+        let data = data.file_name().and_then(|n| n.to_str()).unwrap_or("optimized.data");
+        b = b
+            .with_optimized_model_path(p)?
+            .with_config_entry("session.optimized_model_external_initializers_file_name", data)?
+            .with_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")?;
     }
     if strict_gpu {
         b = b.with_config_entry("session.disable_cpu_ep_fallback", "1")?;
@@ -170,7 +223,9 @@ pub(crate) fn build_session(
     let b = configure(level, opts.threads, optimized, gpu && opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("configuring {label} session"))?;
-    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph, None)
+    // CUDA: on the measurement's own stream when it has one (for the clock check), else ORT's
+    let stream = opts.cuda_stream.map(|p| p as *mut std::ffi::c_void);
+    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph, stream)
         .with_context(|| format!("registering {} on the {label} session", opts.ep))?;
     commit(b, source).map_err(|e| anyhow!("{e}")).with_context(|| {
         let placement = if gpu && opts.strict_placement {
@@ -344,14 +399,33 @@ fn read_tensor(name: &str, dtype: DType, shape: &[usize], t: &DynTensor) -> Resu
 /// Op types of a serialized model's main graph, in graph order, prefixed with their domain when it is not the
 /// default (`com.microsoft.FusedConv`, `Gemm`).
 pub fn model_ops(bytes: &[u8]) -> Result<Vec<String>> {
-    let model = tract_onnx::pb::ModelProto::decode(bytes).context("decoding ONNX model")?;
+    // only the nodes' op types and domains: prost skips every other field (initializers above all)
+    // without copying it, so listing a large model's ops costs no more memory than its node list
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Node {
+        #[prost(string, tag = "4")]
+        op_type: String,
+        #[prost(string, tag = "7")]
+        domain: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Graph {
+        #[prost(message, repeated, tag = "1")]
+        node: Vec<Node>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct Model {
+        #[prost(message, optional, tag = "7")]
+        graph: Option<Graph>,
+    }
+    let model = Model::decode(bytes).context("decoding ONNX model")?;
     let graph = model.graph.context("ONNX model has no graph")?;
     Ok(graph
         .node
-        .iter()
+        .into_iter()
         .map(|n| {
             if n.domain.is_empty() || n.domain == "ai.onnx" {
-                n.op_type.clone()
+                n.op_type
             } else {
                 format!("{}.{}", n.domain, n.op_type)
             }

@@ -311,6 +311,15 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
             a.remeasured
         );
     }
+    if let Some(c) = &cal.metadata.gpu_clock_check {
+        let _ = writeln!(
+            s,
+            "GPU clock: fuseval's host clock (a sync per run) vs CUDA events on the measured stream (no sync per run), per run: median {:+.1}%, largest {:+.1}% over {} records",
+            100.0 * c.median_host_vs_events,
+            100.0 * c.max_host_vs_events,
+            c.checked
+        );
+    }
     let head = &cal.metadata.headline_level;
     match &cal.whole_model {
         Some(w) => {

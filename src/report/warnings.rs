@@ -148,6 +148,14 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
                 fmt_err(wm.equivalence_extended.max_abs_err.max(wm.equivalence_all.max_abs_err))
             ));
         }
+        if !wm.cpu_fallback.is_empty() {
+            v.push(format!(
+                "ONNX Runtime kept some of the whole model's nodes on the CPU in the {} session{} (shape arithmetic); \
+                 its times include those nodes and any copies they need",
+                wm.cpu_fallback.join(", "),
+                if wm.cpu_fallback.len() == 1 { "" } else { "s" }
+            ));
+        }
         if wm.budget_exhausted {
             let what = if m.quick { "rerun without --quick for a larger budget" } else { "its CI is wider than asked" };
             v.push(format!(
