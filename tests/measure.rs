@@ -371,7 +371,8 @@ fn identical_graphs_read_one_over_replicates() {
     assert_eq!(c.replicates.len(), 3);
     for (what, e) in [("A/A", &c.aa_control), ("extended", &c.speedup_extended), ("full", &c.speedup_all)] {
         assert!(e.contains(1.0), "{what} over replicates misses 1.00: {e:?}");
-        assert!((0.97..=1.03).contains(&e.point), "{what} point {e:?}");
+        // quick replicates: the points within the quick CI target
+        assert!((0.95..=1.05).contains(&e.point), "{what} point {e:?}");
     }
 }
 

@@ -855,8 +855,12 @@ impl PlainChecks {
     fn add(&mut self, i: usize, out1: Vec<OutputValues>, out2: Vec<OutputValues>, opts: &MeasureOptions) {
         self.like[i] = Some(out1.iter().map(OutputValues::shape_only).collect());
         let check = |r: &(Vec<OutputValues>, Vec<OutputValues>), o1: &[OutputValues], o2: &[OutputValues]| {
-            check_equivalence_ep(&r.0, o1, opts.reduction, opts.ep)
-                .merge(check_equivalence_ep(&r.1, o2, opts.reduction, opts.ep))
+            check_equivalence_ep(&r.0, o1, opts.reduction, opts.ep).merge(check_equivalence_ep(
+                &r.1,
+                o2,
+                opts.reduction,
+                opts.ep,
+            ))
         };
         if i == UNFUSED {
             let r = (out1, out2);
