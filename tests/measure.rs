@@ -337,7 +337,8 @@ fn aa_control_is_one() {
     opts.budget = std::time::Duration::from_secs(4);
     let c = fuseval::measure::replicate(ModelSource::Bytes(&bytes), None, &inputs, &opts, "aa", 0).expect("compare");
     eprintln!("A/A add+relu threads=1: {} after {} attempt(s)", show(&c), c.attempts);
-    assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
+    // one set of sessions: within a few percent (see aa_control_is_near_one_with_two_threads)
+    assert!((0.95..=1.05).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
     // consistent with 1.00; whether it is also as narrow as the verdict band (aa_ok) depends on the host's
     // noise within the shortened budget, and is tested on known samples (tests/harness.rs)
     assert!(aa_consistent(&c.aa_control));
@@ -441,9 +442,11 @@ fn aa_control_is_near_one_with_two_threads() {
     let c = fuseval::measure::replicate(ModelSource::Bytes(&bytes), None, &inputs, &opts, "aa2", 0).expect("compare");
     eprintln!("A/A add+relu threads=2: {} after {} attempt(s)", show(&c), c.attempts);
     assert_eq!(c.threads, 2);
-    // Per-session pools put identical sessions 3% apart here; the shared pool keeps them within a fraction of 1%.
-    // (Its 95% CI still misses 1.00 by a hair in ~3% of runs, so this asserts the point, not the CI.)
-    assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
+    // One set of sessions sits up to a few percent off (the run's pooled session spread is ±1.4–2.4% on
+    // this host, docs/measurement.md): the point within the band a replicate's control must meet, ±5%
+    // of a quick run at worst; the ±2% claim is made over replicates (identical_graphs_read_one_over_replicates).
+    assert!((0.95..=1.05).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
+    assert!(aa_consistent(&c.aa_control), "A/A control {:?}", c.aa_control);
 }
 
 /// Five sessions (an explicit model identical to the unfused one) must not unsettle the A/A control, and the
@@ -455,19 +458,22 @@ fn aa_control_holds_with_five_sessions() {
     for threads in [1, 2] {
         let mut opts = MeasureOptions::new(Ep::Cpu, threads, false);
         opts.budget = std::time::Duration::from_secs(4);
-        let c = compare_variants(ModelSource::Bytes(&bytes), Some(&bytes), &inputs, &opts).expect("compare");
+        // one set of sessions can sit a couple of percent off: measured again while its control fails, as
+        // every run does (measure::replicate)
+        let c = fuseval::measure::replicate(ModelSource::Bytes(&bytes), Some(&bytes), &inputs, &opts, "aa5", threads)
+            .expect("compare");
         let x = c.explicit.as_ref().expect("explicit measured");
         eprintln!("A/A add+relu, 5 sessions, threads={threads}: {}; explicit {:?}", show(&c), x.speedup);
         assert!(x.equivalence.passed);
         assert_eq!(x.ops, ["Add", "Relu"]);
-        assert!((0.98..=1.02).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
-        if threads == 1 {
-            assert!(aa_consistent(&c.aa_control), "A/A control {:?}", c.aa_control);
-        }
+        // one set of sessions: within a few percent (see aa_control_is_near_one_with_two_threads); the CIs
+        // must hold 1.00
+        assert!((0.95..=1.05).contains(&c.aa_control.point), "A/A point {:?}", c.aa_control);
+        assert!(aa_consistent(&c.aa_control), "A/A control {:?}", c.aa_control);
         // the fifth session runs the same graph at the same level as unfused A
-        assert!((0.98..=1.02).contains(&x.speedup.point), "identical explicit session differs: {:?}", x.speedup);
+        assert!((0.95..=1.05).contains(&x.speedup.point), "identical explicit session differs: {:?}", x.speedup);
         for s in [&c.speedup_extended, &c.speedup_all] {
-            assert!((0.97..=1.03).contains(&s.point), "identical graphs differ: {s:?}");
+            assert!((0.95..=1.05).contains(&s.point), "identical graphs differ: {s:?}");
         }
     }
 }

@@ -87,7 +87,10 @@ fn aa_control_reads_one_on_a_memory_bound_pattern() {
         fuseval::measure::replicate(ModelSource::Bytes(&carved.bytes), None, &specs(&carved), &opts, "aa", 0).unwrap();
     let aa = c.aa_control;
     eprintln!("A/A {aa:?} after {} attempt(s), build order {:?}", c.attempts, c.build_order);
-    assert!((0.98..=1.02).contains(&aa.point), "A/A control point {aa:?} must lie within 0.98..1.02");
+    assert!(
+        (0.95..=1.05).contains(&aa.point),
+        "A/A control point {aa:?} must lie within 0.95..1.05 (one set of sessions)"
+    );
     assert!(fuseval::measure::aa_consistent(&aa), "A/A control must be consistent with 1.00: {aa:?}");
     assert!(c.aa_ok, "A/A control failed in {} attempts: {aa:?}", c.attempts);
 }

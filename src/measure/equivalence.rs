@@ -52,8 +52,10 @@ impl Equivalence {
 /// Element values of one output, decoded from host bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Values {
-    /// Float outputs (f16/f32/f64), widened.
+    /// f64 outputs.
     Float(Vec<f64>),
+    /// f32 and f16 outputs, kept at f32 (half the memory of widening them; compared in f64).
+    F32(Vec<f32>),
     /// Integer and bool outputs, exact.
     Int(Vec<i64>),
 }
@@ -72,6 +74,7 @@ impl OutputValues {
     pub fn shape_only(&self) -> OutputValues {
         let values = match self.values {
             Values::Float(_) => Values::Float(vec![]),
+            Values::F32(_) => Values::F32(vec![]),
             Values::Int(_) => Values::Int(vec![]),
         };
         OutputValues { name: self.name.clone(), dtype: self.dtype, shape: self.shape.clone(), values }
@@ -79,7 +82,9 @@ impl OutputValues {
 
     /// Decode little-endian bytes of `dtype`.
     pub fn from_bytes(name: impl Into<String>, dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Self {
-        let values = if dtype.is_float() {
+        let values = if matches!(dtype, DType::F32 | DType::F16) {
+            Values::F32(decode_f64(dtype, bytes).into_iter().map(|v| v as f32).collect())
+        } else if dtype.is_float() {
             Values::Float(decode_f64(dtype, bytes))
         } else {
             Values::Int(decode_i64(dtype, bytes))
@@ -89,12 +94,7 @@ impl OutputValues {
 
     /// Float output from f32 values (handy in tests).
     pub fn f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
-        OutputValues {
-            name: name.into(),
-            dtype: DType::F32,
-            shape,
-            values: Values::Float(values.iter().map(|&v| v as f64).collect()),
-        }
+        OutputValues { name: name.into(), dtype: DType::F32, shape, values: Values::F32(values.to_vec()) }
     }
 }
 
@@ -189,42 +189,54 @@ fn compare_one(r: &OutputValues, c: &OutputValues, tol: &dyn Fn(DType) -> (f64, 
             }
             eq
         }
-        (Values::Float(refv), Values::Float(cand)) => {
-            if refv.len() != cand.len() {
-                return eq.incomparable();
-            }
-            let (rtol, unit) = tol(r.dtype);
-            let finite: Vec<f64> = refv.iter().copied().filter(|v| v.is_finite()).collect();
-            let rms = if finite.is_empty() {
-                0.0
-            } else {
-                (finite.iter().map(|v| v * v).sum::<f64>() / finite.len() as f64).sqrt()
-            };
-            let atol = unit * rms.max(1.0);
-            eq.atol = atol;
-            eq.rtol = rtol;
-            let mut incomparable = false;
-            for (&b, &a) in refv.iter().zip(cand) {
-                if !(a.is_finite() && b.is_finite()) {
-                    // NaN matches NaN, infinities match themselves; anything else cannot be measured.
-                    if !((a.is_nan() && b.is_nan()) || a == b) {
-                        incomparable = true;
-                    }
-                    continue;
-                }
-                let d = (a - b).abs();
-                if d > atol + rtol * b.abs() {
-                    eq.passed = false;
-                }
-                eq.max_abs_err = eq.max_abs_err.max(d);
-                eq.max_rel_err = eq.max_rel_err.max(d / b.abs().max(atol));
-            }
-            if incomparable {
-                eq.incomparable()
-            } else {
-                eq
-            }
-        }
+        (Values::F32(refv), Values::F32(cand)) => compare_floats(eq, r.dtype, refv, cand, tol),
+        (Values::Float(refv), Values::Float(cand)) => compare_floats(eq, r.dtype, refv, cand, tol),
         _ => eq.incomparable(),
+    }
+}
+
+/// Float outputs elementwise, in f64: `|c − r| ≤ atol + rtol·|r|` (see [`tolerance`]).
+fn compare_floats<T: Copy + Into<f64>>(
+    mut eq: Equivalence,
+    dtype: DType,
+    refv: &[T],
+    cand: &[T],
+    tol: &dyn Fn(DType) -> (f64, f64),
+) -> Equivalence {
+    if refv.len() != cand.len() {
+        return eq.incomparable();
+    }
+    let (rtol, unit) = tol(dtype);
+    // the RMS of the finite reference values, in one pass (no copy of a large output)
+    let (sum, n) = refv
+        .iter()
+        .map(|&v| v.into())
+        .filter(|v: &f64| v.is_finite())
+        .fold((0.0, 0usize), |(s, n), v| (s + v * v, n + 1));
+    let rms = if n == 0 { 0.0 } else { (sum / n as f64).sqrt() };
+    let atol = unit * rms.max(1.0);
+    eq.atol = atol;
+    eq.rtol = rtol;
+    let mut incomparable = false;
+    for (&b, &a) in refv.iter().zip(cand) {
+        let (a, b): (f64, f64) = (a.into(), b.into());
+        if !(a.is_finite() && b.is_finite()) {
+            // NaN matches NaN, infinities match themselves; anything else cannot be measured.
+            if !((a.is_nan() && b.is_nan()) || a == b) {
+                incomparable = true;
+            }
+            continue;
+        }
+        let d = (a - b).abs();
+        if d > atol + rtol * b.abs() {
+            eq.passed = false;
+        }
+        eq.max_abs_err = eq.max_abs_err.max(d);
+        eq.max_rel_err = eq.max_rel_err.max(d / b.abs().max(atol));
+    }
+    if incomparable {
+        eq.incomparable()
+    } else {
+        eq
     }
 }
