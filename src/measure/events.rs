@@ -143,17 +143,43 @@ pub struct ClockCheck {
 /// [`ClockCheck`] of `v`, a bound session built on `stream`.
 pub(crate) fn clock_check(v: &super::session::Variant, stream: &Stream<'_>) -> Result<ClockCheck> {
     let ro = super::session::AsyncRun::new()?;
+    let plan = Interleave { warmup: 20, settled: 5, min_runs: 5, max_runs: 2000, rounds: 16 };
+    let (host, event, n) = interleave(v, stream, &plan, &|| v.run_bound_async(&ro))?;
+    let rounds = plan.rounds;
+    v.synchronize()?;
+    let (host_ms, event_ms) = (crate::estimate::median(&host), crate::estimate::median(&event));
+    Ok(ClockCheck { host_ms, event_ms, host_vs_events: host_ms / event_ms - 1.0, runs_per_round: n, rounds })
+}
+
+/// How [`interleave`] times: `warmup` synchronised runs, the median of those after the first `settled`
+/// giving the runs per round (about 2 ms of work, within `min_runs..=max_runs`), then `rounds` rounds.
+struct Interleave {
+    warmup: usize,
+    settled: usize,
+    min_runs: usize,
+    max_runs: usize,
+    rounds: usize,
+}
+
+/// Rounds of the bound session `v` timed two ways, in alternating order: N runs by the host clock, each
+/// synchronised (as fuseval times), and N runs of `event_run` between two CUDA events on `stream`. The
+/// per-run milliseconds of each round, host and events, and N.
+fn interleave(
+    v: &super::session::Variant,
+    stream: &Stream<'_>,
+    plan: &Interleave,
+    event_run: &dyn Fn() -> Result<()>,
+) -> Result<(Vec<f64>, Vec<f64>, usize)> {
     let mut one = vec![];
-    for _ in 0..20 {
+    for _ in 0..plan.warmup {
         let t = std::time::Instant::now();
         v.run_bound()?;
         one.push(t.elapsed().as_secs_f64());
     }
-    let one = crate::estimate::median(&one[5..]).max(1e-6);
-    let n = ((2e-3 / one).ceil() as usize).clamp(5, 2000);
-    let rounds = 16;
+    let one = crate::estimate::median(&one[plan.settled..]).max(1e-6);
+    let n = ((2e-3 / one).ceil() as usize).clamp(plan.min_runs, plan.max_runs);
     let (mut host, mut event) = (vec![], vec![]);
-    for r in 0..rounds {
+    for r in 0..plan.rounds {
         let h = || -> Result<f64> {
             let t = std::time::Instant::now();
             for _ in 0..n {
@@ -161,7 +187,7 @@ pub(crate) fn clock_check(v: &super::session::Variant, stream: &Stream<'_>) -> R
             }
             Ok(t.elapsed().as_secs_f64() * 1e3 / n as f64)
         };
-        let e = || -> Result<f64> { Ok(stream.time(|| (0..n).try_for_each(|_| v.run_bound_async(&ro)))? / n as f64) };
+        let e = || -> Result<f64> { Ok(stream.time(|| (0..n).try_for_each(|_| event_run()))? / n as f64) };
         if r % 2 == 0 {
             host.push(h()?);
             event.push(e()?);
@@ -170,9 +196,7 @@ pub(crate) fn clock_check(v: &super::session::Variant, stream: &Stream<'_>) -> R
             host.push(h()?);
         }
     }
-    v.synchronize()?;
-    let (host_ms, event_ms) = (crate::estimate::median(&host), crate::estimate::median(&event));
-    Ok(ClockCheck { host_ms, event_ms, host_vs_events: host_ms / event_ms - 1.0, runs_per_round: n, rounds })
+    Ok((host, event, n))
 }
 
 /// One model timed three ways on CUDA: fuseval's measurement (`compare`, unfused session), and a
@@ -217,33 +241,9 @@ pub fn event_check(
     let like = session::run_plain(&mut s, &names, &values, "event-timed")?;
     let mut outs = session::Outputs::allocate(&like, opts.ep)?;
     let v = session::bind(s, &names, &values, &mut outs, "event-timed")?;
-    let mut per_run = vec![];
-    for _ in 0..50 {
-        let t = std::time::Instant::now();
-        v.run_bound()?;
-        per_run.push(t.elapsed().as_secs_f64());
-    }
-    let one = crate::estimate::median(&per_run[25..]).max(1e-6);
-    let iters = ((2e-3 / one).ceil() as usize).clamp(1, 10_000);
-    let rounds = 30;
-    let (mut host, mut event) = (vec![], vec![]);
-    for r in 0..rounds {
-        let h = || -> Result<f64> {
-            let t = std::time::Instant::now();
-            for _ in 0..iters {
-                v.run_bound()?;
-            }
-            Ok(t.elapsed().as_secs_f64() * 1e3 / iters as f64)
-        };
-        let e = || -> Result<f64> { Ok(stream.time(|| (0..iters).try_for_each(|_| v.run_bound()))? / iters as f64) };
-        if r % 2 == 0 {
-            host.push(h()?);
-            event.push(e()?);
-        } else {
-            event.push(e()?);
-            host.push(h()?);
-        }
-    }
+    let plan = Interleave { warmup: 50, settled: 25, min_runs: 1, max_runs: 10_000, rounds: 30 };
+    let (host, event, iters) = interleave(&v, &stream, &plan, &|| v.run_bound())?;
+    let rounds = plan.rounds;
     drop(v);
     let event_ci = crate::estimate::median_ci(&event, 2000, opts.seed);
     let host_ms = crate::estimate::median(&host);

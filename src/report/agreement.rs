@@ -56,9 +56,9 @@ fn variants(r: &FusionCalibration) -> Vec<(&'static str, Estimate)> {
     v
 }
 
-pub fn agreement(a: &CalibrationFile, b: &CalibrationFile) -> Agreement {
-    let counted = |c: &CalibrationFile| -> Vec<FusionCalibration> {
-        c.fusion_profiles.iter().filter(|r| r.counts()).cloned().collect()
+pub fn agreement<'a>(a: &'a CalibrationFile, b: &'a CalibrationFile) -> Agreement {
+    let counted = |c: &'a CalibrationFile| -> Vec<&'a FusionCalibration> {
+        c.fusion_profiles.iter().filter(|r| r.counts()).collect()
     };
     let (ra, rb) = (counted(a), counted(b));
     let mut pairs = vec![];
@@ -100,7 +100,7 @@ pub fn agreement(a: &CalibrationFile, b: &CalibrationFile) -> Agreement {
             })
         })
         .collect();
-    let sig_in = |rs: &[FusionCalibration], s: &str| rs.iter().any(|r| r.signature == s);
+    let sig_in = |rs: &[&FusionCalibration], s: &str| rs.iter().any(|r| r.signature == s);
     Agreement {
         matched,
         only_in_a: ra.iter().filter(|r| !sig_in(&rb, &r.signature)).count(),
