@@ -190,3 +190,16 @@ fn bad_calibrate_flags_exit_2() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("h100-sxm"), "{}", text(&o));
 }
+
+#[test]
+fn the_bandwidth_probe_moves_three_times_the_largest_cache() {
+    use fuseval::drivers::calibrate::dram_add_numel;
+    // 32 MiB of L3: 3 x 32 MiB / 12 bytes per element = 2^23 elements exactly
+    assert_eq!(dram_add_numel(Some(32 << 20)), 1 << 23);
+    // one byte more needs the next power of two
+    assert_eq!(dram_add_numel(Some((32 << 20) + 4)), 1 << 24);
+    // small caches still get a probe far out of cache, huge ones are capped, unknown ones get 2^24
+    assert_eq!(dram_add_numel(Some(1 << 20)), 1 << 22);
+    assert_eq!(dram_add_numel(Some(1 << 40)), 1 << 27);
+    assert_eq!(dram_add_numel(None), 1 << 24);
+}

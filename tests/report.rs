@@ -918,3 +918,54 @@ fn calibration_json_without_explicit_fields_still_parses() {
     let back: CalibrationFile = serde_json::from_value(v).unwrap();
     assert!(back.fusion_profiles.iter().all(|r| r.explicit.is_none() && r.best_variant == "unfused"));
 }
+
+/// `fuseval agreement`: instances matched by signature, a difference inside the combined CI counts as
+/// agreeing, one outside does not, and a record that does not count in one run is not compared.
+#[test]
+fn agreement_compares_matched_instances_within_their_combined_ci() {
+    use fuseval::report::agreement::{agreement, agreement_text};
+    let p = prepared(&fixture("mini_resnet50_legacy.onnx"));
+    let mut a = calibration(&p, Shape::default());
+    // one record per distinct instance, as bench writes them
+    let mut seen = std::collections::HashSet::new();
+    a.fusion_profiles.retain(|r| seen.insert(r.signature.clone()));
+    let mut b = a.clone();
+    let counted: Vec<usize> = (0..b.fusion_profiles.len()).filter(|&i| b.fusion_profiles[i].counts()).collect();
+    assert!(counted.len() >= 3, "the fixture should give three measured records, got {}", counted.len());
+    let distinct = |c: &CalibrationFile| {
+        let mut s: Vec<&str> = c.fusion_profiles.iter().filter(|r| r.counts()).map(|r| r.signature.as_str()).collect();
+        s.sort();
+        s.dedup();
+        s.len()
+    };
+    // run B: the first record reads 2% higher (inside √(h1² + h2²) with ±5% each), the second 20% higher
+    // with a tight CI (outside), the third failed its control
+    let set = |r: &mut FusionCalibration, s: Estimate| r.extended.as_mut().expect("extended").speedup = s;
+    let a0 = a.fusion_profiles[counted[0]].extended.as_ref().unwrap().speedup;
+    let a1 = a.fusion_profiles[counted[1]].extended.as_ref().unwrap().speedup;
+    set(&mut b.fusion_profiles[counted[0]], est(a0.point * 1.02, 0.05));
+    set(
+        &mut b.fusion_profiles[counted[1]],
+        Estimate { point: a1.point * 1.2, lo: a1.point * 1.19, hi: a1.point * 1.21 },
+    );
+    b.fusion_profiles[counted[2]].trustworthy = false;
+    b.fusion_profiles[counted[2]].aa_ok = Some(false);
+    let sig = |i: usize| a.fusion_profiles[counted[i]].signature.clone();
+
+    let g = agreement(&a, &b);
+    assert_eq!(g.matched, distinct(&a) - 1, "the record left out of run B is not matched");
+    assert_eq!(g.only_in_a, 1);
+    assert_eq!(g.only_in_b, 0);
+    let pair = |s: &str| g.pairs.iter().find(|x| x.signature == s && x.variant == "extended").expect("a pair");
+    assert!(pair(&sig(0)).within_combined_ci);
+    assert!((pair(&sig(0)).rel_diff - 0.02).abs() < 1e-9);
+    assert!(!pair(&sig(1)).within_combined_ci);
+    assert!(g.pairs.iter().all(|x| x.signature != sig(2)));
+    let ext = g.variants.iter().find(|v| v.variant == "extended").expect("extended");
+    assert_eq!(ext.instances, g.matched);
+    assert_eq!(ext.within_combined_ci, g.matched - 1);
+    assert!((ext.max_abs_rel_diff - 0.2).abs() < 1e-9);
+    assert_eq!(ext.within_3pct, g.matched - 1);
+    let text = agreement_text(&g, "A", "B");
+    assert!(text.contains("outside the combined CI"), "{text}");
+}

@@ -157,9 +157,14 @@ pub fn measure_ceilings(
         (true, true) => vec![2048, 4096],
         (true, false) => vec![1024, 2048, 4096, 8192],
     };
+    let dram = dram_add_numel(last_level_cache_bytes());
     let add_sizes: Vec<usize> = match (gpu, quick) {
-        (false, true) => vec![1 << 16, 1 << 24],
-        (false, false) => vec![1 << 14, 1 << 18, 1 << 22, 1 << 24],
+        (false, true) => vec![1 << 16, dram],
+        (false, false) => {
+            let mut v = vec![1 << 14, 1 << 18, 1 << 22, dram];
+            v.dedup();
+            v
+        }
         (true, true) => vec![1 << 20, 1 << 26],
         (true, false) => vec![1 << 16, 1 << 20, 1 << 24, 1 << 27],
     };
@@ -241,6 +246,37 @@ pub fn measure_ceilings(
         p.bandwidth_efficiency = theoretical.1.map(|t| p.achieved_bandwidth_gbps / t);
     }
     Ok((profiles, ceilings))
+}
+
+/// The CPU's largest cache in bytes (Linux sysfs), if it says.
+fn last_level_cache_bytes() -> Option<u64> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("size")).ok())
+        .filter_map(|s| parse_cache_size(s.trim()))
+        .max()
+}
+
+/// "32768K", "1M", "512" (bytes).
+fn parse_cache_size(s: &str) -> Option<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "" => n,
+        "K" => n << 10,
+        "M" => n << 20,
+        "G" => n << 30,
+        _ => return None,
+    })
+}
+
+/// Elements of the CPU bandwidth probe `Y = A + B` (12 bytes each): a power of two moving at least three
+/// times the largest cache, so that the figure is DRAM's; 2^24 when the cache size is unknown. Smaller
+/// than that wastes nothing but memory: the probe's buffers stay in the shared arena for the whole run.
+pub fn dram_add_numel(llc_bytes: Option<u64>) -> usize {
+    match llc_bytes {
+        Some(b) => ((3 * b).div_ceil(12) as usize).next_power_of_two().clamp(1 << 22, 1 << 27),
+        None => 1 << 24,
+    }
 }
 
 /// The one instance of `pattern` a synthetic model holds (the largest match, should several overlap).

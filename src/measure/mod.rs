@@ -511,7 +511,7 @@ pub fn compare_variants(
     let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
     let values1 = session::to_ort_values(&set1, opts.ep)?;
     let values2 = session::to_ort_values(&set2, opts.ep)?;
-    drop(set2);
+    drop((set1, set2));
 
     let tmp = TempDir::new().context("creating a temporary directory for optimised models")?;
     let plan: [(&'static str, Level, Option<PathBuf>); 5] = [
@@ -576,26 +576,26 @@ pub fn compare_variants(
     // for their names and shapes: a large tensor's outputs (widened to f64) held for every session and input
     // set would be most of the run's memory.
     let mut plain = PlainChecks::default();
+    let mut plain_runs: Vec<usize> = Vec::with_capacity(5);
     for &i in &build_order {
         let (label, level, optimized) = &plan[i];
         if i == EXPLICIT {
             let source = ModelSource::Bytes(explicit.unwrap_or_default());
-            match build_explicit(source, &plain_opts, &set1, &names, &values1, &values2) {
-                Ok((s, out1, out2)) => {
+            match build_explicit(source, &plain_opts, inputs) {
+                Ok(s) => {
                     built[i] = Some(s);
-                    plain.add(i, out1, out2, opts);
+                    plain_runs.push(i);
                 }
                 Err(e) => explicit_error = Some(format!("{e:#}")),
             }
             continue;
         }
-        let (mut s, fell_back) =
-            session::build_session_placed(model, *level, &plain_opts, optimized.as_deref(), label)?;
+        let (s, fell_back) = session::build_session_placed(model, *level, &plain_opts, optimized.as_deref(), label)?;
         if fell_back {
             cpu_fallback.push(label.to_string());
         }
         if !inputs_checked {
-            session::check_inputs(&s, &set1).context("checking inputs against the model")?;
+            session::check_inputs(&s, inputs).context("checking inputs against the model")?;
             inputs_checked = true;
         }
         if let Some(p) = optimized {
@@ -603,10 +603,25 @@ pub fn compare_variants(
                 .with_context(|| format!("reading the {label} optimised model ORT saved at {}", p.display()))?;
             ops[i] = model_ops(&bytes).with_context(|| format!("listing the {label} model's ops"))?;
         }
-        let out1 = session::run_plain(&mut s, &names, &values1, label)?;
-        let out2 = session::run_plain(&mut s, &names, &values2, label)?;
         built[i] = Some(s);
-        plain.add(i, out1, out2, opts);
+        plain_runs.push(i);
+    }
+    // The plain runs, unfused A first (whatever the build order): each other session's outputs are then
+    // checked and dropped at once instead of waiting, all of them, for the reference.
+    plain_runs.sort_by_key(|&i| i != UNFUSED);
+    for i in plain_runs {
+        let label = plan[i].0;
+        let Some(s) = built[i].as_mut() else { continue };
+        let outs = session::run_plain(s, &names, &values1, label)
+            .and_then(|o1| session::run_plain(s, &names, &values2, label).map(|o2| (o1, o2)));
+        match outs {
+            Ok((out1, out2)) => plain.add(i, out1, out2, opts),
+            Err(e) if i == EXPLICIT => {
+                explicit_error = Some(format!("{e:#}"));
+                built[i] = None;
+            }
+            Err(e) => return Err(e),
+        }
     }
     let reference = plain.reference.take().context("internal: unfused A was not run")?;
     let mut sessions = Vec::with_capacity(5);
@@ -819,24 +834,11 @@ pub fn build_order(seed: u64, explicit: bool) -> Vec<usize> {
 
 /// The explicit-fused session and its plain runs on both input sets: built at `Disable`, its inputs checked
 /// against the same input set as the others.
-fn build_explicit(
-    source: ModelSource<'_>,
-    opts: &MeasureOptions,
-    set1: &[HostTensor],
-    names: &[String],
-    values1: &[ort::value::DynTensor],
-    values2: &[ort::value::DynTensor],
-) -> Result<Built> {
-    let label = "explicit fused";
-    let mut s = session::build_session(source, Level::Disable, opts, None, label)?;
-    session::check_inputs(&s, set1).context("checking inputs against the explicit-fused model")?;
-    let out1 = session::run_plain(&mut s, names, values1, label)?;
-    let out2 = session::run_plain(&mut s, names, values2, label)?;
-    Ok((s, out1, out2))
+fn build_explicit(source: ModelSource<'_>, opts: &MeasureOptions, inputs: &[InputSpec]) -> Result<Session> {
+    let s = session::build_session(source, Level::Disable, opts, None, "explicit fused")?;
+    session::check_inputs(&s, inputs).context("checking inputs against the explicit-fused model")?;
+    Ok(s)
 }
-
-/// A session with its outputs on the two input sets.
-type Built = (Session, Vec<OutputValues>, Vec<OutputValues>);
 
 /// The plain runs' equivalence checks, made as soon as unfused A's outputs and a session's are both there.
 #[derive(Default)]

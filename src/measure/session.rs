@@ -13,6 +13,7 @@ use prost::Message;
 
 use super::equivalence::OutputValues;
 use super::inputs::{element_count, HostTensor};
+use super::InputSpec;
 use super::{DType, Level, MeasureOptions, ModelSource};
 use crate::runtime::{self, Ep};
 
@@ -279,7 +280,7 @@ pub(crate) fn to_ort_values(inputs: &[HostTensor], ep: Ep) -> Result<Vec<DynTens
 }
 
 /// Check the inputs cover exactly the session's inputs, with matching dtypes and fixed dims.
-pub(crate) fn check_inputs(session: &Session, inputs: &[HostTensor]) -> Result<()> {
+pub(crate) fn check_inputs(session: &Session, inputs: &[InputSpec]) -> Result<()> {
     for outlet in session.inputs() {
         let Some(h) = inputs.iter().find(|h| h.name == outlet.name()) else {
             return Err(crate::error::user(format!(

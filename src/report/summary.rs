@@ -299,7 +299,18 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
         let reps = measured.iter().map(|p| p.replicates.len()).max().unwrap_or(0);
         let noise = cal
             .session_noise
-            .map(|n| format!("; session-to-session spread ±{:.1}% (pooled, {} df)", 100.0 * n.rel_sd(), n.df));
+            .map(|n| {
+                use crate::measure::replicates::Ratio;
+                let sd = |r: Ratio| 100.0 * n.of(r).rel_sd();
+                format!(
+                    "; session-to-session spread A/A ±{:.1}%, extended ±{:.1}%, full ±{:.1}%, explicit ±{:.1}% (pooled, {} df)",
+                    sd(Ratio::AaControl),
+                    sd(Ratio::Extended),
+                    sd(Ratio::All),
+                    sd(Ratio::Explicit),
+                    n.df
+                )
+            });
         let _ = writeln!(
             s,
             "Replicates: {reps} per instance{}; A/A below 1.00 in {} of {} replicates (binomial p = {:.2}{}); {} re-measured for a failed control",
