@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["calibration"],
     &["report"],
     &["pipeline"],
-    &["drivers::run", "drivers::calibrate", "drivers::bench", "drivers::plan", "drivers"],
+    &["drivers::run", "drivers::calibrate", "drivers::attribution", "drivers::bench", "drivers::plan", "drivers"],
     &[
         "cli::args",
         "cli::inspect",

@@ -177,6 +177,7 @@ fn calibration(p: &Prepared, shape: Shape) -> CalibrationFile {
         sum_pattern_saving_ms: 0.6,
         explained_fraction: Some(0.1),
         prediction: None,
+        attribution: None,
         measurement: whole,
     };
     CalibrationFile {
@@ -191,6 +192,7 @@ fn calibration(p: &Prepared, shape: Shape) -> CalibrationFile {
         session_noise: None,
         aa_check: None,
         complete: true,
+        recommended_config: None,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::graph::ModelGraph;
 use crate::measure::{Comparison, Equivalence, Latency, WholeModel};
 use crate::patterns::Instance;
 
+pub mod attribution;
 pub mod cost_model;
 pub mod decision;
 pub mod hardware;
@@ -57,6 +58,9 @@ pub struct CalibrationFile {
     /// the field are complete.
     #[serde(default = "complete_default")]
     pub complete: bool,
+    /// The fastest ORT configuration verified on this model (with the attribution).
+    #[serde(default)]
+    pub recommended_config: Option<attribution::RecommendedConfig>,
 }
 
 fn complete_default() -> bool {
@@ -129,6 +133,9 @@ pub struct RunOptions {
     pub inputs: Vec<String>,
     pub all_patterns: bool,
     pub whole_model: bool,
+    /// Files from before the attribution have none.
+    #[serde(default)]
+    pub attribution: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -297,6 +304,9 @@ pub struct WholeModelResult {
     /// measured one.
     #[serde(default)]
     pub prediction: Option<Prediction>,
+    /// What each of ORT's transformers does inside the whole model (absent when not measured).
+    #[serde(default)]
+    pub attribution: Option<attribution::Attribution>,
 }
 
 /// The design's validation step 4: predict the fused whole model from its parts.

@@ -24,7 +24,7 @@ pub struct BenchCmd {
     pub model: Option<PathBuf>,
     /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
     /// with the model and options it records.
-    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "replicates", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "out", "force", "calibration", "cuda_graph"])]
+    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "replicates", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "no_attribution", "out", "force", "calibration", "cuda_graph"])]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub model_flags: ModelFlags,
@@ -33,9 +33,13 @@ pub struct BenchCmd {
     /// Measure every match, overlapping sub-matches too, not only the longest.
     #[arg(long)]
     pub all_patterns: bool,
-    /// Skip timing the whole model.
+    /// Skip timing the whole model (and the attribution to ORT's transformers).
     #[arg(long)]
     pub no_whole_model: bool,
+    /// Time the whole model at ORT's levels only: skip finding which of ORT's transformers act on it,
+    /// timing each one in context and verifying a faster configuration.
+    #[arg(long)]
+    pub no_attribution: bool,
     /// Write annotated.onnx without copying the weights: its initializers point at their bytes in
     /// MODEL (ONNX external data), so it is the graph's size and runs when put beside MODEL.
     #[arg(long)]
@@ -64,6 +68,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates },
         all_patterns,
         no_whole_model,
+        no_attribution,
         slim_annotated,
         cuda_graph,
         calibration,
@@ -91,6 +96,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 inputs: inputs.clone(),
                 all_patterns,
                 whole_model: !no_whole_model,
+                attribution: !no_whole_model && !no_attribution,
             };
             let opts = BenchOptions {
                 ep,
@@ -108,6 +114,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 calibration,
                 cuda_graph,
                 replicates: crate::cli::args::replicates_arg(replicates)?,
+                attribution: !no_whole_model && !no_attribution,
             };
             (out, None, opts)
         }
@@ -213,6 +220,7 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
     if prev.complete {
         eprintln!("{} is already complete; nothing left to measure", path.display());
     }
+    let attribution_recorded = run.attribution;
     let opts = BenchOptions {
         ep,
         threads: m.threads,
@@ -226,6 +234,7 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         calibration: None,
         cuda_graph: false,
         replicates: m.replicates,
+        attribution: attribution_recorded,
     };
     Ok((prev, opts))
 }

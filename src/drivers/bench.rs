@@ -39,6 +39,9 @@ pub struct BenchOptions {
     pub cuda_graph: bool,
     /// Replicates per instance ([`MeasureOptions::replicates`]), each with the whole time budget.
     pub replicates: usize,
+    /// With the whole model: which of ORT's transformers act on it, each one's saving in context, and
+    /// the fastest configuration verified (`drivers::attribution`).
+    pub attribution: bool,
 }
 
 /// A bench run's result, and whether Ctrl-C or SIGTERM cut it short.
@@ -146,6 +149,7 @@ pub fn bench_run(
         warnings: previous.map(|c| c.warnings.clone()).unwrap_or_else(|| p.loaded.warnings.clone()),
         session_noise: None,
         aa_check: None,
+        recommended_config: None,
         complete: false,
     };
     // wall time so far: a resumed run adds to the earlier one
@@ -239,6 +243,30 @@ pub fn bench_run(
             cal.whole_model = Some(whole_model_result(m, &cal.fusion_profiles));
         }
     }
+    if opts.attribution && whole && !interrupted && cal.whole_model.is_some() {
+        bar.set_message("whole model: ORT's transformers one by one");
+        if let Some(specs) = &specs {
+            let ctx = crate::drivers::attribution::Context {
+                threads: opts.threads,
+                execution_provider: opts.ep.to_string(),
+                ort_version: cal.metadata.ort_version.clone(),
+                hardware: match &cal.metadata.hardware.gpu {
+                    Some(g) => format!("{} ({})", g.name, cal.metadata.hardware.cpu_model),
+                    None => cal.metadata.hardware.cpu_model.clone(),
+                },
+            };
+            match crate::drivers::attribution::run(&p.loaded.path, specs, &mopts, &cal.fusion_profiles, &ctx) {
+                Ok((a, rc)) => {
+                    if let Some(w) = cal.whole_model.as_mut() {
+                        w.attribution = Some(a);
+                    }
+                    cal.recommended_config = Some(rc);
+                }
+                Err(e) => cal.warnings.push(format!("no attribution to ORT's transformers: {e:#}")),
+            }
+        }
+        interrupted |= crate::drivers::run::interrupted();
+    }
     if let Some(w) = cal.whole_model.as_mut() {
         if opts.all_patterns {
             // overlapping matches would count the same saving twice
@@ -275,6 +303,7 @@ fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) ->
         sum_pattern_saving_ms,
         explained_fraction,
         prediction,
+        attribution: None,
     }
 }
 

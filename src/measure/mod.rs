@@ -18,9 +18,11 @@
 //! than another in cache placement or thread scheduling. All measurement in a process is serialised by one
 //! global lock.
 
+pub mod configs;
 mod equivalence;
 pub mod events;
 mod inputs;
+pub mod optimizers;
 pub mod replicates;
 mod session;
 pub mod timing;
@@ -44,7 +46,7 @@ pub use self::equivalence::{
 };
 pub use self::inputs::{random_inputs, HostTensor};
 pub use self::replicates::{ReplicateResult, SessionNoise};
-pub use self::session::model_ops;
+pub use self::session::{model_nodes, model_ops};
 use self::timing::{Rounds, WallClock, ALL, CONTROL, EXPLICIT, EXTENDED, UNFUSED};
 use crate::estimate::{median_ci, Estimate};
 pub use crate::onnx::DType;
@@ -117,6 +119,36 @@ impl fmt::Display for Level {
             Level::Extended => "extended",
             Level::All => "all",
         })
+    }
+}
+
+/// A session's optimizer settings: ORT's level and the graph transformers and rewrite rules switched off
+/// by name (`optimization.disable_specified_optimizers`; see [`optimizers`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionConfig {
+    pub level: Level,
+    #[serde(default)]
+    pub disabled: Vec<String>,
+}
+
+impl SessionConfig {
+    pub fn level(level: Level) -> SessionConfig {
+        SessionConfig { level, disabled: vec![] }
+    }
+
+    /// ORT's session config value: the names separated by `;` (a comma list is silently ignored).
+    pub fn disabled_entry(&self) -> String {
+        self.disabled.join(";")
+    }
+}
+
+impl fmt::Display for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.disabled.is_empty() {
+            write!(f, "{}", self.level)
+        } else {
+            write!(f, "{} without {}", self.level, self.disabled.join(", "))
+        }
     }
 }
 
@@ -226,7 +258,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn from_seconds(xs: &[f64], seed: u64) -> Latency {
+    pub(crate) fn from_seconds(xs: &[f64], seed: u64) -> Latency {
         let ci_ms = median_ci(xs, RESAMPLES, seed).scale(1e3);
         let min_ms = xs.iter().copied().fold(f64::INFINITY, f64::min) * 1e3;
         Latency {
@@ -444,7 +476,7 @@ impl From<Comparison> for WholeModel {
 }
 
 /// Serialises all measurement in the process: timings must never overlap.
-static MEASURE_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static MEASURE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Time a whole model file: `Disable` (twice, A/A) vs `Extended` vs `All`, its replicates back to back,
 /// combined with the session noise they show alone. `bench` spreads them over its run instead
@@ -505,13 +537,7 @@ pub fn compare_variants(
     };
     let unfused_ops = model_ops(model_bytes).context("parsing the model as ONNX")?;
 
-    let set1 = random_inputs(inputs, opts.seed).context("generating inputs")?;
-    let set2 = random_inputs(inputs, opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15))
-        .context("generating the second input set")?;
-    let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
-    let values1 = session::to_ort_values(&set1, opts.ep)?;
-    let values2 = session::to_ort_values(&set2, opts.ep)?;
-    drop((set1, set2));
+    let (names, values1, values2) = input_sets(inputs, opts)?;
 
     let tmp = TempDir::new().context("creating a temporary directory for optimised models")?;
     let plan: [(&'static str, Level, Option<PathBuf>); 5] = [
@@ -821,13 +847,30 @@ pub fn replicate_seed(seed: u64, salt: &str, replicate: usize, attempt: usize) -
     z ^ (z >> 31)
 }
 
+/// The two seeded random input sets every comparison runs on, as ORT values on `opts.ep`'s device, and the
+/// input names. The host copies are dropped here.
+pub(crate) fn input_sets(
+    inputs: &[InputSpec],
+    opts: &MeasureOptions,
+) -> Result<(Vec<String>, Vec<ort::value::DynTensor>, Vec<ort::value::DynTensor>)> {
+    let set1 = random_inputs(inputs, opts.seed).context("generating inputs")?;
+    let set2 = random_inputs(inputs, opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15))
+        .context("generating the second input set")?;
+    let names: Vec<String> = set1.iter().map(|h| h.name.clone()).collect();
+    let values1 = session::to_ort_values(&set1, opts.ep)?;
+    let values2 = session::to_ort_values(&set2, opts.ep)?;
+    Ok((names, values1, values2))
+}
+
 /// The order [`compare_variants`] builds its sessions in for `seed`: indexes into unfused, control,
 /// extended, full (and explicit when `explicit`).
 pub fn build_order(seed: u64, explicit: bool) -> Vec<usize> {
-    let mut order = vec![UNFUSED, CONTROL, EXTENDED, ALL];
-    if explicit {
-        order.push(EXPLICIT);
-    }
+    build_order_of(seed, if explicit { EXPLICIT + 1 } else { EXPLICIT })
+}
+
+/// `0..n` in the seeded random order sessions are built in.
+pub fn build_order_of(seed: u64, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x0062_7569_6c64));
     order
 }

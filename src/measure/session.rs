@@ -13,8 +13,8 @@ use prost::Message;
 
 use super::equivalence::OutputValues;
 use super::inputs::{element_count, HostTensor};
-use super::InputSpec;
 use super::{DType, Level, MeasureOptions, ModelSource};
+use super::{InputSpec, SessionConfig};
 use crate::runtime::{self, Ep};
 
 /// Pre-allocated output tensors, bound to one or more sessions.
@@ -151,10 +151,15 @@ fn ort_level(level: Level) -> GraphOptimizationLevel {
 ///   session needs;
 /// - sequential execution, and the environment's shared CPU arena (see `runtime`), so all variants place
 ///   intermediates alike.
-fn configure(level: Level, threads: usize, optimized: Option<&Path>, strict_gpu: bool) -> ort::Result<SessionBuilder> {
+fn configure(
+    config: &SessionConfig,
+    threads: usize,
+    optimized: Option<&Path>,
+    strict_gpu: bool,
+) -> ort::Result<SessionBuilder> {
     let env = runtime::environment().map_err(|e| ort::Error::new(format!("{e:#}")))?;
     let mut b = Session::builder(env)?
-        .with_optimization_level(ort_level(level))?
+        .with_optimization_level(ort_level(config.level))?
         .with_parallel_execution(false)?
         .with_env_allocators()?;
     if threads == 1 {
@@ -178,6 +183,9 @@ fn configure(level: Level, threads: usize, optimized: Option<&Path>, strict_gpu:
     if strict_gpu {
         b = b.with_config_entry("session.disable_cpu_ep_fallback", "1")?;
     }
+    if !config.disabled.is_empty() {
+        b = b.with_config_entry("optimization.disable_specified_optimizers", config.disabled_entry())?;
+    }
     Ok(b)
 }
 
@@ -189,7 +197,7 @@ fn commit(mut b: SessionBuilder, source: ModelSource<'_>) -> ort::Result<Session
 }
 
 /// ORT's message when a node would run on the CPU while CPU fallback is disabled.
-const FALLBACK_REFUSED: &str = "fallback to CPU EP has been explicitly disabled";
+pub(crate) const FALLBACK_REFUSED: &str = "fallback to CPU EP has been explicitly disabled";
 
 /// [`build_session`] for a pattern's unfused or runtime-fused model on CUDA: strictly on the GPU first;
 /// if ORT must put some nodes on the CPU (it keeps shape arithmetic there: Shape, Gather, Concat of
@@ -220,10 +228,28 @@ pub(crate) fn build_session(
     optimized: Option<&Path>,
     label: &str,
 ) -> Result<Session> {
+    build_session_logged(source, &SessionConfig::level(level), opts, optimized, label, None)
+}
+
+/// [`build_session`] under a full [`SessionConfig`]; with `log`, ORT's verbose log of this session goes to it.
+pub(crate) fn build_session_logged(
+    source: ModelSource<'_>,
+    config: &SessionConfig,
+    opts: &MeasureOptions,
+    optimized: Option<&Path>,
+    label: &str,
+    log: Option<ort::logging::LoggerFunction>,
+) -> Result<Session> {
+    let level = config.level;
     let gpu = matches!(opts.ep, Ep::Cuda { .. });
-    let b = configure(level, opts.threads, optimized, gpu && opts.strict_placement)
+    let mut b = configure(config, opts.threads, optimized, gpu && opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("configuring {label} session"))?;
+    if let Some(f) = log {
+        let context = || format!("logging the {label} session");
+        b = b.with_logger(f).map_err(|e| anyhow!("{e}")).with_context(context)?;
+        b = b.with_log_level(ort::logging::LogLevel::Verbose).map_err(|e| anyhow!("{e}")).with_context(context)?;
+    }
     // CUDA: on the measurement's own stream when it has one (for the clock check), else ORT's
     let stream = opts.cuda_stream.map(|p| p as *mut std::ffi::c_void);
     let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph, stream)
@@ -245,7 +271,7 @@ pub(crate) fn build_session_on_stream(
     opts: &MeasureOptions,
     stream: *mut std::ffi::c_void,
 ) -> Result<Session> {
-    let b = configure(Level::Disable, opts.threads, None, opts.strict_placement)
+    let b = configure(&SessionConfig::level(Level::Disable), opts.threads, None, opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .context("configuring the event-timed session")?;
     let b = runtime::register_ep_with(b, opts.ep, false, Some(stream))
@@ -400,10 +426,17 @@ fn read_tensor(name: &str, dtype: DType, shape: &[usize], t: &DynTensor) -> Resu
 /// Op types of a serialized model's main graph, in graph order, prefixed with their domain when it is not the
 /// default (`com.microsoft.FusedConv`, `Gemm`).
 pub fn model_ops(bytes: &[u8]) -> Result<Vec<String>> {
+    Ok(model_nodes(bytes)?.into_iter().map(|(_, op)| op).collect())
+}
+
+/// (name, op type as [`model_ops`] gives it) of every node of a serialized model's main graph, in graph order.
+pub fn model_nodes(bytes: &[u8]) -> Result<Vec<(String, String)>> {
     // only the nodes' op types and domains: prost skips every other field (initializers above all)
     // without copying it, so listing a large model's ops costs no more memory than its node list
     #[derive(Clone, PartialEq, prost::Message)]
     struct Node {
+        #[prost(string, tag = "3")]
+        name: String,
         #[prost(string, tag = "4")]
         op_type: String,
         #[prost(string, tag = "7")]
@@ -425,11 +458,12 @@ pub fn model_ops(bytes: &[u8]) -> Result<Vec<String>> {
         .node
         .into_iter()
         .map(|n| {
-            if n.domain.is_empty() || n.domain == "ai.onnx" {
+            let op = if n.domain.is_empty() || n.domain == "ai.onnx" {
                 n.op_type
             } else {
                 format!("{}.{}", n.domain, n.op_type)
-            }
+            };
+            (n.name, op)
         })
         .collect())
 }

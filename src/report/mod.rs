@@ -38,7 +38,9 @@ pub const GRAPH_DOT: &str = "graph.dot";
 pub const ANNOTATED_ONNX: &str = "annotated.onnx";
 
 /// The files `write_outputs` writes, in order.
-pub const OUTPUT_FILES: [&str; 4] = [CALIBRATION_JSON, GRAPH_JSON, GRAPH_DOT, ANNOTATED_ONNX];
+/// The recommended ORT configuration, when the run verified one (`bench` with the attribution).
+pub const ORT_CONFIG_JSON: &str = "ort-config.json";
+pub const OUTPUT_FILES: [&str; 5] = [CALIBRATION_JSON, GRAPH_JSON, GRAPH_DOT, ANNOTATED_ONNX, ORT_CONFIG_JSON];
 
 /// Write `bytes` to `path` without ever leaving a half-written file: write a temp file in the same
 /// directory, fsync it, rename it over `path`, then fsync the directory.
@@ -141,6 +143,16 @@ pub fn write_outputs_with(
         )
     })?;
     put(ANNOTATED_ONNX, &annotated)?;
+    if let Some(r) = &cal.recommended_config {
+        let mut v = serde_json::to_value(r).context("serialising ort-config.json")?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("model".into(), cal.metadata.model.clone().into());
+            o.insert("snippets".into(), crate::calibration::attribution::snippets(r).into());
+            o.insert("fuseval_commit".into(), cal.metadata.provenance.fuseval_commit.clone().into());
+            o.insert("date".into(), cal.metadata.date.clone().into());
+        }
+        put(ORT_CONFIG_JSON, &serde_json::to_vec_pretty(&v)?)?;
+    }
     Ok(written)
 }
 

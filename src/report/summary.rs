@@ -422,6 +422,20 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
             let _ = writeln!(s, "Whole model: not timed");
         }
     }
+    if let Some(a) = cal.whole_model.as_ref().and_then(|w| w.attribution.as_ref()) {
+        attribution(s, a);
+    }
+    if let Some(r) = &cal.recommended_config {
+        let _ = writeln!(s, "Recommended configuration: {}", r.verdict);
+        if !r.is_default() {
+            for line in crate::calibration::attribution::snippets(r) {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
+        if let Some(e) = &r.speedup_vs_extended {
+            let _ = writeln!(s, "  against ORT_ENABLE_EXTENDED: {:.3}x [{:.3}, {:.3}]", e.point, e.lo, e.hi);
+        }
+    }
     if head == "extended" {
         let _ = writeln!(
             s,
@@ -433,4 +447,74 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
     } else {
         let _ = writeln!(s, "Headline level: {}.", level_name(head));
     }
+}
+
+/// The whole model, transformer by transformer: the baseline, the table and the explained fraction.
+fn attribution(s: &mut String, a: &crate::calibration::attribution::Attribution) {
+    use crate::estimate::Estimate;
+    let ci = |e: &Estimate| format!("{} [{}, {}]", fmt_ms(e.point), fmt_ms(e.lo), fmt_ms(e.hi));
+    let b = &a.baseline;
+    let lat = |t: &Option<crate::calibration::attribution::Timed>| {
+        t.as_ref().map(|t| fmt_ms(t.latency.median_ms)).unwrap_or_else(|| "n/a".into())
+    };
+    let _ = writeln!(
+        s,
+        "In context (ORT's default = {}): disable {}, fusion-off {}, extended {}, default {}",
+        a.level,
+        lat(&b.disable),
+        lat(&b.fusion_off),
+        lat(&b.extended),
+        fmt_ms(b.default.latency.median_ms)
+    );
+    if let Some(f) = &a.fusion_saving_ms {
+        let _ = writeln!(s, "  fusion saving (fusion-off → default): {}", ci(f));
+    }
+    if let Some(f) = &a.non_fusion_saving_ms {
+        let _ = writeln!(s, "  non-fusion saving (disable → fusion-off): {}", ci(f));
+    }
+    let _ = writeln!(
+        s,
+        "  {:<32} {:<16} {:>5} {:>28} {:>12} {:>8}  verdict",
+        "transformer", "kind", "nodes", "in-context saving [CI]", "carved", "context"
+    );
+    for t in a.transformers.iter().filter(|t| t.fires) {
+        let _ = writeln!(
+            s,
+            "  {:<32} {:<16} {:>5} {:>28} {:>12} {:>8}  {}",
+            t.name,
+            t.kind.name(),
+            t.nodes_consumed,
+            t.saving_ms.as_ref().map(ci).unwrap_or_else(|| "n/a".into()),
+            t.carved_saving_ms.map(fmt_ms).unwrap_or_else(|| "-".into()),
+            t.context_factor.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+            t.verdict
+        );
+    }
+    match (&a.explained_fraction, &a.interaction_ms) {
+        (Some(f), Some(i)) => {
+            let _ = writeln!(
+                s,
+                "  the fusions one by one explain {:.0}% [{:.0}%, {:.0}%] of the fusion saving; interaction remainder {}",
+                100.0 * f.point,
+                100.0 * f.lo,
+                100.0 * f.hi,
+                ci(i)
+            );
+        }
+        (None, Some(i)) => {
+            let _ = writeln!(s, "  interaction remainder {}", ci(i));
+        }
+        _ => {}
+    }
+    let quiet: Vec<&str> = a.transformers.iter().filter(|t| !t.fires).map(|t| t.name.as_str()).collect();
+    if !quiet.is_empty() {
+        let _ = writeln!(s, "  tried, no effect on this model: {}", quiet.join(", "));
+    }
+    for (name, msg) in &a.failed {
+        let _ = writeln!(s, "  {name}: could not be measured: {msg}");
+    }
+    for n in &a.notes {
+        let _ = writeln!(s, "  note: {n}");
+    }
+    let _ = writeln!(s, "  ({:.0} s)", a.wall_s);
 }

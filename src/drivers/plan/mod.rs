@@ -103,6 +103,7 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
         calibration: None,
         cuda_graph: false,
         replicates: m.replicates,
+        attribution: false,
     }))
 }
 
