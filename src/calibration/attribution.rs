@@ -91,6 +91,12 @@ pub struct Attribution {
     pub explained_fraction: Option<Estimate>,
     /// fusion saving − Σ leave-one-out savings: what the fusions do only together (or instead of each other).
     pub interaction_ms: Option<Estimate>,
+    /// Σ carved savings of the measured instances at ORT's extended level (per inference, every instance).
+    #[serde(default)]
+    pub carved_saving_ms: Option<f64>,
+    /// carved_saving_ms / the fusion saving: how much of fusion-off → default the carved patterns predict.
+    #[serde(default)]
+    pub carved_explained_fraction: Option<Estimate>,
     pub transformers: Vec<TransformerAttribution>,
     /// Names tried whose switching off did not change the optimized graph, and why they were tried.
     pub no_effect: Vec<(String, String)>,
@@ -261,6 +267,17 @@ pub fn snippets(c: &RecommendedConfig) -> Vec<String> {
         rs += &format!(".with_config_entry(\"optimization.disable_specified_optimizers\", \"{names}\")?");
     }
     vec![format!("Python:  {py}"), format!("C/C++:   {cpp}"), format!("Rust:    {rs}")]
+}
+
+/// Σ (unfused − fused at extended) × instances over the records that count and agree.
+pub fn carved_total_ms(records: &[FusionCalibration]) -> Option<f64> {
+    let mut total = None;
+    for r in records.iter().filter(|r| r.counts()) {
+        if let Some(l) = r.extended.as_ref().filter(|l| l.equivalence.passed) {
+            *total.get_or_insert(0.0) += (r.unfused_latency_ms - l.latency.median_ms) * r.instances.len() as f64;
+        }
+    }
+    total
 }
 
 #[cfg(test)]

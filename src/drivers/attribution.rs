@@ -18,10 +18,11 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::calibration::attribution::{
-    carved_shares, difference, fraction, pick, relative_speedup, saving_ms, speedup_from_ratio, sum, verdict,
-    Attribution, Baseline, RecommendedConfig, Timed, TransformerAttribution,
+    carved_shares, carved_total_ms, difference, fraction, pick, relative_speedup, saving_ms, speedup_from_ratio, sum,
+    verdict, Attribution, Baseline, RecommendedConfig, Timed, TransformerAttribution,
 };
 use crate::calibration::FusionCalibration;
+use crate::estimate::Estimate;
 use crate::measure::configs::ConfigComparison;
 use crate::measure::optimizers::{Discovery, Kind};
 use crate::measure::{Level, SessionConfig};
@@ -30,6 +31,10 @@ use crate::measure::{Level, SessionConfig};
 pub trait Timer {
     fn time(&mut self, configs: &[SessionConfig]) -> Result<ConfigComparison>;
 }
+
+/// The time budget of one set of whole-model rounds, seconds (full and `--quick`).
+pub const ATTRIBUTION_BUDGET_S: u64 = 15;
+pub const ATTRIBUTION_BUDGET_QUICK_S: u64 = 6;
 
 /// How many configurations share one set of rounds beside the reference and its control.
 pub const PER_BATCH: usize = 3;
@@ -79,7 +84,7 @@ pub fn attribute(
         default: Timed::of(&base.reference, &base),
     };
     let fusion_saving = if fusion.is_empty() {
-        Some(crate::estimate::Estimate::exact(0.0))
+        Some(Estimate::exact(0.0))
     } else {
         baseline.fusion_off.as_ref().map(|t| saving_ms(&t.ratio_to_default, reference_ms))
     };
@@ -196,7 +201,7 @@ pub fn attribute(
             let chosen = pick(&timed).cloned();
             let vs_ext = match (&chosen, ext) {
                 (Some(c), Some(e)) if c.config != extended => Some(relative_speedup(&c.ratio_to_default, &e)),
-                (Some(_), Some(_)) => Some(crate::estimate::Estimate::exact(1.0)),
+                (Some(_), Some(_)) => Some(Estimate::exact(1.0)),
                 (None, Some(e)) => Some(e),
                 _ => None,
             };
@@ -226,7 +231,7 @@ pub fn attribute(
         None => RecommendedConfig {
             level,
             disabled_optimizers: vec![],
-            speedup_vs_default: crate::estimate::Estimate::exact(1.0),
+            speedup_vs_default: Estimate::exact(1.0),
             speedup_vs_extended: vs_extended,
             outputs_agree: true,
             verdict: "ORT's default is the fastest measured here".into(),
@@ -236,14 +241,22 @@ pub fn attribute(
             hardware: ctx.hardware.clone(),
         },
     };
+    let carved_total = carved_total_ms(records);
+    let carved_explained_fraction = match (carved_total, &fusion_saving) {
+        (Some(c), Some(f)) if !fusion.is_empty() => fraction(&Estimate::exact(c), f),
+        _ => None,
+    };
+    let fusion_transformers = fusion;
     let attribution = Attribution {
         level,
         baseline,
-        fusion_transformers: fusion,
+        fusion_transformers,
         fusion_saving_ms: fusion_saving,
         non_fusion_saving_ms: non_fusion_saving,
         explained_fraction,
         interaction_ms: interaction,
+        carved_saving_ms: carved_total,
+        carved_explained_fraction,
         transformers,
         no_effect: discovery.no_effect.clone(),
         failed,
@@ -298,7 +311,15 @@ pub fn run(
         Level::All,
         &crate::measure::MeasureOptions { strict_placement: false, ..opts.clone() },
     )?;
-    let mut timer = OrtTimer { model, inputs, opts: opts.clone() };
+    // a whole model is slow next to a carved pattern: give each set of rounds enough of them for a CI
+    // inside the target (a 60 ms model, five sessions: 0.3 s a round)
+    let budget =
+        std::time::Duration::from_secs(if opts.quick { ATTRIBUTION_BUDGET_QUICK_S } else { ATTRIBUTION_BUDGET_S });
+    let mut timer = OrtTimer {
+        model,
+        inputs,
+        opts: crate::measure::MeasureOptions { budget: opts.budget.max(budget), ..opts.clone() },
+    };
     let (mut a, rc) = attribute(&discovery, records, &mut timer, ctx)?;
     a.wall_s = start.elapsed().as_secs_f64();
     Ok((a, rc))

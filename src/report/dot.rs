@@ -4,11 +4,12 @@
 //! best variant. Overlapping matches nest when one holds the
 //! other and are otherwise left out (Graphviz cannot draw a node in two clusters).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use petgraph::graph::NodeIndex;
 
+use crate::calibration::attribution::TransformerAttribution;
 use crate::calibration::{CalibrationFile, FusionCalibration, Status};
 use crate::estimate::Verdict;
 use crate::graph::ModelGraph;
@@ -54,13 +55,15 @@ pub fn graph_dot(cal: &CalibrationFile, g: &ModelGraph, det: &Detection) -> Stri
     // clusters, then the nodes outside any cluster
     let mut clustered: BTreeSet<NodeIndex> = BTreeSet::new();
     let mut counter = 0;
+    let consumed = super::consumed_by(cal);
+    let ctx = Ctx { profiles: &cal.fusion_profiles, consumed: &consumed };
     for c in &clusters {
-        write_cluster(&mut s, g, c, &cal.fusion_profiles, &mut counter, &mut clustered, 1);
+        write_cluster(&mut s, g, c, &ctx, &mut counter, &mut clustered, 1);
     }
     let mut ids: Vec<NodeIndex> = g.graph.node_indices().collect();
     ids.sort_by_key(|&n| g.node(n).index);
     for id in ids.iter().filter(|id| !clustered.contains(id)) {
-        let _ = writeln!(s, "  {}", node_stmt(g, *id));
+        let _ = writeln!(s, "  {}", node_stmt(g, *id, &consumed));
     }
 
     // edges
@@ -141,16 +144,22 @@ fn insert(level: &mut Vec<Cluster>, c: Cluster) {
     }
 }
 
+/// What every cluster and node statement reads.
+struct Ctx<'a> {
+    profiles: &'a [FusionCalibration],
+    consumed: &'a HashMap<&'a str, Vec<&'a TransformerAttribution>>,
+}
+
 fn write_cluster(
     s: &mut String,
     g: &ModelGraph,
     c: &Cluster,
-    profiles: &[FusionCalibration],
+    ctx: &Ctx,
     counter: &mut usize,
     clustered: &mut BTreeSet<NodeIndex>,
     depth: usize,
 ) {
-    let Some(p) = profiles.get(c.profile) else { return };
+    let Some(p) = ctx.profiles.get(c.profile) else { return };
     let pad = "  ".repeat(depth);
     let (color, fill, dashed) = look(p);
     let _ = writeln!(s, "{pad}subgraph cluster_{} {{", *counter);
@@ -162,12 +171,12 @@ fn write_cluster(
         quote(&cluster_label(p))
     );
     for child in &c.children {
-        write_cluster(s, g, child, profiles, counter, clustered, depth + 1);
+        write_cluster(s, g, child, ctx, counter, clustered, depth + 1);
     }
     let inner: BTreeSet<NodeIndex> = c.children.iter().flat_map(|ch| ch.nodes.iter().copied()).collect();
     for &n in c.nodes.iter().filter(|n| !inner.contains(n)) {
         if clustered.insert(n) {
-            let _ = writeln!(s, "{pad}  {}", node_stmt(g, n));
+            let _ = writeln!(s, "{pad}  {}", node_stmt(g, n, ctx.consumed));
         }
     }
     let _ = writeln!(s, "{pad}}}");
@@ -222,9 +231,14 @@ fn explicit_label(p: &FusionCalibration) -> String {
     format!("{x}; best {}", p.best_variant)
 }
 
-fn node_stmt(g: &ModelGraph, n: NodeIndex) -> String {
+fn node_stmt(g: &ModelGraph, n: NodeIndex, consumed: &HashMap<&str, Vec<&TransformerAttribution>>) -> String {
     let node = g.node(n);
-    format!("n{} [label={}];", node.index, quote(&format!("{}\n{}", node.qualified_op(), node.name)))
+    let mut label = format!("{}\n{}", node.qualified_op(), node.name);
+    for t in consumed.get(node.name.as_str()).into_iter().flatten() {
+        let saving = t.saving_ms.map(|e| format!(" {:+.3} ms", e.point)).unwrap_or_default();
+        label.push_str(&format!("\n⇢ {}{saving}", t.name));
+    }
+    format!("n{} [label={}];", node.index, quote(&label))
 }
 
 fn shape_of(g: &ModelGraph, tensor: &str) -> String {

@@ -30,6 +30,17 @@ pub struct NodeJson {
     pub outputs: Vec<String>,
     /// Ids of the groups this node belongs to (several when matches overlap).
     pub pattern_groups: Vec<usize>,
+    /// ORT's transformers that consume this node in the whole model, with their in-context saving
+    /// (calibration.json's `whole_model.attribution`); empty without the attribution.
+    pub consumed_by: Vec<ConsumedJson>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsumedJson {
+    pub transformer: String,
+    pub kind: String,
+    pub saving_ms: Option<crate::estimate::Estimate>,
+    pub verdict: String,
 }
 
 /// A tensor from the node that writes it to one that reads it. `from` is `null` for a model input,
@@ -62,6 +73,7 @@ pub struct GroupJson {
 /// Build `graph.json`'s content.
 pub fn graph_json(cal: &CalibrationFile, g: &ModelGraph, det: &Detection) -> GraphJson {
     let links = Links::new(cal);
+    let consumed = super::consumed_by(cal);
     let longest: std::collections::HashSet<usize> = det.longest.iter().copied().collect();
     let mut groups = vec![];
     let mut member: std::collections::HashMap<petgraph::graph::NodeIndex, Vec<usize>> = Default::default();
@@ -95,6 +107,19 @@ pub fn graph_json(cal: &CalibrationFile, g: &ModelGraph, det: &Detection) -> Gra
                 inputs: n.inputs.clone(),
                 outputs: n.outputs.clone(),
                 pattern_groups: member.get(&id).cloned().unwrap_or_default(),
+                consumed_by: consumed
+                    .get(n.name.as_str())
+                    .map(|ts| {
+                        ts.iter()
+                            .map(|t| ConsumedJson {
+                                transformer: t.name.clone(),
+                                kind: t.kind.name().into(),
+                                saving_ms: t.saving_ms,
+                                verdict: t.verdict.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect();

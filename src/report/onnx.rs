@@ -113,6 +113,14 @@ pub fn node_docs(cal: &CalibrationFile, loaded: &Loaded, g: &ModelGraph) -> BTre
             }
         }
     }
+    for (name, ts) in super::consumed_by(cal) {
+        if let Some(&i) = by_name.get(name) {
+            let v = lines.entry(i).or_default();
+            for t in ts {
+                v.push(format!("{DOC_PREFIX} consumed by {}", super::consumed_line(t)));
+            }
+        }
+    }
     let nodes = loaded.proto.graph.as_ref().map(|gr| gr.node.as_slice()).unwrap_or(&[]);
     lines
         .into_iter()

@@ -506,6 +506,18 @@ fn attribution(s: &mut String, a: &crate::calibration::attribution::Attribution)
         }
         _ => {}
     }
+    if let (Some(c), Some(f)) = (a.carved_saving_ms, &a.fusion_saving_ms) {
+        let explained = match &a.carved_explained_fraction {
+            Some(x) => format!("explain {:.0}% [{:.0}%, {:.0}%] of it", 100.0 * x.point, 100.0 * x.lo, 100.0 * x.hi),
+            None => "the fusion saving is within noise of zero".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  the carved pattern savings ({}, extended) against the fusion saving ({}): {explained}",
+            fmt_ms(c),
+            fmt_ms(f.point)
+        );
+    }
     let quiet: Vec<&str> = a.transformers.iter().filter(|t| !t.fires).map(|t| t.name.as_str()).collect();
     if !quiet.is_empty() {
         let _ = writeln!(s, "  tried, no effect on this model: {}", quiet.join(", "));
