@@ -216,6 +216,9 @@ fn never_a_slower_or_non_equivalent_configuration() {
     // everything helps: the default stays, and Extended (slower) is not recommended
     let (_, r, _) = run(&[("all", 100.0), ("extended", 101.0), ("disable", 150.0), ("GeluFusion", 2.0)], &[]);
     assert!(r.is_default(), "{r:?}");
+    // 1% faster, its CI clear of 1.00 but not of the noise band: not worth a change
+    let (_, r, _) = run(&[("all", 100.0), ("extended", 99.0), ("disable", 150.0)], &[]);
+    assert!(r.is_default(), "{r:?}");
 }
 
 #[test]

@@ -219,12 +219,15 @@ pub fn carved_shares(effects: &[Effect], records: &[FusionCalibration]) -> Vec<(
 }
 
 /// Pick the recommendation from verified candidates (each timed against the default in one set of rounds):
-/// the fastest whose outputs agree, whose rounds' A/A control passed and whose CI says it is faster than the
-/// default (`ratio.hi < 1`). None: ORT's default stays.
+/// the fastest whose outputs agree, whose rounds' A/A control passed and whose speedup over the default
+/// clears the noise band by the one decision rule (`calibration::decision`: the CI's low end above
+/// 1 + NOISE). None: ORT's default stays.
 pub fn pick(candidates: &[Timed]) -> Option<&Timed> {
     candidates
         .iter()
-        .filter(|t| t.outputs_agree && t.aa_ok && t.ratio_to_default.hi < 1.0)
+        .filter(|t| {
+            t.outputs_agree && t.aa_ok && speedup_from_ratio(&t.ratio_to_default).lo > 1.0 + crate::estimate::NOISE
+        })
         .min_by(|a, b| a.ratio_to_default.point.total_cmp(&b.ratio_to_default.point))
 }
 

@@ -32,9 +32,22 @@ pub trait Timer {
     fn time(&mut self, configs: &[SessionConfig]) -> Result<ConfigComparison>;
 }
 
-/// The time budget of one set of whole-model rounds, seconds (full and `--quick`).
+/// The least time budget of one set of whole-model rounds, seconds (full and `--quick`).
 pub const ATTRIBUTION_BUDGET_S: u64 = 15;
 pub const ATTRIBUTION_BUDGET_QUICK_S: u64 = 6;
+/// Rounds one set should afford (a CI of a median needs about this many), and the most time it may take.
+pub const ATTRIBUTION_ROUNDS: f64 = 25.0;
+pub const ATTRIBUTION_BUDGET_MAX_S: f64 = 120.0;
+
+/// The options of the whole-model rounds: a budget that affords [`ATTRIBUTION_ROUNDS`] rounds of
+/// `2 + PER_BATCH` sessions of a `model_ms` model (BERT-base on two cores: 0.9 s a round), between the
+/// floor and [`ATTRIBUTION_BUDGET_MAX_S`]. A carved pattern's budget would give a whole model a handful.
+pub fn rounds_options(opts: &crate::measure::MeasureOptions, model_ms: f64) -> crate::measure::MeasureOptions {
+    let floor = if opts.quick { ATTRIBUTION_BUDGET_QUICK_S } else { ATTRIBUTION_BUDGET_S } as f64;
+    let want = ATTRIBUTION_ROUNDS * (2 + PER_BATCH) as f64 * model_ms.max(0.0) / 1e3;
+    let budget = std::time::Duration::from_secs_f64(want.clamp(floor, ATTRIBUTION_BUDGET_MAX_S.max(floor)));
+    crate::measure::MeasureOptions { budget: opts.budget.max(budget), ..opts.clone() }
+}
 
 /// How many configurations share one set of rounds beside the reference and its control.
 pub const PER_BATCH: usize = 3;
@@ -201,7 +214,7 @@ pub fn attribute(
             let chosen = pick(&timed).cloned();
             let vs_ext = match (&chosen, ext) {
                 (Some(c), Some(e)) if c.config != extended => Some(relative_speedup(&c.ratio_to_default, &e)),
-                (Some(_), Some(_)) => Some(Estimate::exact(1.0)),
+                (Some(_), Some(_)) => None,
                 (None, Some(e)) => Some(e),
                 _ => None,
             };
@@ -298,6 +311,7 @@ pub fn run(
     inputs: &[crate::measure::InputSpec],
     opts: &crate::measure::MeasureOptions,
     records: &[FusionCalibration],
+    model_ms: f64,
     ctx: &Context,
 ) -> Result<(Attribution, RecommendedConfig)> {
     use anyhow::Context as _;
@@ -311,15 +325,7 @@ pub fn run(
         Level::All,
         &crate::measure::MeasureOptions { strict_placement: false, ..opts.clone() },
     )?;
-    // a whole model is slow next to a carved pattern: give each set of rounds enough of them for a CI
-    // inside the target (a 60 ms model, five sessions: 0.3 s a round)
-    let budget =
-        std::time::Duration::from_secs(if opts.quick { ATTRIBUTION_BUDGET_QUICK_S } else { ATTRIBUTION_BUDGET_S });
-    let mut timer = OrtTimer {
-        model,
-        inputs,
-        opts: crate::measure::MeasureOptions { budget: opts.budget.max(budget), ..opts.clone() },
-    };
+    let mut timer = OrtTimer { model, inputs, opts: rounds_options(opts, model_ms) };
     let (mut a, rc) = attribute(&discovery, records, &mut timer, ctx)?;
     a.wall_s = start.elapsed().as_secs_f64();
     Ok((a, rc))

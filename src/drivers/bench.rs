@@ -255,7 +255,9 @@ pub fn bench_run(
                     None => cal.metadata.hardware.cpu_model.clone(),
                 },
             };
-            match crate::drivers::attribution::run(&p.loaded.path, specs, &mopts, &cal.fusion_profiles, &ctx) {
+            let model_ms = cal.whole_model.as_ref().map_or(0.0, |w| w.measurement.all.median_ms);
+            match crate::drivers::attribution::run(&p.loaded.path, specs, &mopts, &cal.fusion_profiles, model_ms, &ctx)
+            {
                 Ok((a, rc)) => {
                     if let Some(w) = cal.whole_model.as_mut() {
                         w.attribution = Some(a);
