@@ -971,3 +971,87 @@ fn agreement_compares_matched_instances_within_their_combined_ci() {
     let text = agreement_text(&g, "A", "B");
     assert!(text.contains("outside the combined CI"), "{text}");
 }
+
+/// With an attribution, every output marks the nodes a transformer consumes with its in-context saving,
+/// and bench writes ort-config.json with the lines to paste.
+#[test]
+fn outputs_mark_the_nodes_each_transformer_consumes() {
+    use fuseval::calibration::attribution::{Attribution, Baseline, RecommendedConfig, Timed, TransformerAttribution};
+    use fuseval::measure::optimizers::Kind;
+    use fuseval::measure::{Level, SessionConfig};
+    let p = conv_bn_relu();
+    let mut cal = calibration(&p, Shape::default());
+    let t = |name: &str, kind: Kind, consumed: &[&str], saving: f64| TransformerAttribution {
+        name: name.into(),
+        kind,
+        fires: true,
+        nodes_consumed: consumed.len(),
+        consumed: consumed.iter().map(|s| s.to_string()).collect(),
+        ops_changed: Default::default(),
+        saving_ms: Some(Estimate { point: saving, lo: saving - 0.01, hi: saving + 0.01 }),
+        saving_fraction: None,
+        carved_saving_ms: None,
+        context_factor: None,
+        instances: vec![],
+        verdict: "helps".into(),
+    };
+    let default = Timed {
+        config: SessionConfig::level(Level::All),
+        latency: latency(1.0),
+        ratio_to_default: Estimate::exact(1.0),
+        outputs_agree: true,
+        aa_ok: true,
+    };
+    let a = Attribution {
+        level: Level::All,
+        baseline: Baseline { disable: None, fusion_off: None, extended: None, default },
+        fusion_transformers: vec!["ConvBNFusion".into(), "ConvActivationFusion".into()],
+        fusion_saving_ms: Some(est(0.3, 0.05)),
+        non_fusion_saving_ms: None,
+        explained_fraction: None,
+        interaction_ms: None,
+        carved_saving_ms: None,
+        carved_explained_fraction: None,
+        transformers: vec![
+            t("ConvBNFusion", Kind::Fusion, &["/bn/BatchNormalization"], 0.2),
+            t("ConvActivationFusion", Kind::Fusion, &["/Relu"], 0.1),
+        ],
+        no_effect: vec![],
+        failed: vec![],
+        wall_s: 1.0,
+        notes: vec![],
+    };
+    cal.whole_model.as_mut().unwrap().attribution = Some(a);
+    cal.recommended_config = Some(RecommendedConfig {
+        level: Level::All,
+        disabled_optimizers: vec!["ConvActivationFusion".into(), "NchwcTransformer".into()],
+        speedup_vs_default: est(1.1, 0.02),
+        speedup_vs_extended: None,
+        outputs_agree: true,
+        verdict: "all without ConvActivationFusion, NchwcTransformer is 1.100x".into(),
+        threads: 2,
+        execution_provider: "cpu".into(),
+        ort_version: "1.31.1".into(),
+        hardware: CPU.into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    report::write_outputs(dir.path(), &cal, &p.loaded, &p.graph, &p.detection).unwrap();
+
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("graph.json")).unwrap()).unwrap();
+    let node = |name: &str| v["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap().clone();
+    assert_eq!(node("/bn/BatchNormalization")["consumed_by"][0]["transformer"], "ConvBNFusion");
+    assert_eq!(node("/Relu")["consumed_by"][0]["transformer"], "ConvActivationFusion");
+    assert!(node("/conv/Conv")["consumed_by"].as_array().unwrap().is_empty());
+    let dot = std::fs::read_to_string(dir.path().join("graph.dot")).unwrap();
+    assert!(dot.contains("⇢ ConvBNFusion +0.200 ms"), "{dot}");
+    let m = decode(&dir.path().join("annotated.onnx"));
+    let relu = m.graph.as_ref().unwrap().node.iter().find(|n| n.name == "/Relu").unwrap();
+    assert!(relu.doc_string.contains("consumed by ConvActivationFusion (fusion)"), "{}", relu.doc_string);
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ort-config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["disabled_optimizers"], serde_json::json!(["ConvActivationFusion", "NchwcTransformer"]));
+    let snippets = cfg["snippets"].to_string();
+    assert!(snippets.contains("ConvActivationFusion;NchwcTransformer"), "{snippets}");
+    let text = summary::summary_text(&cal);
+    assert!(text.contains("ConvBNFusion") && text.contains("Recommended configuration"), "{text}");
+}

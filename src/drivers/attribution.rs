@@ -49,6 +49,9 @@ pub fn rounds_options(opts: &crate::measure::MeasureOptions, model_ms: f64) -> c
     crate::measure::MeasureOptions { budget: opts.budget.max(budget), ..opts.clone() }
 }
 
+/// The smallest carved share, as a fraction of the default's latency, that a context factor is given for.
+pub const MIN_CARVED_SHARE: f64 = 0.002;
+
 /// How many configurations share one set of rounds beside the reference and its control.
 pub const PER_BATCH: usize = 3;
 
@@ -144,8 +147,9 @@ pub fn attribute(
                 nodes_consumed: e.nodes_without.saturating_sub(e.nodes_with).max(e.consumed.len()),
                 consumed: e.consumed.clone(),
                 ops_changed: e.ops_changed.clone(),
+                // a ratio to a carved share that is next to nothing says nothing
                 context_factor: match (saving, carved) {
-                    (Some(s), Some(c)) if c.abs() > 1e-9 => Some(s.point / c),
+                    (Some(s), Some(c)) if c.abs() >= MIN_CARVED_SHARE * reference_ms => Some(s.point / c),
                     _ => None,
                 },
                 saving_ms: saving,
