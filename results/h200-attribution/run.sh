@@ -33,19 +33,8 @@ declare -A MODEL_ARGS=(
   [bert-base]="--input input_ids=1x128"
 )
 for m in ${RUNS:-resnet50 bert-base}; do
-  name=$m-b1
-  if ((SECONDS > SKIP_BENCH_AFTER)); then
-    log "[$(stamp)] skipped bench $name: past ${SKIP_BENCH_AFTER} s"
-    continue
-  fi
-  lim=$((BENCH_END - SECONDS))
-  ((lim < 30)) && lim=30
-  mkdir -p "$W/$name"
-  # shellcheck disable=SC2086
-  run_cmd "$lim" "$W/$name/summary.txt" "$W/$name/stderr.txt" \
-    "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated ${MODEL_ARGS[$m]} -o "$W/$name" --force
-  cp -f "$W/$name/summary.txt" "$W/$name.summary.txt"
-  pack
+  bench_model "$m-b1" "$m"
+  [[ -f $W/$m-b1/summary.txt ]] && cp -f "$W/$m-b1/summary.txt" "$W/$m-b1.summary.txt" && pack
 done
 log "# done $(date -u '+%Y-%m-%d %H:%M:%S UTC'), ${SECONDS} s"
 pack

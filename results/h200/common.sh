@@ -141,3 +141,26 @@ else
 fi
 pack
 
+
+# bench_model NAME MODEL: bench models/MODEL.onnx on CUDA (--quick, MODEL_ARGS[MODEL]) into $W/NAME, stopped at
+# BENCH_END; skipped past SKIP_BENCH_AFTER or when the model is missing. Packs afterwards.
+bench_model() {
+  local name=$1 m=$2 lim
+  if ((SECONDS > SKIP_BENCH_AFTER)); then
+    log "[$(stamp)] skipped bench $name: past ${SKIP_BENCH_AFTER} s"
+    return
+  fi
+  if [[ ! -s models/$m.onnx ]]; then
+    log "[$(stamp)] skipped bench $name: models/$m.onnx is missing"
+    return
+  fi
+  lim=$((BENCH_END - SECONDS))
+  ((lim < 30)) && lim=30
+  mkdir -p "$W/$name"
+  # shellcheck disable=SC2086
+  run_cmd "$lim" "$W/$name/summary.txt" "$W/$name/stderr.txt" \
+    "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated ${MODEL_ARGS[$m]} -o "$W/$name" --force
+  grep -E '^(Model|Mode|Found):' "$W/$name/summary.txt" | head -3
+  grep -m3 -iE '^(error|warning: no lock)' "$W/$name/stderr.txt"
+  pack
+}

@@ -34,25 +34,7 @@ declare -A MODEL_ARGS=(
 )
 for run in resnet50:r1 bert-base:r1 resnet50:r2 bert-base:r2; do
   m=${run%%:*}
-  r=${run##*:}
-  name=$m-b1-$r
-  if ((SECONDS > SKIP_BENCH_AFTER)); then
-    log "[$(stamp)] skipped bench $name: past ${SKIP_BENCH_AFTER} s"
-    continue
-  fi
-  if [[ ! -s models/$m.onnx ]]; then
-    log "[$(stamp)] skipped bench $name: models/$m.onnx is missing"
-    continue
-  fi
-  lim=$((BENCH_END - SECONDS))
-  ((lim < 30)) && lim=30
-  mkdir -p "$W/$name"
-  # shellcheck disable=SC2086
-  run_cmd "$lim" "$W/$name/summary.txt" "$W/$name/stderr.txt" \
-    "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated ${MODEL_ARGS[$m]} -o "$W/$name" --force
-  grep -E '^(Model|Mode|Found):' "$W/$name/summary.txt" | head -3
-  grep -m3 -iE '^(error|warning: no lock)' "$W/$name/stderr.txt"
-  pack
+  bench_model "$m-b1-${run##*:}" "$m"
 done
 
 {

@@ -91,7 +91,7 @@ pub fn attribute(
     }
     let base = timer.time(&configs)?;
     note_batch(&base, "the baseline", &mut notes, &mut failed);
-    let timed = |c: &SessionConfig| base.results.iter().find(|r| &r.config == c).map(|r| Timed::of(r, &base));
+    let timed = |c: &SessionConfig| base.result(c).map(|r| Timed::of(r, &base));
     let reference_ms = base.reference.latency.median_ms;
     let baseline = Baseline {
         disable: timed(&SessionConfig::level(Level::Disable)),
@@ -129,7 +129,7 @@ pub fn attribute(
         }
         for (k, e) in chunk.iter().enumerate() {
             let config = &configs[k + 1];
-            let r = batch.as_ref().and_then(|b| b.results.iter().find(|r| &r.config == config).map(|r| (r, b)));
+            let r = batch.as_ref().and_then(|b| b.result(config).map(|r| (r, b)));
             let (carved, instances) = shares[chunk_no * PER_BATCH + k].clone();
             let (saving, fraction_of_default, v) = match r {
                 Some((r, b)) => {

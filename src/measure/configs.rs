@@ -61,6 +61,7 @@ pub struct ConfigComparison {
 }
 
 impl ConfigComparison {
+    /// The result of `config`: the reference's, or one of `results`.
     pub fn result(&self, config: &SessionConfig) -> Option<&ConfigResult> {
         if &self.reference.config == config {
             return Some(&self.reference);

@@ -174,10 +174,6 @@ impl OptimizedGraph {
         }
         h
     }
-
-    pub fn names(&self) -> BTreeSet<&str> {
-        self.nodes.iter().map(|(n, _)| n.as_str()).collect()
-    }
 }
 
 /// Whether an original node is still in an optimized graph: by its own name, or by a node ORT derived from
