@@ -212,6 +212,27 @@ struct GroupRun {
     unavailable: Option<ExplicitUnavailable>,
 }
 
+/// With `--quick`, the passes after the first visit a subset of the groups spread over the model, at least
+/// this many (all of a smaller model's) or a third of them: enough pairs to pool the session-to-session
+/// noise per ratio, which the CIs of the groups measured once take in full ([`measure::replicates`]).
+/// Full runs replicate every group.
+pub const QUICK_REPLICATED_MIN: usize = 8;
+
+/// How many replicates each of `n` groups gets (see [`QUICK_REPLICATED_MIN`]).
+pub fn planned_replicates(n: usize, mopts: &MeasureOptions) -> Vec<usize> {
+    let full = mopts.replicates.max(1);
+    if !mopts.quick || full == 1 || n <= QUICK_REPLICATED_MIN {
+        return vec![full; n];
+    }
+    let m = QUICK_REPLICATED_MIN.max(n.div_ceil(3)).min(n);
+    let mut planned = vec![1; n];
+    // m indices spread evenly over 0..n (distinct since m <= n)
+    for i in 0..m {
+        planned[i * n / m] = full;
+    }
+    planned
+}
+
 /// The replicates of a set of groups, measured in passes: pass `r` visits the groups in model order (even
 /// `r`) or in reverse (odd `r`), so an instance's replicates sit at different points of the run, and the
 /// session-to-session noise is pooled over every group ([`measure::replicates`]).
@@ -221,6 +242,7 @@ pub struct Replicated<'a> {
     consts: &'a ConstValues,
     mopts: MeasureOptions,
     runs: Vec<GroupRun>,
+    planned: Vec<usize>,
 }
 
 impl<'a> Replicated<'a> {
@@ -236,7 +258,13 @@ impl<'a> Replicated<'a> {
             consts,
             mopts: mopts.clone(),
             runs: groups.iter().map(|_| GroupRun::default()).collect(),
+            planned: planned_replicates(groups.len(), mopts),
         }
+    }
+
+    /// How many replicates group `k` gets ([`planned_replicates`]).
+    pub fn planned(&self, k: usize) -> usize {
+        self.planned[k]
     }
 
     /// Every (pass, group) visit, in the order to make them.
@@ -244,6 +272,7 @@ impl<'a> Replicated<'a> {
         let n = self.groups.len();
         (0..self.mopts.replicates)
             .flat_map(|pass| (0..n).map(move |i| (pass, if pass % 2 == 0 { i } else { n - 1 - i })))
+            .filter(|&(pass, k)| pass < self.planned[k])
             .collect()
     }
 

@@ -141,6 +141,7 @@ fn metadata(p: &Prepared, quick: bool) -> Metadata {
         replicates: 1,
         gpu_clock_check: None,
         measured: "1.0 s".into(),
+        phases: vec![],
         run: None,
     }
 }

@@ -104,6 +104,9 @@ pub struct Attribution {
     pub failed: Vec<(String, String)>,
     /// Seconds spent, discovery and timing.
     pub wall_s: f64,
+    /// Of which finding the transformers that act (building a session per candidate).
+    #[serde(default)]
+    pub discovery_s: f64,
     /// Notes for the reader (an A/A failure, a fraction that cannot be computed, ...).
     pub notes: Vec<String>,
 }

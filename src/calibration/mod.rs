@@ -170,9 +170,20 @@ pub struct Metadata {
     #[serde(default)]
     pub gpu_clock_check: Option<ClockSummary>,
     pub measured: String,
+    /// Wall seconds per phase of the run (`ceilings`, `instances`, `whole_model`, `attribution`), in the
+    /// order they ran; empty in files from before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
     /// The options `--resume` reuses; absent in files from before it existed.
     #[serde(default)]
     pub run: Option<RunOptions>,
+}
+
+/// How long one phase of a run took.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Phase {
+    pub name: String,
+    pub wall_s: f64,
 }
 
 /// One ORT optimisation level's result for an instance.

@@ -8,7 +8,8 @@
 //! 3. Leave-one-out: the default against the default without each transformer that acts, a few per set of
 //!    rounds (each set has its own reference and A/A control, so memory stays at a few sessions).
 //! 4. Recommend: the default without every transformer that measurably hurts, and Extended when it was
-//!    faster, verified against the default in one set of rounds; the default stays unless a candidate is
+//!    faster, verified against the default in one set of rounds (when nothing hurts, that set is the
+//!    baseline's, which timed Extended against the default); the default stays unless a candidate is
 //!    measurably faster with outputs equal.
 //!
 //! The timing goes through [`Timer`], so that the logic runs in tests on a fake clock.
@@ -35,18 +36,17 @@ pub trait Timer {
 /// The least time budget of one set of whole-model rounds, seconds (full and `--quick`).
 pub const ATTRIBUTION_BUDGET_S: u64 = 15;
 pub const ATTRIBUTION_BUDGET_QUICK_S: u64 = 6;
-/// Rounds one set should afford (a CI of a median needs about this many), and the most time it may take.
-pub const ATTRIBUTION_ROUNDS: f64 = 25.0;
-pub const ATTRIBUTION_BUDGET_MAX_S: f64 = 120.0;
 
-/// The options of the whole-model rounds: a budget that affords [`ATTRIBUTION_ROUNDS`] rounds of
-/// `2 + PER_BATCH` sessions of a `model_ms` model (BERT-base on two cores: 0.9 s a round), between the
-/// floor and [`ATTRIBUTION_BUDGET_MAX_S`]. A carved pattern's budget would give a whole model a handful.
-pub fn rounds_options(opts: &crate::measure::MeasureOptions, model_ms: f64) -> crate::measure::MeasureOptions {
-    let floor = if opts.quick { ATTRIBUTION_BUDGET_QUICK_S } else { ATTRIBUTION_BUDGET_S } as f64;
-    let want = ATTRIBUTION_ROUNDS * (2 + PER_BATCH) as f64 * model_ms.max(0.0) / 1e3;
-    let budget = std::time::Duration::from_secs_f64(want.clamp(floor, ATTRIBUTION_BUDGET_MAX_S.max(floor)));
-    crate::measure::MeasureOptions { budget: opts.budget.max(budget), ..opts.clone() }
+/// The options of the whole-model rounds: at least the floor, stretched to afford
+/// [`crate::measure::WHOLE_MODEL_ROUNDS`] rounds (BERT-base on two cores: 0.9 s a round) up to
+/// [`crate::measure::ROUNDS_BUDGET_MAX`]. A carved pattern's budget would give a whole model a handful.
+pub fn rounds_options(opts: &crate::measure::MeasureOptions) -> crate::measure::MeasureOptions {
+    let floor = if opts.quick { ATTRIBUTION_BUDGET_QUICK_S } else { ATTRIBUTION_BUDGET_S };
+    crate::measure::MeasureOptions {
+        budget: opts.budget.max(std::time::Duration::from_secs(floor)),
+        rounds_in_budget: crate::measure::WHOLE_MODEL_ROUNDS,
+        ..opts.clone()
+    }
 }
 
 /// The smallest carved share, as a fraction of the default's latency, that a context factor is given for.
@@ -209,11 +209,16 @@ pub fn attribute(
     if level == Level::All {
         candidates.push(extended.clone());
     }
-    let verify = if candidates.len() > 1 { Some(timer.time(&candidates)?) } else { None };
-    let (chosen, vs_extended) = match &verify {
+    // with nothing to switch off, the only candidate is Extended, which the baseline timed against the
+    // default in the same rounds already
+    let fresh = if hurts.is_empty() { None } else { Some(timer.time(&candidates)?) };
+    if let Some(v) = &fresh {
+        note_batch(v, "the verification", &mut notes, &mut failed);
+    }
+    let verify = fresh.as_ref().or(if candidates.len() > 1 { Some(&base) } else { None });
+    let (chosen, vs_extended) = match verify {
         Some(v) => {
-            note_batch(v, "the verification", &mut notes, &mut failed);
-            let timed: Vec<Timed> = v.results.iter().map(|r| Timed::of(r, v)).collect();
+            let timed: Vec<Timed> = candidates[1..].iter().filter_map(|c| v.result(c)).map(|r| Timed::of(r, v)).collect();
             let ext = timed.iter().find(|t| t.config == extended).map(|t| t.ratio_to_default);
             let chosen = pick(&timed).cloned();
             let vs_ext = match (&chosen, ext) {
@@ -278,6 +283,7 @@ pub fn attribute(
         no_effect: discovery.no_effect.clone(),
         failed,
         wall_s: start.elapsed().as_secs_f64(),
+        discovery_s: 0.0,
         notes,
     };
     Ok((attribution, recommended))
@@ -315,7 +321,6 @@ pub fn run(
     inputs: &[crate::measure::InputSpec],
     opts: &crate::measure::MeasureOptions,
     records: &[FusionCalibration],
-    model_ms: f64,
     ctx: &Context,
 ) -> Result<(Attribution, RecommendedConfig)> {
     use anyhow::Context as _;
@@ -329,8 +334,10 @@ pub fn run(
         Level::All,
         &crate::measure::MeasureOptions { strict_placement: false, ..opts.clone() },
     )?;
-    let mut timer = OrtTimer { model, inputs, opts: rounds_options(opts, model_ms) };
+    let discovery_s = start.elapsed().as_secs_f64();
+    let mut timer = OrtTimer { model, inputs, opts: rounds_options(opts) };
     let (mut a, rc) = attribute(&discovery, records, &mut timer, ctx)?;
     a.wall_s = start.elapsed().as_secs_f64();
+    a.discovery_s = discovery_s;
     Ok((a, rc))
 }

@@ -77,10 +77,18 @@ pub fn bench_run(
     let groups = distinct_groups(g, &chosen);
     let done: HashMap<&str, &FusionCalibration> =
         previous.map(|c| c.fusion_profiles.iter().map(|r| (r.signature.as_str(), r)).collect()).unwrap_or_default();
-    // a record of an earlier run counts as done when it has every replicate (or was skipped)
+    // a record of an earlier run counts as done when it has every replicate planned for it (or was skipped)
+    let planned: HashMap<&str, usize> = groups
+        .iter()
+        .zip(crate::pipeline::planned_replicates(groups.len(), &mopts))
+        .map(|((sig, _), n)| (sig.as_str(), n))
+        .collect();
     let done: HashMap<&str, &FusionCalibration> = done
         .into_iter()
-        .filter(|(_, r)| r.status != crate::calibration::Status::Measured || r.replicates.len() >= mopts.replicates)
+        .filter(|(sig, r)| {
+            r.status != crate::calibration::Status::Measured
+                || r.replicates.len() >= planned.get(sig).copied().unwrap_or(mopts.replicates)
+        })
         .collect();
     let todo: Vec<&Instance> = groups
         .iter()
@@ -88,6 +96,7 @@ pub fn bench_run(
         .map(|(_, v)| v[0])
         .collect();
     let consts = ConstValues::evaluate(&p.loaded, g, &todo)?;
+    let t_ceilings = Instant::now();
     let ceilings = match (&opts.ceilings, previous.and_then(|c| c.ceilings.clone())) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(c)) => Some(c),
@@ -138,6 +147,7 @@ pub fn bench_run(
                 replicates: mopts.replicates,
                 gpu_clock_check: None,
                 measured: String::new(),
+                phases: vec![],
                 run: opts.run.clone(),
             },
         },
@@ -152,6 +162,9 @@ pub fn bench_run(
         recommended_config: None,
         complete: false,
     };
+    if opts.ceilings.is_none() && previous.and_then(|c| c.ceilings.as_ref()).is_none() {
+        add_phase(&mut cal, "ceilings", t_ceilings);
+    }
     // wall time so far: a resumed run adds to the earlier one
     let earlier_s: f64 = previous.and_then(|c| c.metadata.measured.trim_end_matches(" s").parse().ok()).unwrap_or(0.0);
     let wall = |started: &Instant| format!("{:.1} s", earlier_s + started.elapsed().as_secs_f64());
@@ -170,7 +183,7 @@ pub fn bench_run(
         }
     };
 
-    let visits = groups.len() * mopts.replicates;
+    let visits: usize = planned.values().sum();
     let bar = if opts.progress { ProgressBar::new(visits as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -178,15 +191,18 @@ pub fn bench_run(
     );
     if whole {
         bar.set_message("whole model, replicate 1");
+        let t = Instant::now();
         time_whole(0, &mut whole_reps, &mut whole_error);
+        add_phase(&mut cal, "whole_model", t);
     }
     // one slot per group, in model order; the file lists the finished ones
     let mut slots: Vec<Option<FusionCalibration>> =
         groups.iter().map(|(sig, _)| done.get(sig.as_str()).map(|r| (*r).clone())).collect();
     let earlier: Vec<bool> = slots.iter().map(|s| s.is_some()).collect();
-    bar.inc(earlier.iter().filter(|&&d| d).count() as u64 * mopts.replicates as u64);
+    bar.inc(groups.iter().zip(&earlier).filter(|(_, &d)| d).map(|((sig, _), _)| planned[sig.as_str()] as u64).sum());
     let mut runs = Replicated::new(p, &groups, &consts, &mopts);
     let mut interrupted = false;
+    let t_instances = Instant::now();
     for (pass, k) in runs.schedule() {
         if earlier[k] {
             continue;
@@ -223,15 +239,20 @@ pub fn bench_run(
         bar.suspend(|| on_record(&cal))?;
     }
     cal.fusion_profiles = slots.iter().flatten().cloned().collect();
+    add_phase(&mut cal, "instances", t_instances);
     interrupted |= crate::drivers::run::interrupted();
 
     if let Some(prev) = previous.and_then(|c| c.whole_model.as_ref()) {
         cal.whole_model = Some(whole_model_result(prev.measurement.clone(), &cal.fusion_profiles));
     } else if whole && !interrupted {
-        for r in 1..mopts.replicates {
+        let t = Instant::now();
+        // --quick: one replicate, whose CIs take the session noise pooled over the instances
+        let whole_planned = if mopts.quick { 1 } else { mopts.replicates };
+        for r in 1..whole_planned {
             bar.set_message(format!("whole model, replicate {}", r + 1));
             time_whole(r, &mut whole_reps, &mut whole_error);
         }
+        add_phase(&mut cal, "whole_model", t);
         if let Some(e) = whole_error {
             cal.warnings.push(e);
         } else if !whole_reps.is_empty() {
@@ -245,6 +266,7 @@ pub fn bench_run(
     }
     if opts.attribution && whole && !interrupted && cal.whole_model.is_some() {
         bar.set_message("whole model: ORT's transformers one by one");
+        let t = Instant::now();
         if let Some(specs) = &specs {
             let ctx = crate::drivers::attribution::Context {
                 threads: opts.threads,
@@ -255,9 +277,7 @@ pub fn bench_run(
                     None => cal.metadata.hardware.cpu_model.clone(),
                 },
             };
-            let model_ms = cal.whole_model.as_ref().map_or(0.0, |w| w.measurement.all.median_ms);
-            match crate::drivers::attribution::run(&p.loaded.path, specs, &mopts, &cal.fusion_profiles, model_ms, &ctx)
-            {
+            match crate::drivers::attribution::run(&p.loaded.path, specs, &mopts, &cal.fusion_profiles, &ctx) {
                 Ok((a, rc)) => {
                     if let Some(w) = cal.whole_model.as_mut() {
                         w.attribution = Some(a);
@@ -267,6 +287,7 @@ pub fn bench_run(
                 Err(e) => cal.warnings.push(format!("no attribution to ORT's transformers: {e:#}")),
             }
         }
+        add_phase(&mut cal, "attribution", t);
         interrupted |= crate::drivers::run::interrupted();
     }
     if let Some(w) = cal.whole_model.as_mut() {
@@ -286,6 +307,17 @@ pub fn bench_run(
     cal.metadata.measured = wall(&started);
     cal.complete = !interrupted;
     Ok(Outcome { cal, interrupted })
+}
+
+/// Add the time since `since` to the run's phase `name` (a resumed run, or a phase in two stretches,
+/// adds to the earlier figure).
+fn add_phase(cal: &mut CalibrationFile, name: &str, since: Instant) {
+    let s = since.elapsed().as_secs_f64();
+    let phases = &mut cal.metadata.phases;
+    match phases.iter_mut().find(|p| p.name == name) {
+        Some(p) => p.wall_s += s,
+        None => phases.push(crate::calibration::Phase { name: name.into(), wall_s: s }),
+    }
 }
 
 fn whole_model_result(m: measure::WholeModel, profiles: &[FusionCalibration]) -> WholeModelResult {

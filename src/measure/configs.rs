@@ -109,17 +109,13 @@ fn compare_once(
     // slot 0: reference A, 1: reference B (the control), 2..: the others
     let mut plan: Vec<SessionConfig> = vec![reference_config.clone(), reference_config.clone()];
     plan.extend(configs[1..].iter().cloned());
-    let labels: Vec<&'static str> = plan
+    let labels: Vec<String> = plan
         .iter()
         .enumerate()
-        .map(|(i, c)| -> &'static str {
-            let l = match i {
-                0 => format!("reference ({c})"),
-                1 => format!("reference control ({c})"),
-                _ => format!("{c}"),
-            };
-            // a few labels per run, kept for the sessions' lifetime (error messages)
-            Box::leak(l.into_boxed_str())
+        .map(|(i, c)| match i {
+            0 => format!("reference ({c})"),
+            1 => format!("reference control ({c})"),
+            _ => format!("{c}"),
         })
         .collect();
     let tmp = TempDir::new().context("creating a temporary directory for optimised graphs")?;
@@ -129,11 +125,11 @@ fn compare_once(
     let mut failed = vec![];
     for i in build_order_of(opts.seed, plan.len()) {
         let path = tmp.0.join(format!("config{i}.onnx"));
-        let attempt = session::build_session_logged(source, &plan[i], &strict, Some(&path), labels[i], None);
+        let attempt = session::build_session_logged(source, &plan[i], &strict, Some(&path), &labels[i], None);
         let attempt = match attempt {
             Err(e) if gpu && format!("{e:#}").contains(session::FALLBACK_REFUSED) => {
                 let relaxed = MeasureOptions { strict_placement: false, ..opts.clone() };
-                session::build_session_logged(source, &plan[i], &relaxed, Some(&path), labels[i], None)
+                session::build_session_logged(source, &plan[i], &relaxed, Some(&path), &labels[i], None)
                     .map(|s| (s, true))
             }
             other => other.map(|s| (s, false)),
@@ -157,8 +153,8 @@ fn compare_once(
     let mut like: Vec<Option<Vec<OutputValues>>> = vec![None; plan.len()];
     for i in 0..plan.len() {
         let Some((s, _, _)) = built[i].as_mut() else { continue };
-        let outs = session::run_plain(s, &names, &values1, labels[i])
-            .and_then(|o1| session::run_plain(s, &names, &values2, labels[i]).map(|o2| (o1, o2)));
+        let outs = session::run_plain(s, &names, &values1, &labels[i])
+            .and_then(|o1| session::run_plain(s, &names, &values2, &labels[i]).map(|o2| (o1, o2)));
         let (o1, o2) = match outs {
             Ok(o) => o,
             Err(e) if i >= 2 => {
@@ -193,7 +189,7 @@ fn compare_once(
             failed.push((plan[i].clone(), "its outputs differ in name, type or shape from the reference's".into()));
             continue;
         }
-        match session::bind(s, &names, &values1, &mut outputs, labels[i]) {
+        match session::bind(s, &names, &values1, &mut outputs, &labels[i]) {
             Ok(v) => {
                 variants.push(v);
                 slots.push((i, fell_back, nodes));

@@ -192,7 +192,18 @@ pub struct MeasureOptions {
     /// CUDA: the stream (a `cudaStream_t` as an integer) the sessions run on; set inside
     /// [`compare_variants`] for its clock check, `None` otherwise (ORT's own streams).
     pub cuda_stream: Option<usize>,
+    /// Whole models: stretch `budget` (up to [`ROUNDS_BUDGET_MAX`]) so that it affords at least this many
+    /// rounds at the latencies the warm-up measured; 0 leaves it as it is. A carved pattern's budget would
+    /// give a whole model a handful of rounds, and a CI of a median needs about 25.
+    pub rounds_in_budget: usize,
 }
+
+/// The most a budget is stretched to by [`MeasureOptions::rounds_in_budget`].
+pub const ROUNDS_BUDGET_MAX: Duration = Duration::from_secs(120);
+
+/// Rounds a set of whole-model rounds affords ([`MeasureOptions::rounds_in_budget`]), `--quick` too: on
+/// the 2-core host 12 rounds left the whole model's A/A control wider than ±5% and measured again.
+pub const WHOLE_MODEL_ROUNDS: usize = 25;
 
 impl MeasureOptions {
     /// Defaults: full = ±2% target, 10 s budget, 15..2000 rounds; quick = ±5%, 1.5 s, 7..500 rounds.
@@ -212,6 +223,7 @@ impl MeasureOptions {
                 cuda_graph: false,
                 replicates: replicates::DEFAULT_REPLICATES,
                 cuda_stream: None,
+                rounds_in_budget: 0,
             }
         } else {
             MeasureOptions {
@@ -228,6 +240,7 @@ impl MeasureOptions {
                 cuda_graph: false,
                 replicates: replicates::DEFAULT_REPLICATES,
                 cuda_stream: None,
+                rounds_in_budget: 0,
             }
         }
     }
@@ -498,7 +511,7 @@ pub fn whole_model_replicate(
     opts: &MeasureOptions,
     replicate: usize,
 ) -> Result<Comparison> {
-    let opts = &MeasureOptions { strict_placement: true, ..opts.clone() };
+    let opts = &MeasureOptions { strict_placement: true, rounds_in_budget: WHOLE_MODEL_ROUNDS, ..opts.clone() };
     self::replicate(ModelSource::Path(path), None, inputs, opts, "whole model", replicate)
         .with_context(|| format!("timing the whole model {}", path.display()))
 }

@@ -60,7 +60,7 @@ impl Outputs {
 
 /// A built session ready to time: inputs and pre-allocated outputs bound.
 pub(crate) struct Variant {
-    pub label: &'static str,
+    pub label: String,
     session: Session,
     binding: IoBinding,
     /// Wait for the device after each run (CUDA), so a timing covers the GPU work.
@@ -370,7 +370,7 @@ pub(crate) fn bind(
     names: &[String],
     values: &[DynTensor],
     outputs: &mut Outputs,
-    label: &'static str,
+    label: &str,
 ) -> Result<Variant> {
     let wrap = |e: ort::Error| anyhow!("{e}");
     let mut binding =
@@ -386,7 +386,7 @@ pub(crate) fn bind(
     }
     let sync = outputs.0.iter().any(|(_, _, _, t)| !t.memory_info().is_cpu_accessible())
         || values.iter().any(|v| !v.memory_info().is_cpu_accessible());
-    Ok(Variant { label, session, binding, sync })
+    Ok(Variant { label: label.to_string(), session, binding, sync })
 }
 
 fn tensor_type(name: &str, vt: &ValueType) -> Result<(DType, Vec<usize>)> {

@@ -187,8 +187,8 @@ pub struct RunFailure {
 /// The stopping rule, checked after each round from `max(min_rounds, 2)` on (every `n / 50` rounds past 100):
 /// stop once `n >= min_rounds` and the CI ([`median_ci`] with [`CHECK_RESAMPLES`] resamples, seeded with
 /// `opts.seed`) of the per-round ratios unfused / control and unfused / each of `wait_for` is within
-/// ± `opts.target_rel_ci` of its point. Otherwise stop at `max_rounds`, or once `clock` has run `opts.budget`
-/// since the call (warm-up included) and at least [`MIN_ROUNDS_HARD`] rounds are in
+/// ± `opts.target_rel_ci` of its point. Otherwise stop at `max_rounds`, or once `clock` has run the budget
+/// ([`stretched_budget`]) since the call (warm-up included) and at least [`MIN_ROUNDS_HARD`] rounds are in
 /// ([`Rounds::budget_exhausted`]).
 pub fn run_rounds<T: Timed>(
     variants: &mut [T],
@@ -199,11 +199,13 @@ pub fn run_rounds<T: Timed>(
     let fail = |variant: usize| move |error: anyhow::Error| RunFailure { variant, error };
     let start = clock.now();
     let (warm_runs, warm_time) = warm_up_length(opts);
-    let mut fastest = f64::INFINITY;
+    let mut warm = vec![];
     for (i, v) in variants.iter_mut().enumerate() {
-        fastest = fastest.min(warm_up(v, clock, warm_runs, warm_time).map_err(fail(i))?);
+        warm.push(warm_up(v, clock, warm_runs, warm_time).map_err(fail(i))?);
     }
+    let fastest = warm.iter().copied().fold(f64::INFINITY, f64::min);
     let plan = Plan::for_options(fastest, opts);
+    let budget = stretched_budget(opts, warm.iter().sum::<f64>() * plan.iters() as f64);
 
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0072_6f75_6e64);
     let mut order: Vec<usize> = (0..variants.len()).collect();
@@ -239,12 +241,19 @@ pub fn run_rounds<T: Timed>(
                 break;
             }
         }
-        if clock.now().saturating_sub(start) >= opts.budget && n >= MIN_ROUNDS_HARD {
+        if clock.now().saturating_sub(start) >= budget && n >= MIN_ROUNDS_HARD {
             rounds.budget_exhausted = true;
             break;
         }
     }
     Ok(rounds)
+}
+
+/// The budget of a set of rounds: `opts.budget`, stretched to afford [`MeasureOptions::rounds_in_budget`]
+/// rounds of `round_s` seconds (at most [`super::ROUNDS_BUDGET_MAX`]).
+pub fn stretched_budget(opts: &MeasureOptions, round_s: f64) -> Duration {
+    let want = Duration::from_secs_f64((opts.rounds_in_budget as f64 * round_s.max(0.0)).min(1e6));
+    opts.budget.max(want.min(super::ROUNDS_BUDGET_MAX))
 }
 
 /// [`run_rounds`] with the explicit variant's failure handled: when the variant at [`EXPLICIT`] fails, its error

@@ -56,6 +56,10 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
         m.seed,
         level_name(&m.headline_level)
     );
+    if !m.phases.is_empty() {
+        let parts: Vec<String> = m.phases.iter().map(|p| format!("{} {:.0} s", p.name.replace('_', " "), p.wall_s)).collect();
+        let _ = writeln!(s, "Wall time: {} ({})", m.measured, parts.join(", "));
+    }
     if !cal.patterns_found_all.is_empty() {
         let found: Vec<String> = cal
             .patterns_found_all
@@ -296,7 +300,17 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
         );
     }
     if let Some(a) = &cal.aa_check {
-        let reps = measured.iter().map(|p| p.replicates.len()).max().unwrap_or(0);
+        let most = measured.iter().map(|p| p.replicates.len()).max().unwrap_or(0);
+        let fewer = measured.iter().filter(|p| p.replicates.len() < most).count();
+        let reps = if fewer == 0 {
+            format!("{most} per instance")
+        } else {
+            format!(
+                "{most} for {} of {} distinct instances, 1 for the rest (--quick; their CIs take the pooled spread)",
+                measured.len() - fewer,
+                measured.len()
+            )
+        };
         let noise = cal
             .session_noise
             .map(|n| {
@@ -313,7 +327,7 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
             });
         let _ = writeln!(
             s,
-            "Replicates: {reps} per instance{}; A/A below 1.00 in {} of {} replicates (binomial p = {:.2}{}); {} re-measured for a failed control",
+            "Replicates: {reps}{}; A/A below 1.00 in {} of {} replicates (binomial p = {:.2}{}); {} re-measured for a failed control",
             noise.unwrap_or_default(),
             a.below_one,
             a.points,
@@ -528,5 +542,5 @@ fn attribution(s: &mut String, a: &crate::calibration::attribution::Attribution)
     for n in &a.notes {
         let _ = writeln!(s, "  note: {n}");
     }
-    let _ = writeln!(s, "  ({:.0} s)", a.wall_s);
+    let _ = writeln!(s, "  ({:.0} s: finding what acts {:.0} s, timing {:.0} s)", a.wall_s, a.discovery_s, a.wall_s - a.discovery_s);
 }
