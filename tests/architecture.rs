@@ -32,6 +32,7 @@ const LAYERS: &[&[&str]] = &[
         "cli::eventcheck",
         "cli::merge",
         "cli::agreement",
+        "cli::report",
         "cli",
     ],
     &["lib", "main"],

@@ -1,6 +1,8 @@
 //! `fuseval calibrate --quick` end to end: a valid HardwareCalibration with every catalog pattern at
 //! three sizes, read back through `FusionCostModel`, and used by `bench --calibration` to predict a model.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -96,6 +98,21 @@ fn check_cost_model(path: &std::path::Path, cal: &HardwareCalibration) {
     assert!(!huge.warnings.is_empty());
 }
 
+/// The calibration's report.html, in Chromium: a speedup-against-size chart per pattern, the fusion
+/// rules, and a forest mark and table row per record.
+fn check_report(page: &std::path::Path, cal: &HardwareCalibration) {
+    use common::browser::{count, dump_dom};
+    let dom = dump_dom(page);
+    assert!(dom.contains("data-ready=\"1\"") && dom.contains("<pre id=\"js-errors\"></pre>"), "script failed");
+    let charts = cal.crossovers.iter().filter(|c| c.points.iter().any(|p| p.speedup.is_some())).count();
+    assert_eq!(count(&dom, "<svg id=\"sweep-"), charts);
+    assert!(dom.contains("id=\"fusion-rules\""));
+    let forest = &dom[dom.find("<svg id=\"forest\"").unwrap()..];
+    assert_eq!(count(&forest[..forest.find("</svg>").unwrap()], "data-signature="), cal.fusion_profiles.len());
+    assert_eq!(count(&dom, "<tr id=\"row-"), cal.fusion_profiles.len());
+    assert!(std::fs::metadata(page).unwrap().len() as usize <= fuseval::report::html::MAX_BYTES);
+}
+
 #[test]
 fn calibrate_quick_writes_a_hardware_calibration_the_cost_model_reads() {
     let dir = tmp("quick");
@@ -120,6 +137,7 @@ fn calibrate_quick_writes_a_hardware_calibration_the_cost_model_reads() {
     let cal = read(&out).unwrap();
     check_calibration(&cal);
     check_cost_model(&out, &cal);
+    check_report(&out.with_extension("html"), &cal);
 
     // an existing output is refused without --force
     let again = fuseval(&["calibrate", "--hardware", "x", "--quick", "-o", out.to_str().unwrap()]);

@@ -2,22 +2,22 @@
 //! Calibration files are built by hand around real fixtures (loaded, graphed and detected, never timed),
 //! so these tests need no ONNX Runtime.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use fuseval::calibration::{
-    CalibrationFile, FusionCalibration, Metadata, Status, WholeModelResult, HEADLINE_LEVEL, SCHEMA_VERSION,
-};
+use common::made::{metadata, CPU};
+use fuseval::calibration::{CalibrationFile, FusionCalibration, Status, WholeModelResult, SCHEMA_VERSION};
 use fuseval::estimate::{Estimate, Verdict};
 use fuseval::measure::{aa_ok, Comparison, Equivalence, ExplicitResult, Latency, WholeModel};
 use fuseval::patterns::{Instance, Pattern};
 use fuseval::pipeline::{prepare, Prepared};
 use fuseval::report::{self, dot, inspect, summary, warnings};
-use fuseval::runtime::{Ep, Hardware};
+use fuseval::runtime::Ep;
 use prost::Message;
 use tract_onnx::pb;
 
-const CPU: &str = "Test CPU @ 3.0GHz";
 const SKIP_REASON: &str = "carving failed: no reason at all";
 
 fn fixture(name: &str) -> PathBuf {
@@ -113,39 +113,6 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
     }
 }
 
-fn metadata(p: &Prepared, quick: bool) -> Metadata {
-    Metadata {
-        tool: "fuseval".into(),
-        fuseval_version: env!("CARGO_PKG_VERSION").into(),
-        date: "2026-01-02T03:04:05Z".into(),
-        model: p.loaded.path.display().to_string(),
-        model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
-        hardware: Hardware {
-            cpu_model: CPU.into(),
-            logical_cores: 2,
-            memory_bytes: 8 << 30,
-            os: "Test OS".into(),
-            gpu: None,
-        },
-        runtime: "onnxruntime".into(),
-        ort_version: "1.31.1".into(),
-        provenance: Default::default(),
-        execution_provider: "cpu".into(),
-        cuda_graph: false,
-        threads: 2,
-        quick,
-        seed: 42,
-        target_rel_ci: if quick { 0.05 } else { 0.02 },
-        budget_per_instance_s: if quick { 1.5 } else { 10.0 },
-        headline_level: HEADLINE_LEVEL.into(),
-        replicates: 1,
-        gpu_clock_check: None,
-        measured: "1.0 s".into(),
-        phases: vec![],
-        run: None,
-    }
-}
-
 fn counts(p: &Prepared, longest: bool) -> BTreeMap<String, usize> {
     p.detection.counts(longest).into_iter().map(|(k, v)| (k.key().to_string(), v)).collect()
 }
@@ -208,7 +175,7 @@ fn decode(path: &Path) -> pb::ModelProto {
 // ---------- write_outputs and its files ----------
 
 #[test]
-fn write_outputs_writes_four_files_and_calibration_json_parses_back() {
+fn write_outputs_writes_its_files_and_calibration_json_parses_back() {
     let p = conv_bn_relu();
     assert_eq!(p.detection.all.len(), 2, "Conv+BN+ReLU and its Conv+BN sub-match");
     let cal = calibration(&p, Shape::default());
@@ -216,13 +183,13 @@ fn write_outputs_writes_four_files_and_calibration_json_parses_back() {
     let out = dir.path().join("nested/out");
     let written = report::write_outputs(&out, &cal, &p.loaded, &p.graph, &p.detection).unwrap();
     let names: Vec<String> = written.iter().map(|w| w.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["calibration.json", "graph.json", "graph.dot", "annotated.onnx"]);
+    assert_eq!(names, ["calibration.json", "graph.json", "graph.dot", "annotated.onnx", "report.html"]);
     for w in &written {
         assert!(w.starts_with(&out));
         assert!(std::fs::metadata(w).unwrap().len() > 0, "{} is empty", w.display());
     }
     // nothing else: no temp files left behind
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 4);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 5);
 
     let text = std::fs::read_to_string(out.join("calibration.json")).unwrap();
     let back: CalibrationFile = serde_json::from_str(&text).unwrap();
@@ -774,6 +741,10 @@ fn write_outputs_on_bert_base() {
     eprintln!("load {loaded_s:.1} s, write_outputs {:.1} s", t.elapsed().as_secs_f64());
     let size = |f: &str| std::fs::metadata(dir.path().join(f)).unwrap().len();
     assert!(size("annotated.onnx") >= std::fs::metadata(&path).unwrap().len());
+    // the report stays small: the graph is collapsed around the instances
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(page.len() <= report::html::MAX_BYTES, "report.html is {} bytes", page.len());
+    assert!(page.contains("collapsed to the") || !page.contains("<svg id=\"graph-svg\""));
     let _ = summary::summary_text(&cal);
 }
 
@@ -1020,6 +991,7 @@ fn outputs_mark_the_nodes_each_transformer_consumes() {
         no_effect: vec![],
         failed: vec![],
         wall_s: 1.0,
+        discovery_s: 0.5,
         notes: vec![],
     };
     cal.whole_model.as_mut().unwrap().attribution = Some(a);

@@ -147,8 +147,11 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     let written = report::write_outputs_with(&out, &cal, &p.loaded, &p.graph, &p.detection, slim_annotated)?;
-    for f in written {
+    for f in &written {
         println!("wrote {}", f.display());
+    }
+    if let Some(page) = written.iter().find(|f| f.ends_with(report::html::REPORT_HTML)) {
+        println!("Report: {} (open it in a browser)", page.display());
     }
     let skipped = cal.fusion_profiles.iter().filter(|r| r.status == Status::Skipped).count();
     if outcome.interrupted {

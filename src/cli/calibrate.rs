@@ -111,6 +111,11 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
     save(&cal)?;
     print!("{}", crate::report::hardware::summary_text(&cal));
     println!("wrote {}", out.display());
+    let page_path = out.with_extension("html");
+    let page = crate::report::html::hardware_page(&cal)
+        .with_context(|| format!("{} was written, but its report {} was not", out.display(), page_path.display()))?;
+    report::atomic_write(&page_path, page.as_bytes())?;
+    println!("wrote {} (the report: open it in a browser)", page_path.display());
     if !cal.complete {
         eprintln!("interrupted: the sizes measured so far are in {}", out.display());
         return Ok(ExitCode::Interrupted);

@@ -15,6 +15,7 @@ pub mod eventcheck;
 pub mod inspect;
 pub mod merge;
 pub mod plan;
+pub mod report;
 pub mod validate;
 
 pub use args::{threads_arg, EpArg, EXIT_CODES};
@@ -55,6 +56,9 @@ pub enum Command {
     /// Compare two bench runs of one model: does each speedup of the second lie within the two runs'
     /// combined CI of the first?
     Agreement(agreement::AgreementCmd),
+    /// Rebuild the HTML report of a saved run (a bench output folder or a calibration file), or put two
+    /// bench runs side by side.
+    Report(report::ReportCmd),
 }
 
 /// Run the command line; returns the process's exit code (a failure's: [`ExitCode::of`] its error).
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Eventcheck(c) => eventcheck::run(c),
         Command::Merge(c) => merge::run(c),
         Command::Agreement(c) => agreement::run(c),
+        Command::Report(c) => report::run(c),
     }
 }
 

@@ -218,7 +218,8 @@ pub fn attribute(
     let verify = fresh.as_ref().or(if candidates.len() > 1 { Some(&base) } else { None });
     let (chosen, vs_extended) = match verify {
         Some(v) => {
-            let timed: Vec<Timed> = candidates[1..].iter().filter_map(|c| v.result(c)).map(|r| Timed::of(r, v)).collect();
+            let timed: Vec<Timed> =
+                candidates[1..].iter().filter_map(|c| v.result(c)).map(|r| Timed::of(r, v)).collect();
             let ext = timed.iter().find(|t| t.config == extended).map(|t| t.ratio_to_default);
             let chosen = pick(&timed).cloned();
             let vs_ext = match (&chosen, ext) {

@@ -5,7 +5,8 @@
 //! - `catalog`: `fuseval inspect --patterns`, every pattern with its forms and fused kernels;
 //! - `summary`: the text block `fuseval bench` prints;
 //! - `warnings`: what the user should do about the results;
-//! - `graph_json`, `dot`, `onnx`: `graph.json`, `graph.dot` and `annotated.onnx`.
+//! - `graph_json`, `dot`, `onnx`: `graph.json`, `graph.dot` and `annotated.onnx`;
+//! - `html`: `report.html`, the page a person opens (`fuseval report` rebuilds it).
 //!
 //! `write_outputs` writes the four files of a bench run, each atomically.
 
@@ -27,6 +28,7 @@ pub mod catalog;
 pub mod dot;
 pub mod graph_json;
 pub mod hardware;
+pub mod html;
 pub mod inspect;
 pub mod onnx;
 pub mod summary;
@@ -40,7 +42,8 @@ pub const ANNOTATED_ONNX: &str = "annotated.onnx";
 /// The files `write_outputs` writes, in order.
 /// The recommended ORT configuration, when the run verified one (`bench` with the attribution).
 pub const ORT_CONFIG_JSON: &str = "ort-config.json";
-pub const OUTPUT_FILES: [&str; 5] = [CALIBRATION_JSON, GRAPH_JSON, GRAPH_DOT, ANNOTATED_ONNX, ORT_CONFIG_JSON];
+pub const OUTPUT_FILES: [&str; 6] =
+    [CALIBRATION_JSON, GRAPH_JSON, GRAPH_DOT, ANNOTATED_ONNX, ORT_CONFIG_JSON, html::REPORT_HTML];
 
 /// Write `bytes` to `path` without ever leaving a half-written file: write a temp file in the same
 /// directory, fsync it, rename it over `path`, then fsync the directory.
@@ -99,8 +102,8 @@ pub fn check_outputs_free(dir: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Create `dir` and write `calibration.json`, `graph.json`, `graph.dot` and `annotated.onnx` into it,
-/// each atomically. Returns the paths written, in that order.
+/// Create `dir` and write `calibration.json`, `graph.json`, `graph.dot`, `annotated.onnx`,
+/// `ort-config.json` (when a configuration was verified) and `report.html` into it, each atomically. Returns the paths written, in that order.
 pub fn write_outputs(
     dir: &Path,
     cal: &CalibrationFile,
@@ -131,8 +134,8 @@ pub fn write_outputs_with(
     };
     let json = serde_json::to_vec_pretty(cal).context("serialising calibration.json")?;
     put(CALIBRATION_JSON, &json)?;
-    let graph = serde_json::to_vec_pretty(&graph_json::graph_json(cal, g, det)).context("serialising graph.json")?;
-    put(GRAPH_JSON, &graph)?;
+    let graph = serde_json::to_value(graph_json::graph_json(cal, g, det)).context("serialising graph.json")?;
+    put(GRAPH_JSON, &serde_json::to_vec_pretty(&graph)?)?;
     put(GRAPH_DOT, dot::graph_dot(cal, g, det).as_bytes())?;
     let annotated =
         if slim { onnx::annotated_model_slim(cal, loaded, g) } else { onnx::annotated_model(cal, loaded, g) };
@@ -153,6 +156,11 @@ pub fn write_outputs_with(
         }
         put(ORT_CONFIG_JSON, &serde_json::to_vec_pretty(&v)?)?;
     }
+    let page =
+        html::ReportGraph::from_value(graph).and_then(|rg| html::bench_page(cal, Some(&rg))).with_context(|| {
+            format!("the other outputs were written to {}, but {} was not", dir.display(), html::REPORT_HTML)
+        })?;
+    put(html::REPORT_HTML, page.as_bytes())?;
     Ok(written)
 }
 

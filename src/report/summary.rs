@@ -57,7 +57,8 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
         level_name(&m.headline_level)
     );
     if !m.phases.is_empty() {
-        let parts: Vec<String> = m.phases.iter().map(|p| format!("{} {:.0} s", p.name.replace('_', " "), p.wall_s)).collect();
+        let parts: Vec<String> =
+            m.phases.iter().map(|p| format!("{} {:.0} s", p.name.replace('_', " "), p.wall_s)).collect();
         let _ = writeln!(s, "Wall time: {} ({})", m.measured, parts.join(", "));
     }
     if !cal.patterns_found_all.is_empty() {
@@ -542,5 +543,11 @@ fn attribution(s: &mut String, a: &crate::calibration::attribution::Attribution)
     for n in &a.notes {
         let _ = writeln!(s, "  note: {n}");
     }
-    let _ = writeln!(s, "  ({:.0} s: finding what acts {:.0} s, timing {:.0} s)", a.wall_s, a.discovery_s, a.wall_s - a.discovery_s);
+    let _ = writeln!(
+        s,
+        "  ({:.0} s: finding what acts {:.0} s, timing {:.0} s)",
+        a.wall_s,
+        a.discovery_s,
+        a.wall_s - a.discovery_s
+    );
 }

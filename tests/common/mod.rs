@@ -2,6 +2,9 @@
 //! briefly (these tests check values, not speed).
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod made;
+
 use std::time::Duration;
 
 use fuseval::carve::{carve, Carved, ConstValues};
