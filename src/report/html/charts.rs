@@ -63,6 +63,24 @@ fn log_range(xs: impl Iterator<Item = f64>, always: &[f64]) -> (f64, f64) {
     (lo / pad, hi * pad)
 }
 
+/// Round speedups to label a log axis from `lo` to `hi` with: the coarsest set that puts at least four in
+/// the range.
+pub fn ratio_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let sets: [&[f64]; 3] = [
+        &[0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 50.0, 100.0],
+        &[0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0],
+        &[0.8, 0.85, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1, 1.15, 1.2, 1.3],
+    ];
+    let inside = |set: &[f64]| -> Vec<f64> { set.iter().copied().filter(|t| *t >= lo && *t <= hi).collect() };
+    for set in sets {
+        let t = inside(set);
+        if t.len() >= 4 {
+            return t;
+        }
+    }
+    inside(sets[2])
+}
+
 /// One row of the forest plot.
 pub struct ForestRow {
     pub signature: String,
@@ -89,7 +107,7 @@ pub struct ForestRow {
 pub fn forest(rows: &[ForestRow], names: (&str, &str)) -> Result<String> {
     let n = rows.len().max(1);
     let row_h = 26;
-    let (w, h) = (980u32, (70 + row_h * n) as u32);
+    let (w, h) = (980u32, (90 + row_h * n) as u32);
     let values = rows
         .iter()
         .flat_map(|r| [r.runtime, r.explicit, r.aa, r.other].into_iter().flatten().flat_map(|e| [e.lo, e.hi, e.point]));
@@ -100,19 +118,31 @@ pub fn forest(rows: &[ForestRow], names: (&str, &str)) -> Result<String> {
             .margin_top(10)
             .margin_right(20)
             .margin_left(330)
+            .margin_bottom(22)
             .x_label_area_size(40)
             .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))
             .map_err(err)?;
         chart
             .configure_mesh()
-            .disable_y_mesh()
+            .disable_mesh()
             .y_labels(0)
-            .x_labels(8)
-            .x_label_formatter(&|x| format!("{x:.2}"))
+            .x_labels(0)
+            .x_label_formatter(&|_| String::new())
             .x_desc("speedup = unfused / fused latency (log scale); right of 1.00 is faster")
-            .light_line_style(RGBColor(245, 245, 245))
             .draw()
             .map_err(err)?;
+        // ticks at round ratios (plotters' log axis gives one or two on a range like 0.8..1.5)
+        for t in ratio_ticks(lo, hi) {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(t, -0.5), (t, n as f64 - 0.5)],
+                    RGBColor(232, 232, 232).stroke_width(1),
+                )))
+                .map_err(err)?;
+            let (px, py) = chart.backend_coord(&(t, -0.5));
+            let style = TextStyle::from((FONT, 11).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+            root.draw(&Text::new(format!("{t}"), (px, py + 4), style)).map_err(err)?;
+        }
         let y_of = |i: usize| (n - 1 - i) as f64;
         for (i, r) in rows.iter().enumerate() {
             let y = y_of(i);
@@ -483,6 +513,13 @@ mod tests {
         assert!(svg.contains("data-signature=\"b&lt;\""));
         assert!(svg.contains("t &lt;&amp;&gt;"));
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn ratio_ticks_fit_the_range() {
+        assert_eq!(ratio_ticks(0.75, 1.6), vec![0.8, 0.9, 1.0, 1.1, 1.25, 1.5]);
+        assert_eq!(ratio_ticks(0.05, 120.0), vec![0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 50.0, 100.0]);
+        assert_eq!(ratio_ticks(0.96, 1.06), vec![0.98, 1.0, 1.02, 1.05]);
     }
 
     #[test]
