@@ -33,6 +33,7 @@ const LAYERS: &[&[&str]] = &[
         "cli::merge",
         "cli::agreement",
         "cli::report",
+        "cli::convert",
         "cli",
     ],
     &["lib", "main"],

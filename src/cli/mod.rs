@@ -11,6 +11,7 @@ pub mod agreement;
 pub mod args;
 pub mod bench;
 pub mod calibrate;
+pub mod convert;
 pub mod eventcheck;
 pub mod inspect;
 pub mod merge;
@@ -59,6 +60,8 @@ pub enum Command {
     /// Rebuild the HTML report of a saved run (a bench output folder or a calibration file), or put two
     /// bench runs side by side.
     Report(report::ReportCmd),
+    /// Write the model converted to another precision (fp16: fp16 computation, fp32 inputs and outputs).
+    Convert(convert::ConvertCmd),
 }
 
 /// Run the command line; returns the process's exit code (a failure's: [`ExitCode::of`] its error).
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Merge(c) => merge::run(c),
         Command::Agreement(c) => agreement::run(c),
         Command::Report(c) => report::run(c),
+        Command::Convert(c) => convert::run(c),
     }
 }
 

@@ -1,10 +1,12 @@
-//! ONNX itself: element types (one table), float16 conversion, value-info and attribute builders, shared
+//! ONNX itself: element types (one table), float16 conversion (of values, and of whole models: `fp16`),
+//! value-info and attribute builders, shared
 //! by every stage that reads or writes ONNX protobuf.
 
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 pub mod build;
+pub mod fp16;
 
 /// Element type of a model input or output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,0 +1,59 @@
+//! `fuseval convert MODEL --to fp16 -o OUT`: the model as fuseval measures it in another precision
+//! (`onnx::fp16`), to open in Netron or bench as it is.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use prost::Message;
+
+use crate::error::{user, ExitCode};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Target {
+    /// Float16 computation, fp32 inputs and outputs (casts at the edges); integer inputs untouched.
+    Fp16,
+}
+
+/// Write the model converted to another precision.
+#[derive(Args, Debug)]
+pub struct ConvertCmd {
+    /// The model.
+    pub model: PathBuf,
+    /// The precision to convert to.
+    #[arg(long, value_enum)]
+    pub to: Target,
+    /// The converted model (weights inline).
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// Overwrite an existing output.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(cmd: ConvertCmd) -> Result<ExitCode> {
+    if cmd.out.exists() && !cmd.force {
+        return Err(user(format!("{} already exists: pass --force to overwrite it", cmd.out.display())));
+    }
+    let loaded = crate::load::load(&cmd.model, &[])?;
+    let proto = loaded.full_proto()?;
+    let Target::Fp16 = cmd.to;
+    let (m, r) = crate::onnx::fp16::to_fp16(&proto)
+        .map_err(|e| user(format!("{}: cannot convert to fp16: {e:#}", cmd.model.display())))?;
+    if let Some(d) = cmd.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    crate::report::atomic_write(&cmd.out, &m.encode_to_vec())?;
+    println!(
+        "wrote {}: {} nodes in fp16, {} initializers fp16 ({} kept fp32), {} casts",
+        cmd.out.display(),
+        r.converted_nodes,
+        r.initializers_fp16,
+        r.initializers_fp32.len(),
+        r.casts
+    );
+    for (name, op, why) in &r.kept {
+        println!("  kept in fp32: {op} `{name}`: {why}");
+    }
+    Ok(ExitCode::Ok)
+}
