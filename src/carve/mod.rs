@@ -195,6 +195,24 @@ fn value_to_proto(v: &ort::value::DynValue) -> ort::Result<pb::TensorProto> {
             let (shape, data) = v.try_extract_tensor::<bool>()?;
             (shape.iter().copied().collect(), data.iter().map(|&b| b as u8).collect(), 9)
         }
+        // 16-bit floats (a model converted to fp16): their bytes as they are
+        E::Float16 | E::Bfloat16 => {
+            let shape: Vec<i64> = match &ty {
+                ort::value::ValueType::Tensor { shape, .. } => shape.iter().copied().collect(),
+                _ => unreachable!("checked above"),
+            };
+            let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?));
+            let n = n.ok_or_else(|| ort::Error::new(format!("a constant of shape {shape:?}")))?;
+            let t = v.view().downcast::<ort::value::DynTensorValueType>()?;
+            let ptr = t.data_ptr().cast::<u8>();
+            let raw = if n == 0 || ptr.is_null() {
+                vec![]
+            } else {
+                // SAFETY: a CPU tensor (this session runs on the CPU) of n 2-byte elements holds 2n bytes at ptr.
+                unsafe { std::slice::from_raw_parts(ptr, 2 * n) }.to_vec()
+            };
+            (shape, raw, if elem == E::Float16 { 10 } else { 16 })
+        }
         other => return Err(ort::Error::new(format!("constants of type {other:?} are not supported"))),
     };
     Ok(pb::TensorProto { dims, data_type, raw_data, ..Default::default() })
