@@ -419,16 +419,65 @@ impl std::str::FromStr for Ep {
     }
 }
 
+/// The precision a measurement computes in: `fp32` strict (CUDA `use_tf32=0`), `tf32` (ORT's CUDA default:
+/// fp32 MatMul and Conv on TF32 tensor cores), `fp16` (the model converted by `onnx::fp16`). The CPU
+/// provider computes fp32 only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Tf32,
+    Fp16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Tf32, Precision::Fp16];
+
+    /// What a provider computes in when nothing is asked: fp32 on the CPU, TF32 on CUDA.
+    pub fn default_for(ep: Ep) -> Precision {
+        match ep {
+            Ep::Cpu => Precision::Fp32,
+            Ep::Cuda { .. } => Precision::Tf32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Fp16 => "fp16",
+        }
+    }
+
+    /// Whether `ep` can compute in this precision: the CPU provider only in fp32 (its fp16 "kernels" are
+    /// casts to fp32 and back, which would measure the casts).
+    pub fn check(self, ep: Ep) -> Result<()> {
+        match (ep, self) {
+            (Ep::Cpu, Precision::Fp32) | (Ep::Cuda { .. }, _) => Ok(()),
+            (Ep::Cpu, p) => Err(crate::error::user(format!(
+                "--precision {p}: ONNX Runtime's CPU provider computes in fp32 only (it runs fp16 nodes through casts \
+                 to fp32, and has no TF32); use --ep cuda, or leave --precision out"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Register `ep` on a session builder, strictly: any failure is an error that says why. CPU needs nothing.
 pub fn register_ep(
     builder: ort::session::builder::SessionBuilder,
     ep: Ep,
 ) -> Result<ort::session::builder::SessionBuilder> {
-    register_ep_with(builder, ep, false, None)
+    register_ep_with(builder, ep, false, None, true)
 }
 
-/// [`register_ep`], with CUDA graphs on or off and, optionally, a CUDA stream of the caller's for the
-/// session to run on (CUDA only; both are ignored on the CPU).
+/// [`register_ep`], with CUDA graphs on or off, optionally a CUDA stream of the caller's for the session to
+/// run on, and TF32 on or off (`use_tf32`; ORT's default is on) (CUDA only; all ignored on the CPU).
 ///
 /// # Safety of `stream`
 /// A given stream must stay alive as long as every session built from this builder.
@@ -437,13 +486,15 @@ pub fn register_ep_with(
     ep: Ep,
     cuda_graph: bool,
     stream: Option<*mut std::ffi::c_void>,
+    tf32: bool,
 ) -> Result<ort::session::builder::SessionBuilder> {
     match ep {
         Ep::Cpu => Ok(builder),
         Ep::Cuda { device_id } => {
             use ort::ep::ExecutionProvider;
             let compiled_in = ort::ep::CUDA::is_available().unwrap_or(false);
-            let mut cuda = ort::ep::CUDA::default().with_device_id(device_id).with_cuda_graph(cuda_graph);
+            let mut cuda =
+                ort::ep::CUDA::default().with_device_id(device_id).with_cuda_graph(cuda_graph).with_tf32(tf32);
             if let Some(s) = stream {
                 // SAFETY: the caller keeps the stream alive longer than the sessions (see above).
                 cuda = unsafe { cuda.with_compute_stream(s.cast()) };
@@ -615,6 +666,21 @@ mod tests {
         assert_eq!("CUDA:3".parse::<Ep>().unwrap(), Ep::Cuda { device_id: 3 });
         assert!("tpu".parse::<Ep>().is_err());
         assert!("cuda:-1".parse::<Ep>().is_err());
+    }
+
+    #[test]
+    fn precision_defaults_checks_and_names() {
+        assert_eq!(Precision::default_for(Ep::Cpu), Precision::Fp32);
+        assert_eq!(Precision::default_for(Ep::Cuda { device_id: 0 }), Precision::Tf32);
+        assert!(Precision::Fp32.check(Ep::Cpu).is_ok());
+        for p in [Precision::Tf32, Precision::Fp16] {
+            let e = p.check(Ep::Cpu).unwrap_err();
+            assert!(format!("{e}").contains(&format!("--precision {p}")), "{e}");
+        }
+        for p in Precision::ALL {
+            assert!(p.check(Ep::Cuda { device_id: 0 }).is_ok());
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.name()));
+        }
     }
 
     #[test]

@@ -201,6 +201,16 @@ fn bad_input_exits_2_with_a_clear_message() {
     let out = dir.join("out");
     assert_user_error(&["bench", missing.to_str().unwrap(), "-o", out.to_str().unwrap()], &["missing.onnx"]);
     assert!(!out.join("calibration.json").exists(), "no output on bad input");
+    // the CPU computes fp32 only: another precision is refused before anything is written
+    for p in ["fp16", "tf32"] {
+        let args = ["bench", "fixtures/patterns/mlp.onnx", "--precision", p, "-o", out.to_str().unwrap()];
+        assert_user_error(&args, &[&format!("--precision {p}"), "CPU provider computes in fp32 only", "--ep cuda"]);
+        assert!(!out.exists(), "no output on bad input");
+    }
+    assert_user_error(
+        &["calibrate", "--hardware", "x", "--precision", "fp16", "-o", out.join("hw.json").to_str().unwrap()],
+        &["--precision fp16", "fp32 only"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

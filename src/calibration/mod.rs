@@ -174,6 +174,10 @@ pub struct Metadata {
     /// order they ran; empty in files from before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
+    /// What the sessions computed in (`fp32`, `tf32`, `fp16`); absent in files from before it was
+    /// recorded, whose CPU runs are fp32 and CUDA runs TF32 (ORT's default).
+    #[serde(default)]
+    pub precision: Option<crate::runtime::Precision>,
     /// The options `--resume` reuses; absent in files from before it existed.
     #[serde(default)]
     pub run: Option<RunOptions>,

@@ -46,6 +46,30 @@ pub struct MeasureFlags {
     /// sweeps take one per size.
     #[arg(long)]
     pub replicates: Option<usize>,
+    /// What to compute in (CUDA): fp32 (TF32 off), tf32 (ORT's CUDA default), fp16 (the model converted by
+    /// fuseval, fp32 inputs and outputs). The CPU computes fp32 only. Default: fp32 on the CPU, tf32 on CUDA.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    Fp32,
+    Tf32,
+    Fp16,
+}
+
+/// The precision asked for, or the provider's default; an error (exit 2) when the provider cannot.
+pub fn precision_arg(p: Option<PrecisionArg>, ep: Ep) -> Result<crate::runtime::Precision> {
+    use crate::runtime::Precision;
+    let p = match p {
+        None => return Ok(Precision::default_for(ep)),
+        Some(PrecisionArg::Fp32) => Precision::Fp32,
+        Some(PrecisionArg::Tf32) => Precision::Tf32,
+        Some(PrecisionArg::Fp16) => Precision::Fp16,
+    };
+    p.check(ep)?;
+    Ok(p)
 }
 
 impl MeasureFlags {

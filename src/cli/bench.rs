@@ -65,7 +65,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         model,
         resume,
         model_flags: ModelFlags { inputs, lock },
-        measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates },
+        measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates, precision },
         all_patterns,
         no_whole_model,
         no_attribution,
@@ -88,6 +88,12 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
             report::check_outputs_free(&out, force)?;
             let ep = ep.ep(device_id);
             let threads = threads_arg(threads)?;
+            let precision = crate::cli::args::precision_arg(precision, ep)?;
+            // fp16: the model converted (onnx::fp16) into the output folder, and measured as it is
+            let model = match precision {
+                crate::runtime::Precision::Fp16 => convert_fp16(&model, &out)?,
+                _ => model,
+            };
             let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
             let run = RunOptions {
                 model_path: model_path.display().to_string(),
@@ -115,6 +121,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 cuda_graph,
                 replicates: crate::cli::args::replicates_arg(replicates)?,
                 attribution: !no_whole_model && !no_attribution,
+                precision,
             };
             (out, None, opts)
         }
@@ -238,6 +245,26 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         cuda_graph: false,
         replicates: m.replicates,
         attribution: attribution_recorded,
+        precision: m.precision.unwrap_or_else(|| crate::runtime::Precision::default_for(ep)),
     };
     Ok((prev, opts))
+}
+
+/// The fp16 model of `model`, written as `<out>/<stem>-fp16.onnx` ([`crate::onnx::fp16`]).
+fn convert_fp16(model: &Path, out: &Path) -> Result<PathBuf> {
+    let loaded = crate::load::load(model, &[])?;
+    let (m, r) = crate::onnx::fp16::to_fp16(&loaded.full_proto()?)
+        .map_err(|e| crate::error::user(format!("{}: cannot convert to fp16: {e:#}", model.display())))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let path = out.join(format!("{stem}-fp16.onnx"));
+    report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
+    eprintln!(
+        "--precision fp16: {} converted to {} ({} nodes in fp16, {} kept in fp32)",
+        model.display(),
+        path.display(),
+        r.converted_nodes,
+        r.kept.len()
+    );
+    Ok(path)
 }

@@ -48,7 +48,7 @@ pub struct CalibrateCmd {
 pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
     let CalibrateCmd {
         hardware,
-        measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates },
+        measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates, precision },
         patterns,
         peak_gflops,
         peak_bandwidth,
@@ -82,20 +82,28 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
         (false, Some(p)) => Some(p.2.to_string()),
         _ => None,
     };
-    let opts = crate::drivers::calibrate::CalibrateOptions {
-        hardware,
-        ep,
-        threads,
-        quick,
-        patterns,
-        seed,
-        theoretical_gflops: peak_gflops.or(preset.map(|p| p.0)),
-        theoretical_bandwidth_gbs: peak_bandwidth.or(preset.map(|p| p.1)),
-        theoretical_source,
-        rules: !no_rules,
-        progress: true,
-        cuda_graph,
-    };
+    let opts =
+        crate::drivers::calibrate::CalibrateOptions {
+            hardware,
+            ep,
+            threads,
+            quick,
+            patterns,
+            seed,
+            theoretical_gflops: peak_gflops.or(preset.map(|p| p.0)),
+            theoretical_bandwidth_gbs: peak_bandwidth.or(preset.map(|p| p.1)),
+            theoretical_source,
+            rules: !no_rules,
+            progress: true,
+            cuda_graph,
+            precision: match super::args::precision_arg(precision, ep)? {
+                crate::runtime::Precision::Fp16 => return Err(crate::error::user(
+                    "calibrate --precision fp16: not yet (its synthetic pattern models are built in fp32); bench a \
+                     model converted with `fuseval convert --to fp16`, or use --precision fp32|tf32",
+                )),
+                p => p,
+            },
+        };
     crate::runtime::configure_pool(threads)?;
     let _lock = crate::drivers::run::lock_path()
         .and_then(|path| crate::drivers::run::RunLock::acquire(&path, LockMode::Wait))

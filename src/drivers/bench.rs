@@ -42,6 +42,8 @@ pub struct BenchOptions {
     /// With the whole model: which of ORT's transformers act on it, each one's saving in context, and
     /// the fastest configuration verified (`drivers::attribution`).
     pub attribution: bool,
+    /// What the sessions compute in; an fp16 run's model is already converted (`onnx::fp16`).
+    pub precision: crate::runtime::Precision,
 }
 
 /// A bench run's result, and whether Ctrl-C or SIGTERM cut it short.
@@ -55,7 +57,13 @@ pub fn measure_options(opts: &BenchOptions) -> MeasureOptions {
     let m = MeasureOptions::new(opts.ep, opts.threads, opts.quick);
     // each replicate is a full measurement with the whole budget: a replicate's A/A control must reach the
     // CI target to pass, and half the rounds would leave it short
-    MeasureOptions { seed: opts.seed, cuda_graph: opts.cuda_graph, replicates: opts.replicates.max(1), ..m }
+    MeasureOptions {
+        seed: opts.seed,
+        cuda_graph: opts.cuda_graph,
+        replicates: opts.replicates.max(1),
+        precision: opts.precision,
+        ..m
+    }
 }
 
 /// Measure the distinct instances not already in `previous` (a file being resumed, whose records are
@@ -148,6 +156,7 @@ pub fn bench_run(
                 gpu_clock_check: None,
                 measured: String::new(),
                 phases: vec![],
+                precision: Some(opts.precision),
                 run: opts.run.clone(),
             },
         },

@@ -86,6 +86,8 @@ pub struct CalibrateOptions {
     pub progress: bool,
     /// CUDA: time CUDA-graph replays.
     pub cuda_graph: bool,
+    /// What the pattern sessions compute in (fp32 or tf32: the synthetic models are fp32).
+    pub precision: crate::runtime::Precision,
 }
 
 fn probe_opts(ep: Ep, threads: usize, quick: bool, seed: u64) -> MeasureOptions {
@@ -298,8 +300,11 @@ pub fn calibrate(
 ) -> Result<HardwareCalibration> {
     crate::pipeline::check_ep(opts.ep)?;
     let started = Instant::now();
-    let mopts =
-        MeasureOptions { cuda_graph: opts.cuda_graph, ..probe_opts(opts.ep, opts.threads, opts.quick, opts.seed) };
+    let mopts = MeasureOptions {
+        cuda_graph: opts.cuda_graph,
+        precision: opts.precision,
+        ..probe_opts(opts.ep, opts.threads, opts.quick, opts.seed)
+    };
     if opts.progress {
         eprintln!("ceilings");
     }

@@ -192,6 +192,9 @@ pub struct MeasureOptions {
     /// CUDA: the stream (a `cudaStream_t` as an integer) the sessions run on; set inside
     /// [`compare_variants`] for its clock check, `None` otherwise (ORT's own streams).
     pub cuda_stream: Option<usize>,
+    /// What the sessions compute in ([`crate::runtime::Precision`]): on CUDA, `fp32` turns TF32 off; `fp16`
+    /// models are converted before they get here.
+    pub precision: crate::runtime::Precision,
     /// Whole models: stretch `budget` (up to [`ROUNDS_BUDGET_MAX`]) so that it affords at least this many
     /// rounds at the latencies the warm-up measured; 0 leaves it as it is. A carved pattern's budget would
     /// give a whole model a handful of rounds, and a CI of a median needs about 25.
@@ -224,6 +227,7 @@ impl MeasureOptions {
                 replicates: replicates::DEFAULT_REPLICATES,
                 cuda_stream: None,
                 rounds_in_budget: 0,
+                precision: crate::runtime::Precision::default_for(ep),
             }
         } else {
             MeasureOptions {
@@ -241,6 +245,7 @@ impl MeasureOptions {
                 replicates: replicates::DEFAULT_REPLICATES,
                 cuda_stream: None,
                 rounds_in_budget: 0,
+                precision: crate::runtime::Precision::default_for(ep),
             }
         }
     }

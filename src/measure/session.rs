@@ -252,7 +252,8 @@ pub(crate) fn build_session_logged(
     }
     // CUDA: on the measurement's own stream when it has one (for the clock check), else ORT's
     let stream = opts.cuda_stream.map(|p| p as *mut std::ffi::c_void);
-    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph, stream)
+    let tf32 = opts.precision != runtime::Precision::Fp32;
+    let b = runtime::register_ep_with(b, opts.ep, opts.cuda_graph, stream, tf32)
         .with_context(|| format!("registering {} on the {label} session", opts.ep))?;
     commit(b, source).map_err(|e| anyhow!("{e}")).with_context(|| {
         let placement = if gpu && opts.strict_placement {
@@ -274,7 +275,7 @@ pub(crate) fn build_session_on_stream(
     let b = configure(&SessionConfig::level(Level::Disable), opts.threads, None, opts.strict_placement)
         .map_err(|e| anyhow!("{e}"))
         .context("configuring the event-timed session")?;
-    let b = runtime::register_ep_with(b, opts.ep, false, Some(stream))
+    let b = runtime::register_ep_with(b, opts.ep, false, Some(stream), opts.precision != runtime::Precision::Fp32)
         .with_context(|| format!("registering {} on the event-timed session", opts.ep))?;
     commit(b, ModelSource::Bytes(model)).map_err(|e| anyhow!("{e}")).context("creating the event-timed session")
 }

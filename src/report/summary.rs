@@ -50,11 +50,12 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
     let mode = if m.quick { "--quick" } else { "full" };
     let _ = writeln!(
         s,
-        "Mode: {mode}: CI target ±{}%, budget {} s per pattern, seed {}; headline level: {}",
+        "Mode: {mode}: CI target ±{}%, budget {} s per pattern, seed {}; headline level: {}{}",
         pct(m.target_rel_ci),
         fmt_num(m.budget_per_instance_s),
         m.seed,
-        level_name(&m.headline_level)
+        level_name(&m.headline_level),
+        m.precision.map(|p| format!("; precision {p}")).unwrap_or_default()
     );
     if !m.phases.is_empty() {
         let parts: Vec<String> =

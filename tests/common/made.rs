@@ -36,6 +36,7 @@ pub fn metadata(p: &Prepared, quick: bool) -> Metadata {
         gpu_clock_check: None,
         measured: "1.0 s".into(),
         phases: vec![],
+        precision: None,
         run: None,
     }
 }

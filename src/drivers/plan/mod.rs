@@ -47,6 +47,7 @@ pub struct MeasureArgs {
     pub seed: u64,
     pub replicates: usize,
     pub lock: LockMode,
+    pub precision: crate::runtime::Precision,
 }
 
 /// What `fuseval validate` was asked (flags: `cli::validate`).
@@ -104,6 +105,7 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
         cuda_graph: false,
         replicates: m.replicates,
         attribution: false,
+        precision: m.precision,
     }))
 }
 

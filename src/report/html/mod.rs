@@ -154,7 +154,13 @@ fn run_section(cal: &CalibrationFile) -> String {
         &format!("{}{}", m.execution_provider, if m.cuda_graph { ", CUDA-graph replays" } else { "" }),
     );
     kv(&mut s, "Threads", &m.threads.to_string());
-    kv(&mut s, "Precision", "the model's own element types (fuseval converts nothing)");
+    let precision = match m.precision {
+        Some(crate::runtime::Precision::Fp16) => "fp16: the model converted by fuseval (fp32 inputs and outputs)",
+        Some(crate::runtime::Precision::Tf32) => "tf32: fp32 MatMul and Conv on TF32 tensor cores (ORT's CUDA default)",
+        Some(crate::runtime::Precision::Fp32) => "fp32",
+        None => "the model's own element types (not recorded: fp32 on the CPU, TF32 on CUDA)",
+    };
+    kv(&mut s, "Precision", precision);
     kv(
         &mut s,
         "Measurement",
