@@ -24,6 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["drivers::run", "drivers::calibrate", "drivers::attribution", "drivers::bench", "drivers::plan", "drivers"],
     &[
         "cli::args",
+        "cli::convert",
         "cli::inspect",
         "cli::bench",
         "cli::calibrate",
@@ -33,7 +34,6 @@ const LAYERS: &[&[&str]] = &[
         "cli::merge",
         "cli::agreement",
         "cli::report",
-        "cli::convert",
         "cli",
     ],
     &["lib", "main"],

@@ -250,15 +250,11 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
     Ok((prev, opts))
 }
 
-/// The fp16 model of `model`, written as `<out>/<stem>-fp16.onnx` ([`crate::onnx::fp16`]).
+/// The fp16 model of `model`, written as `<out>/<stem>-fp16.onnx` (`fuseval convert --to fp16`).
 fn convert_fp16(model: &Path, out: &Path) -> Result<PathBuf> {
-    let loaded = crate::load::load(model, &[])?;
-    let (m, r) = crate::onnx::fp16::to_fp16(&loaded.full_proto()?)
-        .map_err(|e| crate::error::user(format!("{}: cannot convert to fp16: {e:#}", model.display())))?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
     let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     let path = out.join(format!("{stem}-fp16.onnx"));
-    report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
+    let r = crate::cli::convert::write_fp16(model, &path)?;
     eprintln!(
         "--precision fp16: {} converted to {} ({} nodes in fp16, {} kept in fp32)",
         model.display(),

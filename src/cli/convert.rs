@@ -1,7 +1,7 @@
 //! `fuseval convert MODEL --to fp16 -o OUT`: the model as fuseval measures it in another precision
 //! (`onnx::fp16`), to open in Netron or bench as it is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -35,15 +35,8 @@ pub fn run(cmd: ConvertCmd) -> Result<ExitCode> {
     if cmd.out.exists() && !cmd.force {
         return Err(user(format!("{} already exists: pass --force to overwrite it", cmd.out.display())));
     }
-    let loaded = crate::load::load(&cmd.model, &[])?;
-    let proto = loaded.full_proto()?;
     let Target::Fp16 = cmd.to;
-    let (m, r) = crate::onnx::fp16::to_fp16(&proto)
-        .map_err(|e| user(format!("{}: cannot convert to fp16: {e:#}", cmd.model.display())))?;
-    if let Some(d) = cmd.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    crate::report::atomic_write(&cmd.out, &m.encode_to_vec())?;
+    let r = write_fp16(&cmd.model, &cmd.out)?;
     println!(
         "wrote {}: {} nodes in fp16, {} initializers fp16 ({} kept fp32), {} casts",
         cmd.out.display(),
@@ -56,4 +49,17 @@ pub fn run(cmd: ConvertCmd) -> Result<ExitCode> {
         println!("  kept in fp32: {op} `{name}`: {why}");
     }
     Ok(ExitCode::Ok)
+}
+
+/// Load `model` (weights inline), convert it to fp16 ([`crate::onnx::fp16`]) and write it to `out`
+/// atomically; what the conversion did. Used by `convert` and by `bench --precision fp16`.
+pub fn write_fp16(model: &Path, out: &Path) -> Result<crate::onnx::fp16::Fp16Report> {
+    let loaded = crate::load::load(model, &[])?;
+    let (m, r) = crate::onnx::fp16::to_fp16(&loaded.full_proto()?)
+        .map_err(|e| user(format!("{}: cannot convert to fp16: {e:#}", model.display())))?;
+    if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    crate::report::atomic_write(out, &m.encode_to_vec())?;
+    Ok(r)
 }

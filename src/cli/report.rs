@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::calibration::read::{self, Calibration, Kind};
+use crate::calibration::read::{self, Kind};
 use crate::error::{user, ExitCode};
 use crate::report::html::{self, ReportGraph, REPORT_HTML};
 use crate::report::{atomic_write, CALIBRATION_JSON, GRAPH_JSON};
@@ -57,20 +57,19 @@ pub fn run(cmd: ReportCmd) -> Result<ExitCode> {
     let (page, default_out) = match files.as_slice() {
         [one] => {
             let src = read::read(one)?;
-            let page = match (src.kind(), &src.calibration) {
-                (Kind::Bench, Calibration::Bench(_)) => {
-                    let g = graph_beside(one)?;
-                    html::bench_page(&src.into_bench()?, g.as_ref())?
-                }
-                (Kind::Hardware, Calibration::Hardware(_)) => html::hardware_page(&src.into_hardware()?)?,
-                (Kind::Merged, _) => {
+            let page = match src.kind() {
+                Kind::Merged => {
                     return Err(user(format!(
                         "{} is a merged file: report each run's own calibration.json, or compare two with `fuseval report A B`",
                         one.display()
                     )))
                 }
-                (Kind::Hardware, _) => html::hardware_page(&src.into_hardware()?)?,
-                _ => html::bench_page(&src.into_bench()?, None)?,
+                Kind::Hardware => html::hardware_page(&src.into_hardware()?)?,
+                // a bench file, or one that is not fuseval's (refused by into_bench, naming it)
+                _ => {
+                    let cal = src.into_bench()?;
+                    html::bench_page(&cal, graph_beside(one)?.as_ref())?
+                }
             };
             let out = if one.file_name().is_some_and(|n| n == CALIBRATION_JSON) {
                 one.with_file_name(REPORT_HTML)

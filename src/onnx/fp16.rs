@@ -263,6 +263,7 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
         }
         name
     };
+    let original_of: HashMap<&str, &str> = renamed.iter().map(|(o, r)| (r.as_str(), o.as_str())).collect();
     let mut cast_of: HashMap<(String, i32), String> = HashMap::new();
     let mut nodes = Vec::with_capacity(g.node.len() + 8);
     let old = std::mem::take(&mut g.node);
@@ -276,8 +277,8 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
     for (i, mut n) in old.into_iter().enumerate() {
         for k in 0..n.input.len() {
             let x = n.input[k].clone();
-            let original = renamed.iter().find(|(_, r)| **r == x).map(|(o, _)| o.clone()).unwrap_or_else(|| x.clone());
-            if !float.contains(&original) {
+            let original = original_of.get(x.as_str()).copied().unwrap_or(x.as_str());
+            if !float.contains(original) {
                 continue;
             }
             let want = if class[i] == Class::Converted && !fp32_input(&n.op_type, k) { F16 } else { F32 };

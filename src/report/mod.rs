@@ -216,6 +216,16 @@ impl<'a> Links<'a> {
     }
 }
 
+/// `123.1 s (ceilings 5 s, whole model 34 s, ...)`: a run's wall time with its phases, when recorded.
+pub(crate) fn wall_time(m: &crate::calibration::Metadata) -> String {
+    if m.phases.is_empty() {
+        return m.measured.clone();
+    }
+    let parts: Vec<String> =
+        m.phases.iter().map(|p| format!("{} {:.0} s", p.name.replace('_', " "), p.wall_s)).collect();
+    format!("{} ({})", m.measured, parts.join(", "))
+}
+
 /// `2.34 ms`, `845 µs`, `12.1 ms`: three significant digits or so.
 pub(crate) fn fmt_ms(ms: f64) -> String {
     if !ms.is_finite() {

@@ -58,9 +58,7 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
         m.precision.map(|p| format!("; precision {p}")).unwrap_or_default()
     );
     if !m.phases.is_empty() {
-        let parts: Vec<String> =
-            m.phases.iter().map(|p| format!("{} {:.0} s", p.name.replace('_', " "), p.wall_s)).collect();
-        let _ = writeln!(s, "Wall time: {} ({})", m.measured, parts.join(", "));
+        let _ = writeln!(s, "Wall time: {}", super::wall_time(m));
     }
     if !cal.patterns_found_all.is_empty() {
         let found: Vec<String> = cal

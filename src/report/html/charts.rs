@@ -82,6 +82,7 @@ pub fn ratio_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// One row of the forest plot.
+#[derive(Clone, Debug)]
 pub struct ForestRow {
     pub signature: String,
     /// Table row the mark links to (`#row-…`).

@@ -263,10 +263,10 @@ pub fn render(dot_src: &str) -> Result<String, String> {
         }
     };
     let src = dot_src.as_bytes().to_vec();
-    let mut stdin = child.stdin.take();
+    let stdin = child.stdin.take();
     // write from a thread: dot may fill its stdout pipe before reading all of stdin
     let writer = std::thread::spawn(move || {
-        if let Some(mut w) = stdin.take() {
+        if let Some(mut w) = stdin {
             let _ = w.write_all(&src);
         }
     });

@@ -174,13 +174,7 @@ fn run_section(cal: &CalibrationFile) -> String {
             level_name(&m.headline_level)
         ),
     );
-    let phases: Vec<String> =
-        m.phases.iter().map(|p| format!("{} {:.0} s", p.name.replace('_', " "), p.wall_s)).collect();
-    kv(
-        &mut s,
-        "Wall time",
-        &if phases.is_empty() { m.measured.clone() } else { format!("{} ({})", m.measured, phases.join(", ")) },
-    );
+    kv(&mut s, "Wall time", &crate::report::wall_time(m));
     let commit = m.provenance.fuseval_commit.as_deref().unwrap_or("not recorded");
     kv(&mut s, "fuseval", &format!("{} at {commit}", m.fuseval_version));
     if !m.provenance.command_line.is_empty() {
@@ -692,7 +686,7 @@ pub fn compare_page(a: (&str, &CalibrationFile), b: (&str, &CalibrationFile)) ->
         rows.push((r, pa, pb));
     }
     body.push_str("<section id=\"per-pattern\"><h2>Per-pattern speedups</h2>\n");
-    let forest_rows: Vec<charts::ForestRow> = rows.iter().map(|(r, _, _)| clone_row(r)).collect();
+    let forest_rows: Vec<charts::ForestRow> = rows.iter().map(|(r, _, _)| r.clone()).collect();
     body.push_str(&charts::forest(&forest_rows, (an, bn))?);
     body.push_str("<p class=\"note\">● A's headline speedup, ■ B's, each with its 95% CI.</p></section>\n");
     body.push_str(
@@ -731,22 +725,6 @@ pub fn compare_page(a: (&str, &CalibrationFile), b: (&str, &CalibrationFile)) ->
     body.push_str("</tbody></table></section>\n");
     body.push_str(&footer(&crate::runtime::Provenance::current(), env!("CARGO_PKG_VERSION")));
     Ok(page(&format!("fuseval: {an} against {bn}"), &body))
-}
-
-fn clone_row(r: &charts::ForestRow) -> charts::ForestRow {
-    charts::ForestRow {
-        signature: r.signature.clone(),
-        anchor: r.anchor.clone(),
-        label: r.label.clone(),
-        runtime: r.runtime,
-        explicit: r.explicit,
-        aa: r.aa,
-        band: r.band,
-        grey: r.grey.clone(),
-        faster: r.faster,
-        other: r.other,
-        tooltip: r.tooltip.clone(),
-    }
 }
 
 /// The report of a `fuseval calibrate` hardware calibration: the ceilings, speedup against size per
