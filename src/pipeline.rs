@@ -12,8 +12,9 @@ use crate::carve::{carve, ConstValues};
 use crate::graph::ModelGraph;
 use crate::load::{load, InputOverride, Loaded};
 use crate::measure::{self, DType, InputSpec, MeasureOptions, ModelSource};
+use crate::onnx::fp16;
 use crate::patterns::{detect, Detection, Instance};
-use crate::runtime::Ep;
+use crate::runtime::{Ep, Precision};
 
 /// A model loaded, turned into a graph, and searched for patterns.
 pub struct Prepared {
@@ -186,7 +187,28 @@ fn measure_instance(
             }
         };
         let mopts = MeasureOptions { reduction: crate::calibration::reduction_size(g, inst), ..mopts.clone() };
-        measure::replicate(ModelSource::Bytes(&c.bytes), explicit.as_deref(), &specs, &mopts, sig, replicate)
+        // fp16: the carved model and its explicit rewrite converted, fed and read in fp16
+        let (bytes, explicit, specs) = match mopts.precision {
+            Precision::Fp16 => {
+                let convert = |b: &[u8]| fp16::to_fp16_bytes_io(b, fp16::Io::Fp16).map(|(b, _)| b);
+                let bytes = convert(&c.bytes).context("converting the carved model to fp16")?;
+                let explicit =
+                    explicit.as_deref().map(convert).transpose().context("converting the explicit model to fp16")?;
+                let specs = specs
+                    .into_iter()
+                    .map(|s| InputSpec { dtype: if s.dtype == DType::F32 { DType::F16 } else { s.dtype }, ..s })
+                    .collect();
+                (bytes, explicit, specs)
+            }
+            _ => (c.bytes.clone(), explicit, specs),
+        };
+        let mut r =
+            measure::replicate(ModelSource::Bytes(&bytes), explicit.as_deref(), &specs, &mopts, sig, replicate)?;
+        if replicate == 0 {
+            r.precision_error = measure::reference::against_fp32(&c.bytes, &bytes, explicit.as_deref(), &specs, &mopts)
+                .context("comparing with strict fp32")?;
+        }
+        Ok::<_, anyhow::Error>(r)
     }));
     m.result = match run {
         Ok(r) => r.map_err(|e| format!("{e:#}")),
@@ -321,6 +343,7 @@ impl<'a> Replicated<'a> {
             (None, reps) => Ok(measure::replicates::combine(reps, noise)),
         };
         let rec = FusionCalibration::new(&self.p.graph, group, result.as_ref().map_err(|e| e.clone()), sig.clone());
+        let rec = rec.with_precision(&self.p.graph, group[0], self.mopts.precision);
         Some(rec.with_explicit(run.kernels.clone(), run.note.clone(), run.unavailable.clone()))
     }
 }

@@ -11,6 +11,7 @@ use fuseval::calibration::hardware::{read, sizes_per_pattern, HardwareCalibratio
 use fuseval::calibration::{CalibrationFile, Status};
 use fuseval::drivers::calibrate::parse_patterns;
 use fuseval::patterns::Pattern;
+use fuseval::runtime::Precision;
 
 fn fuseval(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fuseval")).args(args).output().expect("run fuseval")
@@ -83,17 +84,19 @@ fn check_cost_model(path: &std::path::Path, cal: &HardwareCalibration) {
         .iter()
         .find(|r| r.fusion_pattern == "Linear_Bias_GELU" && r.status == Status::Measured && r.equivalent)
         .expect("a Linear_Bias_GELU record");
-    let b = model.fusion_benefit("Linear_Bias_GELU", &Workload::of_record(r)).unwrap();
+    let b = model.fusion_benefit("Linear_Bias_GELU", &Workload::of_record(r), Precision::Fp32).unwrap();
     assert!(matches!(b.source, Source::Measured { .. }), "{:?}", b.source);
     // exactly the record's own speedup at its size (the cost model's default variant: the headline level)
     assert!((b.speedup.point - r.speedup_factor).abs() < 1e-9, "{:?} vs {}", b.speedup, r.speedup_factor);
     assert!((b.speedup.lo - r.speedup_ci_low).abs() < 1e-9 && (b.speedup.hi - r.speedup_ci_high).abs() < 1e-9);
     // the design's partitioner spelling finds the calibrated key
-    let d = model.should_fuse("Conv2d_BatchNorm2d_ReLU", &Workload::conv(1, 64, 56, 56, 64, 3, 3)).unwrap();
+    let d = model
+        .should_fuse("Conv2d_BatchNorm2d_ReLU", &Workload::conv(1, 64, 56, 56, 64, 3, 3), Precision::Fp32)
+        .unwrap();
     assert_eq!(d.benefit.pattern, Pattern::ConvBnRelu);
     assert!(!matches!(d.benefit.source, Source::Fallback(_)));
     // far above the grid: extrapolation, said so
-    let huge = model.fusion_benefit("Add_ReLU", &Workload::elementwise(1 << 30, 2, 2)).unwrap();
+    let huge = model.fusion_benefit("Add_ReLU", &Workload::elementwise(1 << 30, 2, 2), Precision::Fp32).unwrap();
     assert!(matches!(huge.source, Source::Extrapolated { .. }), "{:?}", huge.source);
     assert!(!huge.warnings.is_empty());
 }

@@ -14,6 +14,7 @@ use fuseval::calibration::FusionCalibration;
 use fuseval::estimate::Estimate;
 use fuseval::patterns::Pattern;
 use fuseval::pipeline::{prepare, Prepared};
+use fuseval::runtime::Precision;
 use serde_json::{json, Value};
 
 // ---------- helpers ----------
@@ -283,9 +284,9 @@ fn names_that_only_resemble_a_pattern_are_errors_with_the_valid_keys() {
 #[test]
 fn an_unknown_name_in_a_query_is_an_error_not_a_fallback() {
     let m = model(&two_sizes(), CostModelOptions::default());
-    let e = m.fusion_benefit("Linear_Bias_Frob", &at(1_000_000)).unwrap_err();
+    let e = m.fusion_benefit("Linear_Bias_Frob", &at(1_000_000), Precision::Fp32).unwrap_err();
     assert!(format!("{e:#}").contains("unknown fusion pattern `Linear_Bias_Frob`"), "{e:#}");
-    assert!(m.should_fuse("Linear_Bias_Frob", &at(1_000_000)).is_err());
+    assert!(m.should_fuse("Linear_Bias_Frob", &at(1_000_000), Precision::Fp32).is_err());
 }
 
 #[test]
@@ -294,7 +295,7 @@ fn lookups_do_not_miss_because_of_naming() {
     let recs = [Rec::new("Conv2d_BN_ReLU", 2_000_000, est(1.6, 1.5, 1.7))];
     let m = model(&recs, CostModelOptions::default());
     for q in ["Conv2d_BatchNorm2d_ReLU", "conv_bn_relu", "ConvBnRelu", "Conv+BN+ReLU", "Conv2d_BN_ReLU"] {
-        let b = m.fusion_benefit(q, &at(2_000_000)).unwrap();
+        let b = m.fusion_benefit(q, &at(2_000_000), Precision::Fp32).unwrap();
         assert_eq!(b.pattern, Pattern::ConvBnRelu);
         assert_eq!(b.source, Source::Measured { size: 2e6 }, "{q}");
         assert_est(b.speedup, 1.6, 1.5, 1.7);
@@ -306,8 +307,14 @@ fn lookups_do_not_miss_because_of_naming() {
     ];
     let m = model(&recs, CostModelOptions::default());
     assert_eq!(m.patterns(), vec![Pattern::LinearBias, Pattern::ConvBnRelu]);
-    assert_eq!(m.fusion_benefit("Conv2d_BN_ReLU", &at(2_000_000)).unwrap().source, Source::Measured { size: 2e6 });
-    assert_eq!(m.fusion_benefit("Linear_Bias", &at(1_000_000)).unwrap().source, Source::Measured { size: 1e6 });
+    assert_eq!(
+        m.fusion_benefit("Conv2d_BN_ReLU", &at(2_000_000), Precision::Fp32).unwrap().source,
+        Source::Measured { size: 2e6 }
+    );
+    assert_eq!(
+        m.fusion_benefit("Linear_Bias", &at(1_000_000), Precision::Fp32).unwrap().source,
+        Source::Measured { size: 1e6 }
+    );
     assert!(m.warnings().is_empty(), "{:?}", m.warnings());
 }
 
@@ -317,7 +324,7 @@ fn records_with_unknown_names_are_left_out_and_said() {
     let m = model(&recs, CostModelOptions::default());
     assert!(m.patterns().is_empty());
     assert!(m.warnings().iter().any(|w| w.contains("unknown fusion pattern `Conv_Frob_ReLU`")), "{:?}", m.warnings());
-    let b = m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap();
+    let b = m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Fallback(Fallback::AssumeBeneficial));
     assert!(b.warnings[0].contains("Conv_Frob_ReLU"), "the fallback names the unmatched records: {:?}", b.warnings);
 }
@@ -389,16 +396,16 @@ fn workload_formulas_and_size() {
 #[test]
 fn interpolates_in_log_size_on_point_and_ci() {
     let m = model(&two_sizes(), CostModelOptions::default());
-    let b = m.fusion_benefit("Linear_Bias", &at(10_000_000)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(10_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Interpolated { below: 1e6, above: 1e8 });
     assert_est(b.speedup, 1.3, 1.225, 1.375);
     assert_eq!(b.records_used, 2);
     assert!(b.warnings.is_empty(), "{:?}", b.warnings);
     assert!(b.equivalent);
     // a quarter of the way in log space, not in linear space
-    let b = m.fusion_benefit("Linear_Bias", &at(3_162_278)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(3_162_278), Precision::Fp32).unwrap();
     assert!((b.speedup.point - 1.2).abs() < 1e-6, "{:?}", b.speedup);
-    let b = m.fusion_benefit("Linear_Bias", &at(50_500_000)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(50_500_000), Precision::Fp32).unwrap();
     let t = (50.5f64).ln() / (100f64).ln();
     let linear_space = 1.1 + 0.4 * (50.5e6 - 1e6) / 99e6;
     assert!((b.speedup.point - (1.1 + 0.4 * t)).abs() < 1e-9, "{:?}", b.speedup);
@@ -408,13 +415,13 @@ fn interpolates_in_log_size_on_point_and_ci() {
 #[test]
 fn exact_size_hits_are_measured() {
     let m = model(&two_sizes(), CostModelOptions::default());
-    let b = m.fusion_benefit("Linear_Bias", &at(100_000_000)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(100_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Measured { size: 1e8 });
     assert_est(b.speedup, 1.5, 1.4, 1.6);
     assert_eq!(b.records_used, 1);
     assert!(b.warnings.is_empty());
     // within the same-size tolerance (a bias or a ReLU more on the same shapes)
-    let b = m.fusion_benefit("Linear_Bias", &at(1_010_000)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(1_010_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Measured { size: 1e6 });
     assert_est(b.speedup, 1.1, 1.05, 1.15);
     assert_eq!(
@@ -438,12 +445,12 @@ fn a_fixture_record_is_found_by_its_instance() {
     let rec: FusionCalibration = serde_json::from_value(v).unwrap();
     let m = FusionCostModel::from_calibration(&[rec], CostModelOptions::default()).unwrap();
     let w = Workload::of_instance(&p.graph, inst);
-    let d = m.should_fuse(inst.pattern.key(), &w).unwrap();
+    let d = m.should_fuse(inst.pattern.key(), &w, Precision::Fp32).unwrap();
     assert_eq!(d.benefit.source, Source::Measured { size: w.size() });
     assert_eq!(d.choice, Choice::Fuse);
     assert!(d.fuse);
     assert_eq!(
-        m.should_fuse("MatMul_Add", &Workload::linear(16, 64, 64)).unwrap().benefit.source,
+        m.should_fuse("MatMul_Add", &Workload::linear(16, 64, 64), Precision::Fp32).unwrap().benefit.source,
         Source::Measured { size: w.size() }
     );
 }
@@ -451,7 +458,7 @@ fn a_fixture_record_is_found_by_its_instance() {
 #[test]
 fn extrapolation_below_and_above_the_range_warns_with_the_factor() {
     let m = model(&two_sizes(), CostModelOptions::default());
-    let b = m.fusion_benefit("Linear_Bias", &at(10_000)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(10_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Extrapolated { nearest: 1e6, ratio: 0.01 });
     assert_est(b.speedup, 1.1, 1.05, 1.15);
     assert_eq!(b.warnings.len(), 1, "{:?}", b.warnings);
@@ -462,16 +469,16 @@ fn extrapolation_below_and_above_the_range_warns_with_the_factor() {
         b.warnings[0]
     );
 
-    let b = m.fusion_benefit("Linear_Bias", &at(2_500_000_000)).unwrap();
+    let b = m.fusion_benefit("Linear_Bias", &at(2_500_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Extrapolated { nearest: 1e8, ratio: 25.0 });
     assert_est(b.speedup, 1.5, 1.4, 1.6);
     assert!(b.warnings[0].contains("25.000× above the calibrated range"), "{}", b.warnings[0]);
-    let d = m.should_fuse("Linear_Bias", &at(2_500_000_000)).unwrap();
+    let d = m.should_fuse("Linear_Bias", &at(2_500_000_000), Precision::Fp32).unwrap();
     assert!(d.reason.contains("extrapolated") && d.reason.contains("25.000× above"), "{}", d.reason);
 
     // one calibrated size: everything else is extrapolated from it
     let m = model(&[Rec::new("Add_ReLU", 4_000, est(1.3, 1.2, 1.4))], CostModelOptions::default());
-    let b = m.fusion_benefit("Add_ReLU", &at(8_000)).unwrap();
+    let b = m.fusion_benefit("Add_ReLU", &at(8_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Extrapolated { nearest: 4000.0, ratio: 2.0 });
 }
 
@@ -486,7 +493,7 @@ fn records_of_the_same_size_combine_to_median_point_and_widest_ci() {
     let m = model(&recs, CostModelOptions::default());
     let sizes = m.calibrated_sizes(Pattern::ConvBn);
     assert_eq!(sizes.len(), 2, "{sizes:?}");
-    let b = m.fusion_benefit("Conv2d_BN", &at(1_000_000)).unwrap();
+    let b = m.fusion_benefit("Conv2d_BN", &at(1_000_000), Precision::Fp32).unwrap();
     assert!(matches!(b.source, Source::Measured { size } if (size - 1e6).abs() < 5000.0), "{:?}", b.source);
     assert_est(b.speedup, 1.2, 1.02, 1.45);
     assert_eq!(b.records_used, 3);
@@ -501,7 +508,7 @@ fn records_whose_outputs_disagree_are_never_a_speedup() {
     let recs = [Rec::new("Linear_Bias", 1_000_000, est(1.5, 1.45, 1.55)), bad.clone(), bad.clone()];
     let m = model(&recs, CostModelOptions::default());
     // at the size where every record disagrees
-    let d = m.should_fuse("Linear_Bias", &at(100_000_000)).unwrap();
+    let d = m.should_fuse("Linear_Bias", &at(100_000_000), Precision::Fp32).unwrap();
     assert_eq!(d.choice, Choice::DontFuse);
     assert!(!d.fuse && !d.benefit.equivalent);
     assert_eq!(d.benefit.speedup, Estimate::exact(1.0));
@@ -513,20 +520,20 @@ fn records_whose_outputs_disagree_are_never_a_speedup() {
     );
     assert!(d.reason.contains("disagree"), "{}", d.reason);
     // between it and a good size: a bracket disagrees, so no
-    let d = m.should_fuse("Linear_Bias", &at(10_000_000)).unwrap();
+    let d = m.should_fuse("Linear_Bias", &at(10_000_000), Precision::Fp32).unwrap();
     assert_eq!(d.choice, Choice::DontFuse);
     assert!(matches!(d.benefit.source, Source::Interpolated { .. }));
     // above it: extrapolated from a size that disagrees
-    assert_eq!(m.should_fuse("Linear_Bias", &at(1_000_000_000)).unwrap().choice, Choice::DontFuse);
+    assert_eq!(m.should_fuse("Linear_Bias", &at(1_000_000_000), Precision::Fp32).unwrap().choice, Choice::DontFuse);
     // at the good size the good record decides
-    let d = m.should_fuse("Linear_Bias", &at(1_000_000)).unwrap();
+    let d = m.should_fuse("Linear_Bias", &at(1_000_000), Precision::Fp32).unwrap();
     assert_eq!(d.choice, Choice::Fuse);
     assert!(d.benefit.equivalent && d.benefit.warnings.is_empty());
 
     // some agree, some not, at one size: the agreeing ones are used, and it is said
     let recs = [Rec::new("Sigmoid_Mul", 1_000_000, est(1.3, 1.25, 1.35)), bad_as("Sigmoid_Mul", 1_000_000)];
     let m = model(&recs, CostModelOptions::default());
-    let b = m.fusion_benefit("Sigmoid_Mul", &at(1_000_000)).unwrap();
+    let b = m.fusion_benefit("Sigmoid_Mul", &at(1_000_000), Precision::Fp32).unwrap();
     assert!(b.equivalent);
     assert_est(b.speedup, 1.3, 1.25, 1.35);
     assert!(b.warnings.iter().any(|w| w.contains("1 of 2")), "{:?}", b.warnings);
@@ -534,7 +541,7 @@ fn records_whose_outputs_disagree_are_never_a_speedup() {
     // a pattern all of whose records disagree is DontFuse, not a fallback
     let m = model(&[bad_as("Add_LayerNorm", 1_000_000)], CostModelOptions::default());
     assert_eq!(m.patterns(), vec![Pattern::AddLayerNorm]);
-    let d = m.should_fuse("Add_LayerNorm", &at(5_000)).unwrap();
+    let d = m.should_fuse("Add_LayerNorm", &at(5_000), Precision::Fp32).unwrap();
     assert_eq!(d.choice, Choice::DontFuse);
     assert!(matches!(d.benefit.source, Source::Extrapolated { .. }));
 }
@@ -554,20 +561,20 @@ fn untrustworthy_and_skipped_records() {
     let fine = Rec::new("Add_ReLU", 2_000_000, est(1.2, 1.15, 1.25));
     let m = model(&[busy.clone(), skipped.clone(), fine], CostModelOptions::default());
     // the busy record is left out: its size answers from the trustworthy one, saying so
-    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap();
+    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000), Precision::Fp32).unwrap();
     assert_est(b.speedup, 1.2, 1.15, 1.25);
     assert!(b.warnings.iter().any(|w| w.contains("A/A") && w.contains("untrustworthy")), "{:?}", b.warnings);
     // neither the skipped nor the untrustworthy record is a calibrated size
     assert_eq!(m.calibrated_sizes(Pattern::AddRelu).len(), 1);
     // only an untrustworthy record: the fallback, saying why
     let m = model(&[busy], CostModelOptions::default());
-    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap();
+    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Fallback(Fallback::AssumeBeneficial));
     assert!(b.warnings[0].contains("A/A control failed"), "{:?}", b.warnings);
     // only skipped records: the fallback, saying so
     let m = model(&[skipped], CostModelOptions::default());
     assert!(m.patterns().is_empty());
-    let b = m.fusion_benefit("Add_ReLU", &at(4_000_000)).unwrap();
+    let b = m.fusion_benefit("Add_ReLU", &at(4_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Fallback(Fallback::AssumeBeneficial));
     assert!(b.warnings[0].contains("skipped"), "{:?}", b.warnings);
 }
@@ -587,16 +594,16 @@ fn variants_pick_the_speedup_of_a_record() {
     let with = |variant| model(&recs, CostModelOptions { variant, ..Default::default() });
 
     let m = with(VariantChoice::Headline);
-    assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap().speedup, 1.3, 1.25, 1.35);
+    assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000), Precision::Fp32).unwrap().speedup, 1.3, 1.25, 1.35);
     let m = with(VariantChoice::Best);
-    assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap().speedup, 1.8, 1.7, 1.9);
-    assert_est(m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap().speedup, 1.15, 1.1, 1.2);
+    assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000), Precision::Fp32).unwrap().speedup, 1.8, 1.7, 1.9);
+    assert_est(m.fusion_benefit("Add_ReLU", &at(1_000_000), Precision::Fp32).unwrap().speedup, 1.15, 1.1, 1.2);
     let m = with(VariantChoice::Explicit);
-    assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000)).unwrap().speedup, 1.8, 1.7, 1.9);
+    assert_est(m.fusion_benefit("Conv2d_BN_ReLU", &at(1_000_000), Precision::Fp32).unwrap().speedup, 1.8, 1.7, 1.9);
     // explicit outputs that disagree: don't fuse
-    assert_eq!(m.should_fuse("Conv2d_BN", &at(1_000_000)).unwrap().choice, Choice::DontFuse);
+    assert_eq!(m.should_fuse("Conv2d_BN", &at(1_000_000), Precision::Fp32).unwrap().choice, Choice::DontFuse);
     // no explicit kernel: the fallback, with ORT's reason
-    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000)).unwrap();
+    let b = m.fusion_benefit("Add_ReLU", &at(1_000_000), Precision::Fp32).unwrap();
     assert_eq!(b.source, Source::Fallback(Fallback::AssumeBeneficial));
     assert!(
         b.warnings[0].contains("Explicit") && b.warnings[0].contains("ORT has no fused Add+ReLU kernel"),
@@ -618,7 +625,7 @@ fn the_three_choices() {
         Rec::new("Conv2d_Bias", 1_000_000, est(0.995, 0.97, 1.02)),
     ];
     let m = model(&recs, CostModelOptions::default());
-    let d = |p: &str| m.should_fuse(p, &at(1_000_000)).unwrap();
+    let d = |p: &str| m.should_fuse(p, &at(1_000_000), Precision::Fp32).unwrap();
 
     let fuse = d("Conv2d_BN_ReLU");
     assert_eq!((fuse.choice, fuse.fuse, fuse.threshold), (Choice::Fuse, true, 1.2));
@@ -645,17 +652,17 @@ fn the_three_choices() {
 fn the_threshold_is_configurable_and_flips_decisions() {
     let recs = [Rec::new("Linear_Bias_GELU", 1_000_000, est(1.15, 1.12, 1.18))];
     let strict = model(&recs, CostModelOptions::default());
-    let d = strict.should_fuse("Linear_Bias_GELU", &at(1_000_000)).unwrap();
+    let d = strict.should_fuse("Linear_Bias_GELU", &at(1_000_000), Precision::Fp32).unwrap();
     assert_eq!((d.choice, d.fuse, d.threshold), (Choice::Marginal, false, 1.2));
     let loose = model(&recs, CostModelOptions::with_threshold(1.05));
-    let d = loose.should_fuse("Linear_Bias_GELU", &at(1_000_000)).unwrap();
+    let d = loose.should_fuse("Linear_Bias_GELU", &at(1_000_000), Precision::Fp32).unwrap();
     assert_eq!((d.choice, d.fuse, d.threshold), (Choice::Fuse, true, 1.05));
     assert!(d.reason.contains("threshold 1.050"), "{}", d.reason);
     // through interpolation too: 1.3 [1.225, 1.375] at 1e7
     let m = model(&two_sizes(), CostModelOptions::default());
-    assert_eq!(m.should_fuse("Linear_Bias", &at(10_000_000)).unwrap().choice, Choice::Fuse);
+    assert_eq!(m.should_fuse("Linear_Bias", &at(10_000_000), Precision::Fp32).unwrap().choice, Choice::Fuse);
     let m = model(&two_sizes(), CostModelOptions { threshold: 1.25, ..Default::default() });
-    assert_eq!(m.should_fuse("Linear_Bias", &at(10_000_000)).unwrap().choice, Choice::Marginal);
+    assert_eq!(m.should_fuse("Linear_Bias", &at(10_000_000), Precision::Fp32).unwrap().choice, Choice::Marginal);
 }
 
 #[test]
@@ -667,7 +674,7 @@ fn invalid_options_and_workloads_are_errors() {
     let opts = CostModelOptions { fallback_speedup: f64::NAN, ..Default::default() };
     assert!(FusionCostModel::from_calibration(&[], opts).is_err());
     let m = model(&two_sizes(), CostModelOptions::default());
-    let e = m.fusion_benefit("Linear_Bias", &Workload::default()).unwrap_err();
+    let e = m.fusion_benefit("Linear_Bias", &Workload::default(), Precision::Fp32).unwrap_err();
     assert!(format!("{e:#}").contains("size 0"), "{e:#}");
 }
 
@@ -679,7 +686,7 @@ fn the_fallback_is_visible_in_source_warnings_and_reason() {
     // default: the design's "assume beneficial", at the threshold, so fused
     let m = model(&recs, CostModelOptions::default());
     assert_eq!(m.options().fallback, Fallback::AssumeBeneficial);
-    let d = m.should_fuse("Attention_Head", &Workload::attention(1, 12, 128, 64)).unwrap();
+    let d = m.should_fuse("Attention_Head", &Workload::attention(1, 12, 128, 64), Precision::Fp32).unwrap();
     assert_eq!(d.benefit.source, Source::Fallback(Fallback::AssumeBeneficial));
     assert_eq!(d.benefit.speedup, Estimate::exact(1.2));
     assert_eq!(d.benefit.records_used, 0);
@@ -698,15 +705,15 @@ fn the_fallback_is_visible_in_source_warnings_and_reason() {
 
     // another assumed speedup
     let m = model(&recs, CostModelOptions { fallback_speedup: 1.5, ..Default::default() });
-    assert_eq!(m.fusion_benefit("Add_ReLU", &at(1000)).unwrap().speedup, Estimate::exact(1.5));
+    assert_eq!(m.fusion_benefit("Add_ReLU", &at(1000), Precision::Fp32).unwrap().speedup, Estimate::exact(1.5));
     // assumed, but below the threshold: marginal, and the model says so up front
     let m = model(&recs, CostModelOptions { fallback_speedup: 1.1, ..Default::default() });
-    assert_eq!(m.should_fuse("Add_ReLU", &at(1000)).unwrap().choice, Choice::Marginal);
+    assert_eq!(m.should_fuse("Add_ReLU", &at(1000), Precision::Fp32).unwrap().choice, Choice::Marginal);
     assert!(m.warnings().iter().any(|w| w.contains("below the threshold")), "{:?}", m.warnings());
 
     // neutral: nothing to gain, not fused
     let m = model(&recs, CostModelOptions { fallback: Fallback::AssumeNeutral, ..Default::default() });
-    let d = m.should_fuse("Add_ReLU", &at(1000)).unwrap();
+    let d = m.should_fuse("Add_ReLU", &at(1000), Precision::Fp32).unwrap();
     assert_eq!(d.benefit.source, Source::Fallback(Fallback::AssumeNeutral));
     assert_eq!(d.benefit.speedup, Estimate::exact(1.0));
     assert_eq!((d.choice, d.fuse), (Choice::DontFuse, false));
@@ -714,14 +721,17 @@ fn the_fallback_is_visible_in_source_warnings_and_reason() {
 
     // refuse: an error naming the pattern, the fallback and what is calibrated
     let m = model(&recs, CostModelOptions { fallback: Fallback::Refuse, ..Default::default() });
-    let e = format!("{:#}", m.should_fuse("Add_ReLU", &at(1000)).unwrap_err());
+    let e = format!("{:#}", m.should_fuse("Add_ReLU", &at(1000), Precision::Fp32).unwrap_err());
     assert!(
         e.contains("Add_ReLU") && e.contains("Fallback::Refuse") && e.contains("calibrated patterns: Linear_Bias"),
         "{e}"
     );
-    assert!(m.fusion_benefit("Add_ReLU", &at(1000)).is_err());
+    assert!(m.fusion_benefit("Add_ReLU", &at(1000), Precision::Fp32).is_err());
     // measured patterns are unaffected by the fallback
-    assert_eq!(m.should_fuse("Linear_Bias", &at(1_000_000)).unwrap().benefit.source, Source::Measured { size: 1e6 });
+    assert_eq!(
+        m.should_fuse("Linear_Bias", &at(1_000_000), Precision::Fp32).unwrap().benefit.source,
+        Source::Measured { size: 1e6 }
+    );
 
     // an empty calibration is allowed, and said
     let m = FusionCostModel::from_calibration(&[], CostModelOptions::default()).unwrap();
@@ -757,7 +767,7 @@ fn from_path_reads_bench_calibrate_and_merged_files() {
     let m = FusionCostModel::from_path(&bench, CostModelOptions::default()).unwrap();
     assert_eq!(m.patterns(), vec![Pattern::LinearBias]);
     assert!(m.warnings().is_empty(), "{:?}", m.warnings());
-    let b = m.fusion_benefit("MatMul_Add", &at(10_000_000)).unwrap();
+    let b = m.fusion_benefit("MatMul_Add", &at(10_000_000), Precision::Fp32).unwrap();
     assert_est(b.speedup, 1.3, 1.225, 1.375);
 
     // a calibrate HardwareCalibration: other top-level fields, the same records
@@ -769,7 +779,7 @@ fn from_path_reads_bench_calibrate_and_merged_files() {
     });
     let hw = write_json(dir.path(), "hardware.json", &hw);
     let m = FusionCostModel::from_path(&hw, CostModelOptions::default()).unwrap();
-    assert_eq!(m.should_fuse("Conv2d_BatchNorm2d_ReLU", &at(2_000_000)).unwrap().choice, Choice::Fuse);
+    assert_eq!(m.should_fuse("Conv2d_BatchNorm2d_ReLU", &at(2_000_000), Precision::Fp32).unwrap().choice, Choice::Fuse);
 
     // an interrupted bench: used, and said
     let partial = write_json(dir.path(), "partial.json", &bench_file(&two_sizes(), "Test CPU", false));
@@ -816,4 +826,55 @@ fn from_path_errors_name_the_file() {
     let good = write_json(dir.path(), "good.json", &bench_file(&two_sizes(), "Test CPU", true));
     let e = format!("{:#}", FusionCostModel::from_path(&good, opts).unwrap_err());
     assert!(e.contains("good.json") && e.contains("threshold"), "{e}");
+}
+
+/// A record keyed by `precision`.
+fn in_precision(r: &Rec, precision: &str) -> Value {
+    let mut v = r.json();
+    v["precision"] = json!(precision);
+    v
+}
+
+#[test]
+fn records_are_keyed_by_precision_and_the_model_answers_by_precision() {
+    // one Linear_Bias size measured in tf32 (1.1×, not worth fusing) and in fp16 (1.6×, worth it)
+    let tf32 = in_precision(&Rec::new("Linear_Bias", 1_000_000, est(1.1, 1.05, 1.15)), "tf32");
+    let fp16 = in_precision(&Rec::new("Linear_Bias", 1_000_000, est(1.6, 1.5, 1.7)), "fp16");
+    let mut file = bench_file(&[], "Test GPU", true);
+    file["metadata"]["execution_provider"] = json!("cuda:0");
+    file["fusion_profiles"] = json!([tf32, fp16]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_json(dir.path(), "calibration.json", &file);
+
+    // written and read back: each record keeps its key
+    let src = fuseval::calibration::read::read(&path).unwrap();
+    let keys: Vec<Option<Precision>> = src.records().map(|r| r.precision).collect();
+    assert_eq!(keys, [Some(Precision::Tf32), Some(Precision::Fp16)]);
+    let back: FusionCalibration =
+        serde_json::from_value(serde_json::to_value(src.records().next().unwrap()).unwrap()).unwrap();
+    assert_eq!(back.precision, Some(Precision::Tf32));
+
+    let m = FusionCostModel::from_path(&path, CostModelOptions::default()).unwrap();
+    assert_eq!(m.precisions(), [Precision::Tf32, Precision::Fp16]);
+    assert!(m.warnings().iter().any(|w| w.contains("tf32, fp16")), "{:?}", m.warnings());
+    let w = at(1_000_000);
+    assert!(!m.should_fuse("Linear_Bias", &w, Precision::Tf32).unwrap().fuse);
+    assert_eq!(m.should_fuse("Linear_Bias", &w, Precision::Fp16).unwrap().choice, Choice::Fuse);
+    assert_est(m.fusion_benefit("Linear_Bias", &w, Precision::Fp16).unwrap().speedup, 1.6, 1.5, 1.7);
+    // fp32 was not measured: the fallback, and it says where the pattern was measured
+    let b = m.fusion_benefit("Linear_Bias", &w, Precision::Fp32).unwrap();
+    assert!(matches!(b.source, Source::Fallback(_)));
+    assert!(b.warnings[0].contains("tf32, fp16"), "{:?}", b.warnings);
+    // a model for one precision answers in it without being told
+    let only16 = CostModelOptions { precision: Some(Precision::Fp16), ..CostModelOptions::default() };
+    let m16 = FusionCostModel::from_path(&path, only16).unwrap();
+    assert_eq!(m16.decide(Pattern::LinearBias, &w).unwrap().choice, Choice::Fuse);
+
+    // an older file without keys: its records are the run's precision (a CUDA run: tf32)
+    let mut old = bench_file(&two_sizes(), "Test GPU", true);
+    old["metadata"]["execution_provider"] = json!("cuda:0");
+    let old = write_json(dir.path(), "old.json", &old);
+    let m = FusionCostModel::from_path(&old, CostModelOptions::default()).unwrap();
+    assert_eq!(m.precisions(), [Precision::Tf32]);
+    assert_eq!(m.precision(), Precision::Tf32);
 }

@@ -8,6 +8,7 @@ use fuseval::calibration::FusionCalibration;
 use fuseval::calibration::NOISE;
 use fuseval::drivers::plan::assess::rule;
 use fuseval::estimate::Estimate;
+use fuseval::runtime::Precision;
 
 fn est(point: f64, lo: f64, hi: f64) -> Estimate {
     Estimate { point, lo, hi }
@@ -201,7 +202,7 @@ fn the_cost_model_decides_by_the_same_rule() {
     let m = FusionCostModel::from_calibration(&recs, CostModelOptions::default()).unwrap();
     let w = Workload { flops: 1_000_000, unfused_bytes: 100_000, fused_bytes: 50_000 };
     for (p, s, want) in cases {
-        let d = m.should_fuse(p, &w).unwrap();
+        let d = m.should_fuse(p, &w, Precision::Fp32).unwrap();
         assert_eq!(d.choice, want, "{p}: {}", d.reason);
         let j = at(1.2, s);
         assert_eq!(d.fuse, j.fuse, "{p}");

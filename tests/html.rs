@@ -93,6 +93,7 @@ fn comparison(unfused_ms: f64, s: f64, aa: Estimate, agree: bool) -> Comparison 
         replicates: vec![],
         clock_check: None,
         clock_check_error: None,
+        precision_error: None,
     }
 }
 

@@ -110,6 +110,7 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
         replicates: vec![],
         clock_check: None,
         clock_check_error: None,
+        precision_error: None,
     }
 }
 

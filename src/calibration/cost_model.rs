@@ -32,6 +32,7 @@ use crate::calibration::{FusionCalibration, Status, Variant};
 use crate::estimate::Estimate;
 use crate::graph::ModelGraph;
 use crate::patterns::{Instance, Pattern};
+use crate::runtime::Precision;
 
 /// The design's threshold (1.2: fuse when fusing is at least 20% faster), the decision rule's default.
 pub use crate::calibration::decision::DEFAULT_THRESHOLD;
@@ -72,6 +73,12 @@ impl Workload {
     /// The workload of a detected instance, counted exactly as its calibration record would be.
     pub fn of_instance(g: &ModelGraph, inst: &Instance) -> Workload {
         let (unfused_bytes, fused_bytes) = crate::calibration::memory_bytes(g, inst);
+        Workload { flops: crate::calibration::flops(g, inst), unfused_bytes, fused_bytes }
+    }
+
+    /// [`Workload::of_instance`] computed in `precision` (in fp16 its fp32 tensors move half the bytes).
+    pub fn of_instance_in(g: &ModelGraph, inst: &Instance, precision: Precision) -> Workload {
+        let (unfused_bytes, fused_bytes) = crate::calibration::memory_bytes_in(g, inst, Some(precision));
         Workload { flops: crate::calibration::flops(g, inst), unfused_bytes, fused_bytes }
     }
 
@@ -186,6 +193,9 @@ pub struct CostModelOptions {
     /// the threshold it makes an unmeasured pattern `Marginal` (not fused), and the model warns.
     pub fallback_speedup: f64,
     pub variant: VariantChoice,
+    /// The precision lookups without one answer in ([`FusionCostModel::benefit`], [`FusionCostModel::decide`]);
+    /// `None`: the calibration's only precision, or the first of fp32, tf32, fp16 it holds.
+    pub precision: Option<Precision>,
 }
 
 impl Default for CostModelOptions {
@@ -203,6 +213,7 @@ impl CostModelOptions {
             fallback: Fallback::AssumeBeneficial,
             fallback_speedup: threshold,
             variant: VariantChoice::Headline,
+            precision: None,
         }
     }
 
@@ -465,7 +476,10 @@ struct Curve {
 #[derive(Clone, Debug)]
 pub struct FusionCostModel {
     opts: CostModelOptions,
-    curves: BTreeMap<Pattern, Curve>,
+    /// Per precision and pattern (records without a precision count as fp32).
+    curves: BTreeMap<(Precision, Pattern), Curve>,
+    /// What lookups without a precision answer in ([`CostModelOptions::precision`]).
+    precision: Precision,
     /// About the calibration as a whole: records left out, an incomplete file.
     warnings: Vec<String>,
     /// `fusion_pattern` values no spelling resolves, so a fallback can say they exist.
@@ -521,8 +535,8 @@ impl FusionCostModel {
         opts.check()?;
         let mut warnings = vec![];
         let mut unknown_names: Vec<String> = vec![];
-        let mut curves: BTreeMap<Pattern, Curve> = BTreeMap::new();
-        let mut samples: BTreeMap<Pattern, Vec<Sample>> = BTreeMap::new();
+        let mut curves: BTreeMap<(Precision, Pattern), Curve> = BTreeMap::new();
+        let mut samples: BTreeMap<(Precision, Pattern), Vec<Sample>> = BTreeMap::new();
         if profiles.is_empty() {
             warnings.push(format!("the calibration holds no records: every lookup uses Fallback::{:?}", opts.fallback));
         }
@@ -540,7 +554,8 @@ impl FusionCostModel {
                 warnings.push(format!("record {i}: unknown fusion pattern `{}`, left out", r.fusion_pattern));
                 continue;
             };
-            let curve = curves.entry(p).or_default();
+            let key = (r.precision.unwrap_or(Precision::Fp32), p);
+            let curve = curves.entry(key).or_default();
             if r.status != Status::Measured {
                 curve.skipped += 1;
                 continue;
@@ -567,11 +582,11 @@ impl FusionCostModel {
             }
             // a CI must hold its point
             let speedup = Estimate { point: est.point, lo: est.lo.min(est.point), hi: est.hi.max(est.point) };
-            samples.entry(p).or_default().push(Sample { size, speedup, agrees, unfused_ms: r.unfused_latency_ms });
+            samples.entry(key).or_default().push(Sample { size, speedup, agrees, unfused_ms: r.unfused_latency_ms });
         }
-        for (p, mut s) in samples {
+        for (key, mut s) in samples {
             s.sort_by(|a, b| a.size.total_cmp(&b.size));
-            let curve = curves.entry(p).or_default();
+            let curve = curves.entry(key).or_default();
             let mut start = 0;
             for i in 1..=s.len() {
                 if i == s.len() || !same_size(s[start].size, s[i].size) {
@@ -580,7 +595,31 @@ impl FusionCostModel {
                 }
             }
         }
-        Ok(FusionCostModel { opts, curves, warnings, unknown_names })
+        let held: Vec<Precision> = Precision::ALL.into_iter().filter(|q| curves.keys().any(|(k, _)| k == q)).collect();
+        let precision = opts.precision.or(held.first().copied()).unwrap_or(Precision::Fp32);
+        if opts.precision.is_none() && held.len() > 1 {
+            let names: Vec<&str> = held.iter().map(|q| q.name()).collect();
+            warnings.push(format!(
+                "the calibration holds records in {}: lookups that name no precision answer in {}",
+                names.join(", "),
+                precision.name()
+            ));
+        }
+        Ok(FusionCostModel { opts, curves, precision, warnings, unknown_names })
+    }
+
+    /// The precision lookups without one answer in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The precisions the calibration holds records in, fp32, tf32, fp16 order.
+    pub fn precisions(&self) -> Vec<Precision> {
+        Precision::ALL.into_iter().filter(|q| self.curves.keys().any(|(k, _)| k == q)).collect()
+    }
+
+    fn curve(&self, p: Pattern, precision: Precision) -> Option<&Curve> {
+        self.curves.get(&(precision, p))
     }
 
     /// Read any JSON with a top-level `fusion_profiles` array (a `fuseval bench` calibration.json, a
@@ -614,15 +653,17 @@ impl FusionCostModel {
         Ok(model)
     }
 
-    /// The expected speedup of fusing `pattern` (any spelling [`resolve_pattern`] accepts) at workload `w`.
-    /// Errors: an unknown name, a workload of size 0, or `Fallback::Refuse` for an unmeasured pattern.
-    pub fn fusion_benefit(&self, pattern: &str, w: &Workload) -> Result<Benefit> {
-        self.benefit(resolve_pattern(pattern)?, w)
+    /// The expected speedup of fusing `pattern` (any spelling [`resolve_pattern`] accepts) at workload `w`
+    /// in `precision` (the workload's bytes in that precision: [`Workload::of_instance_in`]), from the
+    /// records of that precision only. Errors: an unknown name, a workload of size 0, or
+    /// `Fallback::Refuse` for a pattern unmeasured in that precision.
+    pub fn fusion_benefit(&self, pattern: &str, w: &Workload, precision: Precision) -> Result<Benefit> {
+        self.benefit_in(resolve_pattern(pattern)?, w, precision)
     }
 
-    /// Whether to fuse `pattern` at workload `w`: see [`Choice`].
-    pub fn should_fuse(&self, pattern: &str, w: &Workload) -> Result<Decision> {
-        self.decide(resolve_pattern(pattern)?, w)
+    /// Whether to fuse `pattern` at workload `w` in `precision`: see [`Choice`].
+    pub fn should_fuse(&self, pattern: &str, w: &Workload, precision: Precision) -> Result<Decision> {
+        self.decide_in(resolve_pattern(pattern)?, w, precision)
     }
 
     /// The unfused latency the calibration measured for `pattern` at workload `w`, ms: at a calibrated
@@ -630,7 +671,8 @@ impl FusionCostModel {
     /// nearest in proportion to the size. `None` without a measured record of the pattern.
     pub fn unfused_latency_ms(&self, pattern: Pattern, w: &Workload) -> Option<f64> {
         let size = w.size();
-        let pts: Vec<&Point> = self.curves.get(&pattern)?.points.iter().filter(|p| p.unfused_ms > 0.0).collect();
+        let pts: Vec<&Point> =
+            self.curve(pattern, self.precision)?.points.iter().filter(|p| p.unfused_ms > 0.0).collect();
         let (first, last) = (pts.first()?, pts.last()?);
         if size.is_nan() || size <= 0.0 {
             return None;
@@ -650,16 +692,21 @@ impl FusionCostModel {
         Some((a.unfused_ms.ln() + t * (b.unfused_ms.ln() - a.unfused_ms.ln())).exp())
     }
 
-    /// [`FusionCostModel::fusion_benefit`] for a resolved pattern.
+    /// [`FusionCostModel::fusion_benefit`] for a resolved pattern in the model's precision.
     pub fn benefit(&self, p: Pattern, w: &Workload) -> Result<Benefit> {
+        self.benefit_in(p, w, self.precision)
+    }
+
+    /// [`FusionCostModel::fusion_benefit`] for a resolved pattern.
+    pub fn benefit_in(&self, p: Pattern, w: &Workload, precision: Precision) -> Result<Benefit> {
         let size = w.size();
         if size.is_nan() || size <= 0.0 {
             bail!("{p}: the workload has no FLOPs and no bytes (size 0), so there is no size to look up");
         }
-        let curve = self.curves.get(&p);
+        let curve = self.curve(p, precision);
         let pts = curve.map(|c| c.points.as_slice()).unwrap_or(&[]);
         if pts.is_empty() {
-            return self.fallback(p, size, curve);
+            return self.fallback(p, size, curve, precision);
         }
         let mut b = Benefit {
             pattern: p,
@@ -744,9 +791,20 @@ impl FusionCostModel {
     }
 
     /// The configured fallback for a pattern with no usable measurement.
-    fn fallback(&self, p: Pattern, size: f64, curve: Option<&Curve>) -> Result<Benefit> {
+    fn fallback(&self, p: Pattern, size: f64, curve: Option<&Curve>, precision: Precision) -> Result<Benefit> {
+        let elsewhere: Vec<&str> = self
+            .curves
+            .iter()
+            .filter(|((q, k), c)| *k == p && *q != precision && !c.points.is_empty())
+            .map(|((q, _), _)| q.name())
+            .collect();
         let mut why = match curve {
-            None => format!("no record of {p} in the calibration"),
+            None if elsewhere.is_empty() => format!("no record of {p} in {} in the calibration", precision.name()),
+            None => format!(
+                "no record of {p} in {}; the calibration measured it in {} (pass that precision)",
+                precision.name(),
+                elsewhere.join(", ")
+            ),
             Some(c) if !c.unavailable.is_empty() => format!(
                 "none of its {} measured record(s) has the {:?} variant: {}",
                 c.unavailable.len(),
@@ -796,7 +854,12 @@ impl FusionCostModel {
     /// [`crate::calibration::decision::decide`] at the model's threshold (as trustworthy: untrustworthy
     /// records are used, and the benefit's warnings say so).
     pub fn decide(&self, p: Pattern, w: &Workload) -> Result<Decision> {
-        let benefit = self.benefit(p, w)?;
+        self.decide_in(p, w, self.precision)
+    }
+
+    /// [`FusionCostModel::decide`] in `precision`.
+    pub fn decide_in(&self, p: Pattern, w: &Workload, precision: Precision) -> Result<Decision> {
+        let benefit = self.benefit_in(p, w, precision)?;
         let t = self.opts.threshold;
         let s = benefit.speedup;
         let j = decide(&s, benefit.equivalent, true, Rule::new(t));
@@ -817,15 +880,21 @@ impl FusionCostModel {
         Ok(Decision { fuse: j.fuse, choice, benefit, threshold: t, reason })
     }
 
-    /// The patterns with at least one measured record (the calibrated ones), in `Pattern::ALL` order.
+    /// The patterns with at least one measured record (the calibrated ones) in the model's precision, in
+    /// `Pattern::ALL` order.
     pub fn patterns(&self) -> Vec<Pattern> {
-        Pattern::ALL.into_iter().filter(|p| self.curves.get(p).is_some_and(|c| !c.points.is_empty())).collect()
+        Pattern::ALL
+            .into_iter()
+            .filter(|&p| self.curve(p, self.precision).is_some_and(|c| !c.points.is_empty()))
+            .collect()
     }
 
-    /// A pattern's calibrated sizes, ascending, with the combined speedup at each (`None` where every
-    /// record disagrees with unfused).
+    /// A pattern's calibrated sizes in the model's precision, ascending, with the combined speedup at each
+    /// (`None` where every record disagrees with unfused).
     pub fn calibrated_sizes(&self, p: Pattern) -> Vec<(f64, Option<Estimate>)> {
-        self.curves.get(&p).map(|c| c.points.iter().map(|pt| (pt.size, pt.speedup)).collect()).unwrap_or_default()
+        self.curve(p, self.precision)
+            .map(|c| c.points.iter().map(|pt| (pt.size, pt.speedup)).collect())
+            .unwrap_or_default()
     }
 
     /// About the calibration as a whole: records left out (unknown names, no size, bad numbers), an

@@ -302,6 +302,14 @@ pub struct FusionCalibration {
     /// The instance on the roofline of the run's ceilings (unfused and fused at the headline level).
     #[serde(default)]
     pub roofline: Option<crate::calibration::roofline::Roofline>,
+    /// What the sessions computed in (records are keyed by it: a file may hold one instance in several
+    /// precisions). Absent in older files: the run's (`metadata.precision`), else the provider's default.
+    #[serde(default)]
+    pub precision: Option<crate::runtime::Precision>,
+    /// tf32 and fp16: the outputs against strict fp32 on the same inputs, with their relative error
+    /// ([`crate::measure::reference`]).
+    #[serde(default)]
+    pub precision_error: Option<crate::measure::reference::PrecisionError>,
 }
 
 /// Whole-model timing beside the sum of the per-pattern savings.
@@ -555,7 +563,16 @@ pub fn reduction_size(g: &ModelGraph, inst: &Instance) -> usize {
 /// Bytes moved unfused (every node reads its inputs and writes its outputs) and fused (the pattern's
 /// inputs and constants read once, its outputs written once).
 pub fn memory_bytes(g: &ModelGraph, inst: &Instance) -> (u64, u64) {
-    let bytes = |t: &str| g.tensor(t).and_then(|t| t.bytes).unwrap_or(0);
+    memory_bytes_in(g, inst, None)
+}
+
+/// [`memory_bytes`] when the instance computes in `precision`: in fp16 its fp32 tensors take half the
+/// bytes (`onnx::fp16` converts every one a carved pattern reads or writes).
+pub fn memory_bytes_in(g: &ModelGraph, inst: &Instance, precision: Option<crate::runtime::Precision>) -> (u64, u64) {
+    let half = precision == Some(crate::runtime::Precision::Fp16);
+    let bytes = |t: &str| {
+        g.tensor(t).and_then(|t| Some(if half && t.elem_type == 1 { t.bytes? / 2 } else { t.bytes? })).unwrap_or(0)
+    };
     let unfused: u64 = inst
         .nodes
         .iter()
@@ -665,6 +682,8 @@ impl FusionCalibration {
             signature,
             cpu_fallback: vec![],
             roofline: None,
+            precision: None,
+            precision_error: None,
         };
         let c = match measured {
             Ok(c) => c,
@@ -715,6 +734,7 @@ impl FusionCalibration {
             rec.explicit_unavailable = Some(ExplicitUnavailable::failed(e));
         }
         rec.cpu_fallback = c.cpu_fallback.clone();
+        rec.precision_error = c.precision_error.clone();
         rec.extended = Some(ext);
         rec.all = Some(all);
         rec.best_variant = best_variant(&rec);
@@ -734,6 +754,17 @@ impl FusionCalibration {
         if self.explicit_unavailable.is_none() {
             self.explicit_unavailable = unavailable;
         }
+        self
+    }
+
+    /// Key the record by the precision its sessions computed in; in fp16 its memory traffic is that of
+    /// fp16 tensors ([`memory_bytes_in`]).
+    pub fn with_precision(mut self, g: &ModelGraph, inst: &Instance, precision: crate::runtime::Precision) -> Self {
+        let (unfused, fused) = memory_bytes_in(g, inst, Some(precision));
+        self.unfused_memory_bytes = unfused;
+        self.fused_memory_bytes = fused;
+        self.memory_reduction = if unfused > 0 { 1.0 - fused as f64 / unfused as f64 } else { 0.0 };
+        self.precision = Some(precision);
         self
     }
 

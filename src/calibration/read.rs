@@ -214,8 +214,20 @@ fn split_records(shown: &str, at: &str, mut obj: Map<String, Value>) -> Result<S
 }
 
 /// What a run without a full type still tells: ceilings, `complete`, the machine.
-fn records_run(rest: &Map<String, Value>, fusion_profiles: Vec<FusionCalibration>) -> RecordsRun {
+fn records_run(rest: &Map<String, Value>, mut fusion_profiles: Vec<FusionCalibration>) -> RecordsRun {
     let meta = |p: &str| rest.get("metadata").and_then(|m| m.pointer(p)).and_then(|c| c.as_str()).map(str::to_string);
+    // records written before they were keyed by precision: the run's, else its provider's default
+    let precision = meta("/precision").and_then(|p| serde_json::from_value(Value::String(p)).ok()).or_else(|| {
+        let ep = meta("/execution_provider")?;
+        Some(crate::runtime::Precision::default_for(if ep.starts_with("cuda") {
+            crate::runtime::Ep::Cuda { device_id: 0 }
+        } else {
+            crate::runtime::Ep::Cpu
+        }))
+    });
+    for r in fusion_profiles.iter_mut().filter(|r| r.precision.is_none()) {
+        r.precision = precision;
+    }
     RecordsRun {
         fusion_profiles,
         ceilings: rest.get("ceilings").and_then(|c| serde_json::from_value(c.clone()).ok()),

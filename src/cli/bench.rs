@@ -89,10 +89,11 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
             let ep = ep.ep(device_id);
             let threads = threads_arg(threads)?;
             let precision = crate::cli::args::precision_arg(precision, ep)?;
-            // fp16: the model converted (onnx::fp16) into the output folder, and measured as it is
-            let model = match precision {
-                crate::runtime::Precision::Fp16 => convert_fp16(&model, &out)?,
-                _ => model,
+            // fp16: the whole model converted (onnx::fp16) into the output folder; the instances are carved
+            // from the model as it is and converted one by one (pipeline::measure_instance)
+            let whole_model_path = match precision {
+                crate::runtime::Precision::Fp16 if !no_whole_model => Some(convert_fp16(&model, &out)?),
+                _ => None,
             };
             let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
             let run = RunOptions {
@@ -122,6 +123,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 replicates: crate::cli::args::replicates_arg(replicates)?,
                 attribution: !no_whole_model && !no_attribution,
                 precision,
+                whole_model_path,
             };
             (out, None, opts)
         }
@@ -231,6 +233,9 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         eprintln!("{} is already complete; nothing left to measure", path.display());
     }
     let attribution_recorded = run.attribution;
+    let precision = m.precision.unwrap_or_else(|| crate::runtime::Precision::default_for(ep));
+    let whole_model_path = (precision == crate::runtime::Precision::Fp16 && run.whole_model)
+        .then(|| fp16_path(Path::new(&run.model_path), dir));
     let opts = BenchOptions {
         ep,
         threads: m.threads,
@@ -245,15 +250,21 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         cuda_graph: false,
         replicates: m.replicates,
         attribution: attribution_recorded,
-        precision: m.precision.unwrap_or_else(|| crate::runtime::Precision::default_for(ep)),
+        precision,
+        whole_model_path,
     };
     Ok((prev, opts))
 }
 
+/// Where `bench --precision fp16` writes the fp16 model of `model`: `<out>/<stem>-fp16.onnx`.
+fn fp16_path(model: &Path, out: &Path) -> PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    out.join(format!("{stem}-fp16.onnx"))
+}
+
 /// The fp16 model of `model`, written as `<out>/<stem>-fp16.onnx` (`fuseval convert --to fp16`).
 fn convert_fp16(model: &Path, out: &Path) -> Result<PathBuf> {
-    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let path = out.join(format!("{stem}-fp16.onnx"));
+    let path = fp16_path(model, out);
     let r = crate::cli::convert::write_fp16(model, &path)?;
     eprintln!(
         "--precision fp16: {} converted to {} ({} nodes in fp16, {} kept in fp32)",

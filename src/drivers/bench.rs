@@ -42,8 +42,12 @@ pub struct BenchOptions {
     /// With the whole model: which of ORT's transformers act on it, each one's saving in context, and
     /// the fastest configuration verified (`drivers::attribution`).
     pub attribution: bool,
-    /// What the sessions compute in; an fp16 run's model is already converted (`onnx::fp16`).
+    /// What the sessions compute in. fp16: each carved instance is converted (`onnx::fp16`) and the
+    /// whole model is `whole_model_path`, the model converted.
     pub precision: crate::runtime::Precision,
+    /// The file the whole model and the attribution time, when it is not the model the instances are
+    /// carved from (fp16: the converted model).
+    pub whole_model_path: Option<PathBuf>,
 }
 
 /// A bench run's result, and whether Ctrl-C or SIGTERM cut it short.
@@ -180,12 +184,13 @@ pub fn bench_run(
 
     // the whole model's replicates: the first before the instances, the rest after them
     let whole = opts.whole_model && previous.and_then(|c| c.whole_model.as_ref()).is_none();
+    let whole_path: &Path = opts.whole_model_path.as_deref().unwrap_or(&p.loaded.path);
     let specs = if whole { Some(model_input_specs(&p.loaded, g)?) } else { None };
     let mut whole_reps: Vec<measure::Comparison> = vec![];
     let mut whole_error: Option<String> = None;
     let time_whole = |r: usize, reps: &mut Vec<measure::Comparison>, err: &mut Option<String>| {
         if let (Some(specs), None) = (&specs, &err) {
-            match measure::whole_model_replicate(&p.loaded.path, specs, &mopts, r) {
+            match measure::whole_model_replicate(whole_path, specs, &mopts, r) {
                 Ok(c) => reps.push(c),
                 Err(e) => *err = Some(format!("the whole model could not be timed: {e:#}")),
             }
@@ -286,7 +291,7 @@ pub fn bench_run(
                     None => cal.metadata.hardware.cpu_model.clone(),
                 },
             };
-            match crate::drivers::attribution::run(&p.loaded.path, specs, &mopts, &cal.fusion_profiles, &ctx) {
+            match crate::drivers::attribution::run(whole_path, specs, &mopts, &cal.fusion_profiles, &ctx) {
                 Ok((a, rc)) => {
                     if let Some(w) = cal.whole_model.as_mut() {
                         w.attribution = Some(a);
@@ -304,7 +309,7 @@ pub fn bench_run(
             // overlapping matches would count the same saving twice
             w.prediction = None;
         } else if let (Some(pred), Some(path)) = (w.prediction.as_mut(), &opts.calibration) {
-            match predict_from_calibration(p, &cal.fusion_profiles, &w.measurement, path) {
+            match predict_from_calibration(p, &cal.fusion_profiles, &w.measurement, path, opts.precision) {
                 Ok(c) => pred.from_calibration = Some(c),
                 Err(e) => cal.warnings.push(format!("no prediction from {}: {e:#}", path.display())),
             }
@@ -359,9 +364,12 @@ fn predict_from_calibration(
     profiles: &[FusionCalibration],
     m: &measure::WholeModel,
     path: &Path,
+    precision: crate::runtime::Precision,
 ) -> Result<crate::calibration::CalibrationPrediction> {
     use crate::calibration::cost_model::{CostModelOptions, FusionCostModel, Workload};
-    let model = FusionCostModel::from_path(path, CostModelOptions::default())?;
+    // the calibration's records of this run's precision
+    let opts = CostModelOptions { precision: Some(precision), ..CostModelOptions::default() };
+    let model = FusionCostModel::from_path(path, opts)?;
     let by_sig: HashMap<String, &Instance> = p.detection.all.iter().map(|i| (i.signature(&p.graph), i)).collect();
     let mut sources: BTreeMap<String, usize> = BTreeMap::new();
     let mut warnings = vec![];
@@ -369,8 +377,8 @@ fn predict_from_calibration(
     // every distinct instance of the cover, measured here or not: the calibration speaks for all
     for r in profiles {
         let Some(inst) = by_sig.get(&r.signature) else { continue };
-        let w = Workload::of_instance(&p.graph, inst);
-        let b = model.fusion_benefit(inst.pattern.key(), &w)?;
+        let w = Workload::of_instance_in(&p.graph, inst, precision);
+        let b = model.benefit(inst.pattern, &w)?;
         let Some(unfused_ms) = model.unfused_latency_ms(inst.pattern, &w) else {
             let why =
                 format!("{}: no measured unfused latency in the calibration; its saving counts as 0", inst.pattern);

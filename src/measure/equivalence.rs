@@ -146,7 +146,7 @@ pub fn check_equivalence_for(reference: &[OutputValues], candidate: &[OutputValu
     check_with(reference, candidate, &|d| tolerance_for(d, k))
 }
 
-fn check_with(
+pub(crate) fn check_with(
     reference: &[OutputValues],
     candidate: &[OutputValues],
     tol: &dyn Fn(DType) -> (f64, f64),

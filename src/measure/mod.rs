@@ -23,6 +23,7 @@ mod equivalence;
 pub mod events;
 mod inputs;
 pub mod optimizers;
+pub mod reference;
 pub mod replicates;
 mod session;
 pub mod timing;
@@ -345,6 +346,10 @@ pub struct Comparison {
     pub clock_check: Option<events::ClockCheck>,
     #[serde(default)]
     pub clock_check_error: Option<String>,
+    /// A reduced precision (tf32, fp16) against strict fp32 on the same inputs ([`reference`]), measured
+    /// once per instance (the first replicate's).
+    #[serde(default)]
+    pub precision_error: Option<reference::PrecisionError>,
 }
 
 fn one() -> usize {
@@ -822,6 +827,7 @@ pub fn compare_variants(
         replicates: vec![],
         clock_check,
         clock_check_error,
+        precision_error: None,
     })
 }
 

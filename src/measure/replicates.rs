@@ -298,6 +298,7 @@ pub fn combine(reps: &[Comparison], noise: &SessionNoise) -> Comparison {
         replicates: reps.iter().map(ReplicateResult::of).collect(),
         clock_check: first.clock_check,
         clock_check_error: first.clock_check_error.clone(),
+        precision_error: first.precision_error.clone(),
     }
 }
 

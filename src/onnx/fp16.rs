@@ -158,8 +158,23 @@ fn set_elem_type(vi: &mut pb::ValueInfoProto, elem_type: i32) {
     }
 }
 
-/// The model in fp16 (see the module docs), and what was done.
+/// The precision of a converted model's float inputs and outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Io {
+    /// Fed and read in fp32 as before, through casts at the edges: whole models.
+    Fp32,
+    /// Fed and read in fp16, no casts at the edges: carved patterns, whose inputs and outputs are the
+    /// intermediates of an fp16 model.
+    Fp16,
+}
+
+/// The model in fp16 with fp32 inputs and outputs (see the module docs), and what was done.
 pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
+    to_fp16_io(model, Io::Fp32)
+}
+
+/// [`to_fp16`], its float inputs and outputs in the precision `io` says.
+pub fn to_fp16_io(model: &pb::ModelProto, io: Io) -> Result<(pb::ModelProto, Fp16Report)> {
     let mut m = model.clone();
     let g = m.graph.as_mut().context("the model has no graph")?;
     let mut report = Fp16Report::default();
@@ -208,8 +223,11 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
     report.converted_nodes = class.iter().filter(|&&c| c == Class::Converted).count();
 
     // what precision each consumer needs of each float tensor
-    let mut needs32: HashSet<String> = g.output.iter().map(|o| o.name.clone()).filter(|o| float.contains(o)).collect();
-    let mut needs16: HashSet<String> = HashSet::new();
+    let float_outputs = g.output.iter().map(|o| o.name.clone()).filter(|o| float.contains(o));
+    let (mut needs32, mut needs16): (HashSet<String>, HashSet<String>) = match io {
+        Io::Fp32 => (float_outputs.collect(), HashSet::new()),
+        Io::Fp16 => (HashSet::new(), float_outputs.collect()),
+    };
     for (i, n) in g.node.iter().enumerate() {
         for (k, x) in n.input.iter().enumerate().filter(|(_, x)| float.contains(*x)) {
             match class[i] {
@@ -237,10 +255,26 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
             }
         }
     }
+    if io == Io::Fp16 {
+        for i in g.input.iter_mut().filter(|i| float.contains(&i.name)) {
+            home16.insert(i.name.clone());
+            set_elem_type(i, F16);
+        }
+    }
 
-    // a float graph output computed in fp16: the node writes `<name>__fp16`, a final Cast writes the output
-    let outputs16: Vec<String> = g.output.iter().map(|o| o.name.clone()).filter(|o| home16.contains(o)).collect();
-    let renamed: HashMap<String, String> = outputs16.iter().map(|o| (o.clone(), format!("{o}__fp16"))).collect();
+    // a float graph output in the other precision than `io` wants: the node writes `<name>__fp16` (or
+    // `__fp32`), a final Cast writes the output
+    let (suffix, out_to) = match io {
+        Io::Fp32 => ("__fp16", F32),
+        Io::Fp16 => ("__fp32", F16),
+    };
+    let outputs16: Vec<String> = g
+        .output
+        .iter()
+        .map(|o| o.name.clone())
+        .filter(|o| float.contains(o) && home16.contains(o) == (io == Io::Fp32))
+        .collect();
+    let renamed: HashMap<String, String> = outputs16.iter().map(|o| (o.clone(), format!("{o}{suffix}"))).collect();
     for n in g.node.iter_mut() {
         for x in n.output.iter_mut().chain(n.input.iter_mut()) {
             if let Some(r) = renamed.get(x) {
@@ -249,7 +283,9 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
         }
     }
     for o in &outputs16 {
-        home16.insert(renamed[o].clone());
+        if io == Io::Fp32 {
+            home16.insert(renamed[o].clone());
+        }
     }
 
     // rebuild the node list with the casts each consumer needs, each cast once, before its first consumer
@@ -268,7 +304,7 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
     let mut nodes = Vec::with_capacity(g.node.len() + 8);
     let old = std::mem::take(&mut g.node);
     // graph inputs read in fp16: one cast at the top
-    for i in g.input.iter().filter(|i| float.contains(&i.name) && needs16.contains(&i.name)) {
+    for i in g.input.iter().filter(|i| io == Io::Fp32 && float.contains(&i.name) && needs16.contains(&i.name)) {
         let out = fresh(format!("{}__to_fp16", i.name));
         nodes.push(cast_node(fresh(format!("fuseval_cast_{}_to_fp16", i.name)), &i.name, &out, F16));
         cast_of.insert((i.name.clone(), F16), out);
@@ -336,8 +372,14 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
         nodes.push(n);
     }
     for o in &outputs16 {
-        nodes.push(cast_node(fresh(format!("fuseval_cast_{o}_to_fp32")), &renamed[o], o, F32));
+        let to = if out_to == F32 { "fp32" } else { "fp16" };
+        nodes.push(cast_node(fresh(format!("fuseval_cast_{o}_to_{to}")), &renamed[o], o, out_to));
         report.casts += 1;
+    }
+    if io == Io::Fp16 {
+        for o in g.output.iter_mut().filter(|o| float.contains(&o.name)) {
+            set_elem_type(o, F16);
+        }
     }
     g.node = nodes;
     // declared types follow: intermediates in fp16 say so (the inputs and outputs stay fp32)
@@ -356,8 +398,13 @@ pub fn to_fp16(model: &pb::ModelProto) -> Result<(pb::ModelProto, Fp16Report)> {
 
 /// [`to_fp16`] on serialized bytes.
 pub fn to_fp16_bytes(bytes: &[u8]) -> Result<(Vec<u8>, Fp16Report)> {
+    to_fp16_bytes_io(bytes, Io::Fp32)
+}
+
+/// [`to_fp16_io`] on serialized bytes.
+pub fn to_fp16_bytes_io(bytes: &[u8], io: Io) -> Result<(Vec<u8>, Fp16Report)> {
     let m = pb::ModelProto::decode(bytes).context("parsing the model as ONNX")?;
-    let (m, r) = to_fp16(&m)?;
+    let (m, r) = to_fp16_io(&m, io)?;
     Ok((m.encode_to_vec(), r))
 }
 
@@ -498,5 +545,34 @@ mod tests {
         let cast = g.node.iter().find(|n| n.name == "cast").unwrap();
         assert_eq!(cast.attribute[0].i, F16 as i64, "an integer input cast straight to fp16");
         assert_eq!(r.casts, 1, "only the output");
+    }
+
+    #[test]
+    fn fp16_io_has_no_casts_at_the_edges_but_around_kept_nodes() {
+        let (m, r) = to_fp16_io(&model(), Io::Fp16).unwrap();
+        let g = m.graph.unwrap();
+        let elem = |vi: &pb::ValueInfoProto| match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(pb::type_proto::Value::TensorType(t)) => t.elem_type,
+            _ => panic!(),
+        };
+        // x and y are fp16 now; the integer input and output are untouched
+        assert_eq!(g.input.iter().map(elem).collect::<Vec<_>>(), [F16, 7]);
+        assert_eq!(g.output.iter().map(elem).collect::<Vec<_>>(), [F16, 7]);
+        // no cast reads x; add2 writes y itself; the one cast is Range's output into fp16
+        assert!(g.node.iter().all(|n| n.op_type != "Cast" || n.input[0] != "x"));
+        let add2 = g.node.iter().find(|n| n.name == "add2").unwrap();
+        assert_eq!(add2.output, ["y"]);
+        assert_eq!(r.casts, 1);
+        // a kept node whose output is a graph output: written in fp32, cast to fp16 at the end
+        let mut kept_out = model();
+        let kg = kept_out.graph.as_mut().unwrap();
+        kg.node.retain(|n| n.name != "add2");
+        kg.output[0] = value_info("r", F32, Some(&[4]));
+        let (m, _) = to_fp16_io(&kept_out, Io::Fp16).unwrap();
+        let g = m.graph.unwrap();
+        let last = g.node.last().unwrap();
+        assert_eq!((last.op_type.as_str(), last.input[0].as_str(), last.output[0].as_str()), ("Cast", "r__fp32", "r"));
+        assert_eq!(last.attribute[0].i, F16 as i64);
+        assert_eq!(elem(&g.output[0]), F16);
     }
 }

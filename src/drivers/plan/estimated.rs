@@ -40,8 +40,14 @@ impl Estimator {
         let bad = |e: anyhow::Error| user(format!("--calibration {}: {e:#}", path.display()));
         let src = crate::calibration::read::read(path).map_err(bad)?;
         let model = FusionCostModel::from_source(&src, opts).map_err(bad)?;
-        // the records themselves, for ORT's fused ops, trust and the roofline
-        let records: Vec<FusionCalibration> = src.records().filter(|r| r.status == Status::Measured).cloned().collect();
+        // the records themselves (of the precision the model answers in), for ORT's fused ops, trust and the
+        // roofline
+        let precision = Some(model.precision());
+        let records: Vec<FusionCalibration> = src
+            .records()
+            .filter(|r| r.status == Status::Measured && r.precision.is_none_or(|q| Some(q) == precision))
+            .cloned()
+            .collect();
         let ceilings = src.ceilings().cloned();
         let by_signature = records.iter().map(|r| (r.signature.clone(), r.clone())).collect();
         Ok(Estimator { path: path.to_path_buf(), model, by_signature, records, ceilings })
@@ -54,7 +60,7 @@ impl Estimator {
 
     /// The cost model's estimate of fusing `inst`.
     pub fn benefit(&self, g: &ModelGraph, inst: &Instance) -> Result<Benefit> {
-        self.model.benefit(inst.pattern, &Workload::of_instance(g, inst))
+        self.model.benefit(inst.pattern, &Workload::of_instance_in(g, inst, self.model.precision()))
     }
 
     /// The record measured at this very instance (same signature), else one of the same pattern at the
@@ -74,7 +80,7 @@ impl Estimator {
     /// What fusing `inst` is worth by the cost model's estimate, under the one decision rule (with the
     /// trust of the calibration's record of it, when there is one).
     pub fn assess(&self, g: &ModelGraph, inst: &Instance, threshold: f64) -> Result<Assessment> {
-        let w = Workload::of_instance(g, inst);
+        let w = Workload::of_instance_in(g, inst, self.model.precision());
         let b = &self.model.benefit(inst.pattern, &w)?;
         let source = b.source.name();
         if let Source::Fallback(_) = b.source {

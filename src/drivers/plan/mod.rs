@@ -106,6 +106,7 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
         replicates: m.replicates,
         attribution: false,
         precision: m.precision,
+        whole_model_path: None,
     }))
 }
 
