@@ -94,6 +94,7 @@ fn comparison(unfused_ms: f64, s: f64, aa: Estimate, agree: bool) -> Comparison 
         clock_check: None,
         clock_check_error: None,
         precision_error: None,
+        no_cuda_graph: vec![],
     }
 }
 

@@ -111,6 +111,7 @@ fn comparison(unfused_ms: f64, s: Shape) -> Comparison {
         clock_check: None,
         clock_check_error: None,
         precision_error: None,
+        no_cuda_graph: vec![],
     }
 }
 

@@ -23,6 +23,9 @@ pub struct CalibrationMetadata {
     pub fuseval_version: String,
     /// `cpu` or `gpu`.
     pub device_type: String,
+    /// The precisions the sweeps were measured in (each record says its own).
+    #[serde(default)]
+    pub precisions: Vec<crate::runtime::Precision>,
     pub hardware: crate::runtime::Hardware,
     pub runtime: String,
     pub ort_version: String,
@@ -96,6 +99,9 @@ fn yes() -> bool {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Crossover {
     pub fusion_pattern: String,
+    /// The precision its sizes were measured in (absent in older files).
+    #[serde(default)]
+    pub precision: Option<crate::runtime::Precision>,
     pub points: Vec<SweepPoint>,
     /// Sizes where the best fused variant is faster beyond noise.
     pub pays_at: Vec<String>,

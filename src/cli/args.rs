@@ -47,7 +47,8 @@ pub struct MeasureFlags {
     #[arg(long)]
     pub replicates: Option<usize>,
     /// What to compute in (CUDA): fp32 (TF32 off), tf32 (ORT's CUDA default), fp16 (the model converted by
-    /// fuseval, fp32 inputs and outputs). The CPU computes fp32 only. Default: fp32 on the CPU, tf32 on CUDA.
+    /// fuseval), all (bench, calibrate: the three in one run, side by side). The CPU computes fp32 only.
+    /// Default: fp32 on the CPU, tf32 on CUDA.
     #[arg(long, value_enum)]
     pub precision: Option<PrecisionArg>,
 }
@@ -57,6 +58,7 @@ pub enum PrecisionArg {
     Fp32,
     Tf32,
     Fp16,
+    All,
 }
 
 /// The precision asked for, or the provider's default; an error (exit 2) when the provider cannot.
@@ -67,9 +69,26 @@ pub fn precision_arg(p: Option<PrecisionArg>, ep: Ep) -> Result<crate::runtime::
         Some(PrecisionArg::Fp32) => Precision::Fp32,
         Some(PrecisionArg::Tf32) => Precision::Tf32,
         Some(PrecisionArg::Fp16) => Precision::Fp16,
+        Some(PrecisionArg::All) => {
+            return Err(crate::error::user("--precision all is for bench and calibrate; name one precision here"))
+        }
     };
     p.check(ep)?;
     Ok(p)
+}
+
+/// The precisions asked for (`all`: fp32, tf32, fp16), or the provider's default; an error (exit 2) when
+/// the provider cannot compute one of them.
+pub fn precision_args(p: Option<PrecisionArg>, ep: Ep) -> Result<Vec<crate::runtime::Precision>> {
+    match p {
+        Some(PrecisionArg::All) => {
+            for q in crate::runtime::Precision::ALL {
+                q.check(ep).map_err(|e| crate::error::user(format!("--precision all: {e:#}")))?;
+            }
+            Ok(crate::runtime::Precision::ALL.to_vec())
+        }
+        p => Ok(vec![precision_arg(p, ep)?]),
+    }
 }
 
 impl MeasureFlags {

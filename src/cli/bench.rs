@@ -77,24 +77,27 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     } = cmd;
     crate::drivers::run::install_signal_handlers()?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (out, previous, opts) = match resume {
+    let (out, previous, runs) = match resume {
         Some(dir) => {
             let (prev, opts) = resume_plan(&dir, progress)?;
-            (dir, Some(prev), opts)
+            (dir.clone(), Some(prev), vec![(dir, opts)])
         }
         None => {
             let model = model.ok_or_else(|| crate::error::user("bench needs a MODEL (or --resume OUT_DIR)"))?;
             let out = out.unwrap_or_else(|| default_out_dir(&model));
-            report::check_outputs_free(&out, force)?;
             let ep = ep.ep(device_id);
             let threads = threads_arg(threads)?;
-            let precision = crate::cli::args::precision_arg(precision, ep)?;
-            // fp16: the whole model converted (onnx::fp16) into the output folder; the instances are carved
-            // from the model as it is and converted one by one (pipeline::measure_instance)
-            let whole_model_path = match precision {
-                crate::runtime::Precision::Fp16 if !no_whole_model => Some(convert_fp16(&model, &out)?),
-                _ => None,
-            };
+            let precisions = crate::cli::args::precision_args(precision, ep)?;
+            // several precisions: one bench folder each, under OUT
+            let several = precisions.len() > 1;
+            let dirs: Vec<PathBuf> =
+                precisions.iter().map(|q| if several { out.join(q.name()) } else { out.clone() }).collect();
+            if several {
+                report::precisions::check_outputs_free(&out, force)?;
+            }
+            for d in &dirs {
+                report::check_outputs_free(d, force)?;
+            }
             let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
             let run = RunOptions {
                 model_path: model_path.display().to_string(),
@@ -105,7 +108,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 whole_model: !no_whole_model,
                 attribution: !no_whole_model && !no_attribution,
             };
-            let opts = BenchOptions {
+            let base = BenchOptions {
                 ep,
                 threads,
                 quick,
@@ -122,15 +125,25 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 cuda_graph,
                 replicates: crate::cli::args::replicates_arg(replicates)?,
                 attribution: !no_whole_model && !no_attribution,
-                precision,
-                whole_model_path,
+                precision: precisions[0],
+                whole_model_path: None,
             };
-            (out, None, opts)
+            let mut runs = vec![];
+            for (q, d) in precisions.iter().zip(dirs) {
+                // fp16: the whole model converted (onnx::fp16) into its output folder; the instances are
+                // carved from the model as it is and converted one by one (pipeline::measure_instance)
+                let whole_model_path = match q {
+                    crate::runtime::Precision::Fp16 if !no_whole_model => Some(convert_fp16(&model, &d)?),
+                    _ => None,
+                };
+                runs.push((d, BenchOptions { precision: *q, whole_model_path, ..base.clone() }));
+            }
+            (out, None, runs)
         }
     };
-    let run = opts.run.clone().context("bench options without run options")?;
+    let run = runs[0].1.run.clone().context("bench options without run options")?;
     // before anything starts ONNX Runtime: its shared thread pool is sized once per process
-    crate::runtime::configure_pool(opts.threads)?;
+    crate::runtime::configure_pool(runs[0].1.threads)?;
     let p = prepare(Path::new(&run.model_path), &InputOverride::parse_all(&run.inputs)?)?;
     if previous.is_none() {
         for w in &p.loaded.warnings {
@@ -139,23 +152,56 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     }
     // one measuring run per machine at a time
     let _lock = crate::drivers::run::take_lock(lock)?;
-    if crate::drivers::run::interrupted() {
-        return Err(crate::error::Error::Interrupted.into());
+    let mut done: Vec<(crate::runtime::Precision, PathBuf, CalibrationFile)> = vec![];
+    let mut code = ExitCode::Ok;
+    for (dir, opts) in &runs {
+        if crate::drivers::run::interrupted() {
+            return Err(crate::error::Error::Interrupted.into());
+        }
+        if runs.len() > 1 {
+            println!("== precision {} → {}", opts.precision.name(), dir.display());
+        }
+        let (c, cal) = bench_one(&p, dir, opts, previous.as_ref(), slim_annotated)?;
+        done.push((opts.precision, dir.clone(), cal));
+        if c != ExitCode::Ok {
+            code = c;
+        }
+        if c == ExitCode::Interrupted {
+            break;
+        }
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating output directory {}", out.display()))?;
+    drop(_lock);
+    if done.len() > 1 {
+        for f in report::precisions::write(&out, &done)? {
+            println!("wrote {}", f.display());
+        }
+        print!("{}", report::precisions::text(&done));
+        println!("Report: {} (open it in a browser)", out.join(report::html::REPORT_HTML).display());
+    }
+    Ok(code)
+}
+
+/// Measure one bench run into `out` and write its outputs; its exit code and calibration file.
+fn bench_one(
+    p: &crate::pipeline::Prepared,
+    out: &Path,
+    opts: &BenchOptions,
+    previous: Option<&CalibrationFile>,
+    slim_annotated: bool,
+) -> Result<(ExitCode, CalibrationFile)> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
     let cal_path = out.join(report::CALIBRATION_JSON);
     let mut save = |cal: &CalibrationFile| -> Result<()> {
         let json = serde_json::to_vec_pretty(cal).context("serialising calibration.json")?;
         report::atomic_write(&cal_path, &json)
     };
-    let outcome = bench_run(&p, &opts, previous.as_ref(), &mut save)?;
-    drop(_lock);
+    let outcome = bench_run(p, opts, previous, &mut save)?;
     let cal = outcome.cal;
     print!("{}", report::summary::summary_text(&cal));
     for w in report::warnings::measurement_warnings(&cal) {
         eprintln!("warning: {w}");
     }
-    let written = report::write_outputs_with(&out, &cal, &p.loaded, &p.graph, &p.detection, slim_annotated)?;
+    let written = report::write_outputs_with(out, &cal, &p.loaded, &p.graph, &p.detection, slim_annotated)?;
     for f in &written {
         println!("wrote {}", f.display());
     }
@@ -164,20 +210,20 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     }
     let skipped = cal.fusion_profiles.iter().filter(|r| r.status == Status::Skipped).count();
     if outcome.interrupted {
-        let total = crate::pipeline::distinct_count(&p, opts.all_patterns);
+        let total = crate::pipeline::distinct_count(p, opts.all_patterns);
         eprintln!(
             "interrupted: {} of {total} distinct instances are in {}; finish with `fuseval bench --resume {}`",
             cal.fusion_profiles.len(),
             cal_path.display(),
             out.display()
         );
-        return Ok(ExitCode::Interrupted);
+        return Ok((ExitCode::Interrupted, cal));
     }
     if skipped > 0 {
         eprintln!("{skipped} distinct instances were skipped (see skip_reason in {})", cal_path.display());
-        return Ok(ExitCode::Skipped);
+        return Ok((ExitCode::Skipped, cal));
     }
-    Ok(ExitCode::Ok)
+    Ok((ExitCode::Ok, cal))
 }
 
 /// What `--resume DIR` continues: the file there, and the options it was measured with. Refuses (as bad

@@ -96,13 +96,7 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
             rules: !no_rules,
             progress: true,
             cuda_graph,
-            precision: match super::args::precision_arg(precision, ep)? {
-                crate::runtime::Precision::Fp16 => return Err(crate::error::user(
-                    "calibrate --precision fp16: not yet (its synthetic pattern models are built in fp32); bench a \
-                     model converted with `fuseval convert --to fp16`, or use --precision fp32|tf32",
-                )),
-                p => p,
-            },
+            precisions: super::args::precision_args(precision, ep)?,
         };
     crate::runtime::configure_pool(threads)?;
     let _lock = crate::drivers::run::lock_path()

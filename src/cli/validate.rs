@@ -88,14 +88,6 @@ pub(super) fn measure_args(model: &ModelFlags, m: &MeasureFlags) -> Result<Measu
         seed: m.seed,
         replicates: m.replicates()?,
         lock: model.lock,
-        precision: match super::args::precision_arg(m.precision, m.ep())? {
-            crate::runtime::Precision::Fp16 => {
-                return Err(crate::error::user(
-                    "--precision fp16 is for bench: validate and plan measure the plan's own model; convert it first \
-                     (`fuseval convert MODEL --to fp16 -o MODEL16`) and give them that",
-                ))
-            }
-            p => p,
-        },
+        precision: super::args::precision_arg(m.precision, m.ep())?,
     })
 }

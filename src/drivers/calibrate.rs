@@ -86,8 +86,9 @@ pub struct CalibrateOptions {
     pub progress: bool,
     /// CUDA: time CUDA-graph replays.
     pub cuda_graph: bool,
-    /// What the pattern sessions compute in (fp32 or tf32: the synthetic models are fp32).
-    pub precision: crate::runtime::Precision,
+    /// What the pattern sessions compute in: each size of each pattern is measured in each of these
+    /// (fp16: the synthetic model converted), every record keyed by its precision. Not empty.
+    pub precisions: Vec<crate::runtime::Precision>,
 }
 
 fn probe_opts(ep: Ep, threads: usize, quick: bool, seed: u64) -> MeasureOptions {
@@ -302,7 +303,8 @@ pub fn calibrate(
     let started = Instant::now();
     let mopts = MeasureOptions {
         cuda_graph: opts.cuda_graph,
-        precision: opts.precision,
+        // the fusion rules' precision; the sweeps take each of `opts.precisions`
+        precision: opts.precisions[0],
         ..probe_opts(opts.ep, opts.threads, opts.quick, opts.seed)
     };
     if opts.progress {
@@ -327,6 +329,7 @@ pub fn calibrate(
             tool: "fuseval".into(),
             fuseval_version: env!("CARGO_PKG_VERSION").into(),
             device_type: if gpu { "gpu" } else { "cpu" }.into(),
+            precisions: opts.precisions.clone(),
             hardware,
             runtime: "onnxruntime".into(),
             ort_version: crate::runtime::ort_version(),
@@ -366,25 +369,33 @@ pub fn calibrate(
         complete: false,
     };
     let dir = TempDir::new()?;
-    for &pattern in &opts.patterns {
-        let sizes = crate::synth::grid(pattern, opts.quick, opts.ep);
-        for (k, size) in sizes.iter().enumerate() {
-            if crate::drivers::run::interrupted() {
-                return Ok(finish(cal, started));
-            }
-            let rec = match sweep_point(&dir, pattern, k, size, opts.seed, &mopts) {
-                Ok(r) => r.with_roofline(&ceilings),
-                Err(e) => {
-                    cal.warnings.push(format!("{} at {}: {e:#}", pattern.key(), size.label));
-                    continue;
+    let several = opts.precisions.len() > 1;
+    for &precision in &opts.precisions {
+        let mopts = MeasureOptions { precision, ..mopts.clone() };
+        if opts.progress && several {
+            eprintln!("precision {}", precision.name());
+        }
+        for &pattern in &opts.patterns {
+            let sizes = crate::synth::grid(pattern, opts.quick, opts.ep);
+            for (k, size) in sizes.iter().enumerate() {
+                if crate::drivers::run::interrupted() {
+                    return Ok(finish(cal, started));
                 }
-            };
-            if opts.progress {
-                eprintln!("  {:<30} {:<28} {}", pattern.key(), size.label, point_text(&rec));
+                let rec = match sweep_point(&dir, pattern, k, size, opts.seed, &mopts) {
+                    Ok(r) => r.with_roofline(&ceilings),
+                    Err(e) => {
+                        let at = if several { format!(" in {}", precision.name()) } else { String::new() };
+                        cal.warnings.push(format!("{} at {}{at}: {e:#}", pattern.key(), size.label));
+                        continue;
+                    }
+                };
+                if opts.progress {
+                    eprintln!("  {:<30} {:<28} {}", pattern.key(), size.label, point_text(&rec));
+                }
+                cal.fusion_profiles.push(rec);
+                cal.metadata.measured = format!("{:.1} s", started.elapsed().as_secs_f64());
+                on_record(&cal)?;
             }
-            cal.fusion_profiles.push(rec);
-            cal.metadata.measured = format!("{:.1} s", started.elapsed().as_secs_f64());
-            on_record(&cal)?;
         }
     }
     cal.crossovers = crossovers(&cal.fusion_profiles, &opts.patterns);
@@ -444,12 +455,18 @@ fn sweep_point(
     Ok(rec)
 }
 
-/// Per pattern, in grid order: where fusion pays.
+/// Per precision and pattern, in grid order: where fusion pays.
 pub fn crossovers(profiles: &[FusionCalibration], patterns: &[Pattern]) -> Vec<Crossover> {
-    patterns
-        .iter()
-        .filter_map(|p| {
-            let recs: Vec<&FusionCalibration> = profiles.iter().filter(|r| r.fusion_pattern == p.key()).collect();
+    let mut precisions: Vec<Option<crate::runtime::Precision>> = profiles.iter().map(|r| r.precision).collect();
+    precisions.sort();
+    precisions.dedup();
+    let pairs: Vec<(Option<crate::runtime::Precision>, &Pattern)> =
+        precisions.iter().flat_map(|&q| patterns.iter().map(move |p| (q, p))).collect();
+    pairs
+        .into_iter()
+        .filter_map(|(precision, p)| {
+            let recs: Vec<&FusionCalibration> =
+                profiles.iter().filter(|r| r.fusion_pattern == p.key() && r.precision == precision).collect();
             if recs.is_empty() {
                 return None;
             }
@@ -489,7 +506,7 @@ pub fn crossovers(profiles: &[FusionCalibration], patterns: &[Pattern]) -> Vec<C
             if left_out > 0 {
                 summary.push_str(&format!("; {left_out} size(s) left out: their A/A control failed"));
             }
-            Some(Crossover { fusion_pattern: p.key().into(), points, pays_at, summary })
+            Some(Crossover { fusion_pattern: p.key().into(), precision, points, pays_at, summary })
         })
         .collect()
 }

@@ -299,6 +299,12 @@ pub fn combine(reps: &[Comparison], noise: &SessionNoise) -> Comparison {
         clock_check: first.clock_check,
         clock_check_error: first.clock_check_error.clone(),
         precision_error: first.precision_error.clone(),
+        no_cuda_graph: {
+            let mut v: Vec<String> = reps.iter().flat_map(|c| c.no_cuda_graph.iter().cloned()).collect();
+            v.sort();
+            v.dedup();
+            v
+        },
     }
 }
 

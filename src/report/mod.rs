@@ -31,6 +31,7 @@ pub mod hardware;
 pub mod html;
 pub mod inspect;
 pub mod onnx;
+pub mod precisions;
 pub mod summary;
 pub mod warnings;
 
@@ -422,6 +423,10 @@ pub(crate) fn result_line(p: &FusionCalibration) -> String {
     let mut s = format!("{} {verdict}", fmt_speedup(&headline_speedup(p)));
     if !why.is_empty() {
         s.push_str(&format!(" (untrustworthy: {})", why.join("; ")));
+    }
+    if let Some(e) = &p.precision_error {
+        let beyond = if e.passed() { "" } else { ", beyond its tolerance" };
+        s.push_str(&format!("; {} vs fp32 error {}{beyond}", e.precision.name(), fmt_err(e.max_rel_err())));
     }
     s
 }

@@ -156,6 +156,15 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
                 if wm.cpu_fallback.len() == 1 { "" } else { "s" }
             ));
         }
+        if !wm.no_cuda_graph.is_empty() {
+            v.push(format!(
+                "--cuda-graph: ORT could not capture the whole model in a CUDA graph in the {} session{} (nodes on the \
+                 CPU), which were timed without one: their comparison with the captured levels includes the launch \
+                 overhead a graph removes",
+                wm.no_cuda_graph.join(", "),
+                if wm.no_cuda_graph.len() == 1 { "" } else { "s" }
+            ));
+        }
         if wm.budget_exhausted {
             let what = if m.quick { "rerun without --quick for a larger budget" } else { "its CI is wider than asked" };
             v.push(format!(

@@ -102,7 +102,7 @@ document.addEventListener('DOMContentLoaded',function(){
 "#;
 
 /// The page around the sections.
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n<script>{JS}</script>\n</head>\n<body>\n<pre id=\"js-errors\"></pre>\n{body}\n</body>\n</html>\n",
         escape(title)
