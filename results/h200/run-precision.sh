@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# fuseval on a lent NVIDIA H200, issue 14: the precision matrix. ResNet-50 at batch 1 and 32 and BERT-base
+# at 1x128 and 8x128, each `--precision all` (strict fp32, TF32, fp16 converted by fuseval) in one bench
+# run, --quick, --cuda-graph (carved patterns and whole models replayed from CUDA graphs where ORT can
+# capture them), without the attribution. Runs on the GPU machine (no Rust, no network) from the repo root
+# after ONNX Runtime's CUDA provider is staged:
+#   bash .gpu/meta/assemble.sh && . .gpu/env.sh && PHASE=b1 bash results/h200/run-precision.sh
+# PHASE=b1: ResNet-50 b1, BERT-base 1x128; PHASE=big: ResNet-50 b32, BERT-base 8x128; RUNS overrides the
+# list (names below). Output: $OUT/h200/h200.tar.gz and the key files (see results/h200/common.sh).
+set -u
+
+SKIP_BENCH_AFTER=${SKIP_BENCH_AFTER:-480}
+BENCH_END=${BENCH_END:-575}
+EVENT_QUICK_AFTER=0
+EVENT_START_BY=0
+EVENT_END=0
+SCRIPT=results/h200/run-precision.sh
+KEY_FILES="commands.txt nvidia-smi.txt models.sha256"
+. results/h200/common.sh
+
+declare -A MODEL=(
+  [resnet50-b1]=resnet50 [resnet50-b32]=resnet50 [bert-base-1x128]=bert-base [bert-base-8x128]=bert-base
+)
+declare -A INPUT=(
+  [resnet50-b1]="--input input=1x3x224x224" [resnet50-b32]="--input input=32x3x224x224"
+  [bert-base-1x128]="--input input_ids=1x128" [bert-base-8x128]="--input input_ids=8x128"
+)
+case ${PHASE:-b1} in
+  b1) default="resnet50-b1 bert-base-1x128" ;;
+  big) default="resnet50-b32 bert-base-8x128" ;;
+  *) default="" ;;
+esac
+for name in ${RUNS:-$default}; do
+  m=${MODEL[$name]}
+  if ((SECONDS > SKIP_BENCH_AFTER)); then
+    log "[$(stamp)] skipped bench $name: past ${SKIP_BENCH_AFTER} s"
+    continue
+  fi
+  lim=$((BENCH_END - SECONDS))
+  ((lim < 30)) && lim=30
+  mkdir -p "$W/$name"
+  # shellcheck disable=SC2086
+  run_cmd "$lim" "$W/$name/summary.txt" "$W/$name/stderr.txt" \
+    "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated --no-attribution --cuda-graph \
+    --precision all ${INPUT[$name]} -o "$W/$name" --force
+  tail -25 "$W/$name/summary.txt"
+  grep -m5 -iE '^(error|warning)' "$W/$name/stderr.txt"
+  cp -f "$W/$name/summary.txt" "$W/$name.summary.txt"
+  KEY_FILES="$KEY_FILES $name.summary.txt"
+  rm -f "$W/$name"/*/resnet50-fp16.onnx "$W/$name"/*/bert-base-fp16.onnx
+  pack
+done
+log "# done $(date -u '+%Y-%m-%d %H:%M:%S UTC'), ${SECONDS} s"
+pack
