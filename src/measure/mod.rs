@@ -708,7 +708,7 @@ pub fn compare_variants(
                     Ok((g, _)) => g,
                     // ORT captures only a graph whose every node runs on the GPU: a whole model at a level
                     // that keeps shape arithmetic on the CPU is timed without a graph, and says so
-                    Err(e) if format!("{e:#}").to_lowercase().contains("cuda graph") => {
+                    Err(e) if capture_refused(&format!("{e:#}")) => {
                         no_graph.push(label.to_string());
                         s
                     }
@@ -846,6 +846,13 @@ pub fn compare_variants(
         precision_error: None,
         no_cuda_graph: no_graph,
     })
+}
+
+/// Whether ORT refused to capture a session in a CUDA graph (a node not on the CUDA provider). ORT 1.31
+/// says "cannot use the graph capture feature"; older versions "CUDA Graph".
+fn capture_refused(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("graph capture") || m.contains("cuda graph")
 }
 
 /// One replicate of a comparison: [`compare_variants`] with a seed of its own (inputs, build order,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::equivalence::{check_with, tolerance_ep, tolerance_for};
 use super::inputs::{random_inputs, HostTensor};
 use super::session::{build_session_placed, run_plain, to_ort_values};
+use super::equivalence::Values;
 use super::{DType, Equivalence, InputSpec, Level, MeasureOptions, ModelSource, OutputValues};
 use crate::onnx::f16_to_f32;
 use crate::runtime::Precision;
@@ -29,13 +30,29 @@ pub struct PrecisionError {
     /// The explicit-fused model against the fp32 reference, when there is one.
     #[serde(default)]
     pub explicit: Option<Equivalence>,
+    /// The largest |value| of the fp32 reference's float outputs: [`PrecisionError::rel_err`] divides by it.
+    #[serde(default)]
+    pub reference_max_abs: f64,
 }
 
 impl PrecisionError {
-    /// The largest relative error of any variant.
+    /// The largest elementwise relative error of any variant (`|a − b| / max(|b|, atol)`: large where
+    /// the reference is near zero).
     pub fn max_rel_err(&self) -> f64 {
         let e = self.unfused.max_rel_err.max(self.fused.max_rel_err);
         self.explicit.as_ref().map_or(e, |x| e.max(x.max_rel_err))
+    }
+
+    /// The largest absolute error of any variant over the largest |reference| value: the relative error
+    /// fuseval reports (a value the size of the output's range, not of its smallest element).
+    pub fn rel_err(&self) -> f64 {
+        let e = self.unfused.max_abs_err.max(self.fused.max_abs_err);
+        let e = self.explicit.as_ref().map_or(e, |x| e.max(x.max_abs_err));
+        if self.reference_max_abs > 0.0 {
+            e / self.reference_max_abs
+        } else {
+            e
+        }
     }
 
     /// Every variant within the tolerance.
@@ -104,6 +121,14 @@ pub fn against_fp32(
     let _guard = super::MEASURE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let inputs = random_inputs(specs, opts.seed ^ 0x0072_6566).context("generating the reference inputs")?;
     let reference = outputs(fp32_model, Level::Disable, &widened(&inputs), opts, Precision::Fp32, "fp32 reference")?;
+    let reference_max_abs = reference
+        .iter()
+        .filter_map(|o| match &o.values {
+            Values::F32(v) => Some(v.iter().map(|x| x.abs() as f64).filter(|x| x.is_finite()).fold(0.0, f64::max)),
+            Values::Float(v) => Some(v.iter().map(|x| x.abs()).filter(|x| x.is_finite()).fold(0.0, f64::max)),
+            Values::Int(_) => None,
+        })
+        .fold(0.0, f64::max);
     let tol = |_: DType| reference_tolerance(precision, opts.reduction, opts.ep);
     let against = |level: Level, bytes: &[u8], label: &str| -> Result<Equivalence> {
         let out = outputs(bytes, level, &inputs, opts, precision, label)?;
@@ -119,6 +144,7 @@ pub fn against_fp32(
         unfused: against(Level::Disable, model, "unfused (reduced precision)")?,
         fused: against(Level::Extended, model, "runtime-fused (reduced precision)")?,
         explicit: explicit.map(|e| against(Level::Disable, e, "explicit-fused (reduced precision)")).transpose()?,
+        reference_max_abs,
     }))
 }
 

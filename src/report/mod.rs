@@ -426,7 +426,7 @@ pub(crate) fn result_line(p: &FusionCalibration) -> String {
     }
     if let Some(e) = &p.precision_error {
         let beyond = if e.passed() { "" } else { ", beyond its tolerance" };
-        s.push_str(&format!("; {} vs fp32 error {}{beyond}", e.precision.name(), fmt_err(e.max_rel_err())));
+        s.push_str(&format!("; {} vs fp32 error {}{beyond}", e.precision.name(), fmt_err(e.rel_err())));
     }
     s
 }

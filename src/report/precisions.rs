@@ -27,8 +27,8 @@ pub struct Cell {
     pub speedup: Estimate,
     /// Trustworthy: the A/A control passed and the fused outputs agree with the unfused ones.
     pub trustworthy: bool,
-    /// The largest relative error of any variant against strict fp32 (tf32, fp16).
-    pub max_rel_err_vs_fp32: Option<f64>,
+    /// The largest error of any variant against strict fp32 over the largest reference value (tf32, fp16).
+    pub rel_err_vs_fp32: Option<f64>,
     /// Within the documented tolerance against strict fp32.
     pub within_tolerance: Option<bool>,
     /// `Compute`/`Memory`/... before → after fusion, on this run's roofline.
@@ -78,7 +78,7 @@ fn cell(p: &FusionCalibration) -> Option<Cell> {
         fused_ms: p.fused_latency_ms,
         speedup: headline_speedup(p),
         trustworthy: p.trustworthy,
-        max_rel_err_vs_fp32: p.precision_error.as_ref().map(|e| e.max_rel_err()),
+        rel_err_vs_fp32: p.precision_error.as_ref().map(|e| e.rel_err()),
         within_tolerance: p.precision_error.as_ref().map(|e| e.passed()),
         bottleneck: p.roofline.as_ref().map(|r| format!("{:?} → {:?}", r.unfused.bottleneck, r.fused.bottleneck)),
     })
@@ -130,7 +130,7 @@ pub fn table(runs: &[(Precision, PathBuf, CalibrationFile)]) -> Table {
 }
 
 fn err_text(c: &Cell) -> String {
-    match (c.max_rel_err_vs_fp32, c.within_tolerance) {
+    match (c.rel_err_vs_fp32, c.within_tolerance) {
         (Some(e), Some(ok)) => format!(" err {e:.1e}{}", if ok { "" } else { " (beyond tolerance)" }),
         _ => String::new(),
     }
