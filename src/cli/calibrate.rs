@@ -82,22 +82,21 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
         (false, Some(p)) => Some(p.2.to_string()),
         _ => None,
     };
-    let opts =
-        crate::drivers::calibrate::CalibrateOptions {
-            hardware,
-            ep,
-            threads,
-            quick,
-            patterns,
-            seed,
-            theoretical_gflops: peak_gflops.or(preset.map(|p| p.0)),
-            theoretical_bandwidth_gbs: peak_bandwidth.or(preset.map(|p| p.1)),
-            theoretical_source,
-            rules: !no_rules,
-            progress: true,
-            cuda_graph,
-            precisions: super::args::precision_args(precision, ep)?,
-        };
+    let opts = crate::drivers::calibrate::CalibrateOptions {
+        hardware,
+        ep,
+        threads,
+        quick,
+        patterns,
+        seed,
+        theoretical_gflops: peak_gflops.or(preset.map(|p| p.0)),
+        theoretical_bandwidth_gbs: peak_bandwidth.or(preset.map(|p| p.1)),
+        theoretical_source,
+        rules: !no_rules,
+        progress: true,
+        cuda_graph,
+        precisions: super::args::precision_args(precision, ep)?,
+    };
     crate::runtime::configure_pool(threads)?;
     let _lock = crate::drivers::run::lock_path()
         .and_then(|path| crate::drivers::run::RunLock::acquire(&path, LockMode::Wait))

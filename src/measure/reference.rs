@@ -10,10 +10,10 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::equivalence::Values;
 use super::equivalence::{check_with, tolerance_ep, tolerance_for};
 use super::inputs::{random_inputs, HostTensor};
 use super::session::{build_session_placed, run_plain, to_ort_values};
-use super::equivalence::Values;
 use super::{DType, Equivalence, InputSpec, Level, MeasureOptions, ModelSource, OutputValues};
 use crate::onnx::f16_to_f32;
 use crate::runtime::Precision;
