@@ -176,11 +176,17 @@ fn measure_instance(
         let c = carve(&p.loaded, g, inst, consts).context("carving the instance")?;
         let specs = carved_specs(&c)?;
         let explicit = match explicit_model(&c, mopts.ep) {
-            Ok(e) => {
-                m.kernels = e.kernels;
-                m.note = Some(e.note);
-                Some(e.bytes)
-            }
+            Ok(e) => match crate::fuse::precision_unsupported(&e.kernels, mopts.ep, mopts.precision) {
+                Some(why) => {
+                    m.unavailable = Some(ExplicitUnavailable::no_kernel(why));
+                    None
+                }
+                None => {
+                    m.kernels = e.kernels;
+                    m.note = Some(e.note);
+                    Some(e.bytes)
+                }
+            },
             Err(why) => {
                 m.unavailable = Some(why);
                 None

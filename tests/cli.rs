@@ -211,6 +211,14 @@ fn bad_input_exits_2_with_a_clear_message() {
         &["calibrate", "--hardware", "x", "--precision", "fp16", "-o", out.join("hw.json").to_str().unwrap()],
         &["--precision fp16", "fp32 only"],
     );
+    // the matrix needs CUDA too; validate and plan take one precision
+    let args = ["bench", "fixtures/patterns/mlp.onnx", "--precision", "all", "-o", out.to_str().unwrap()];
+    assert_user_error(&args, &["--precision all", "fp32 only"]);
+    assert!(!out.exists(), "no output on bad input");
+    assert_user_error(
+        &["plan", "fixtures/patterns/mlp.onnx", "--precision", "all", "-o", out.join("plan.json").to_str().unwrap()],
+        &["--precision all is for bench and calibrate"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

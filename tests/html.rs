@@ -369,3 +369,58 @@ fn report_refuses_foreign_files_naming_them() {
     // nothing half-written
     assert!(!dir.path().join("report.html").exists() && !dir.path().join("other-tool.html").exists());
 }
+
+#[test]
+fn precisions_side_by_side_are_rebuilt_by_report_from_the_precision_folders() {
+    use fuseval::measure::reference::PrecisionError;
+    use fuseval::runtime::Precision;
+    let (p, mut fp32) = resnet_run(1.0);
+    let (_, mut fp16) = resnet_run(1.3);
+    for r in &mut fp32.fusion_profiles {
+        r.precision = Some(Precision::Fp32);
+    }
+    for r in &mut fp16.fusion_profiles {
+        r.precision = Some(Precision::Fp16);
+        if r.status == Status::Measured {
+            // max |error| 2e-6 (see `equivalence`) over a largest reference value of 0.5: 4e-6
+            let eq = equivalence(true);
+            r.precision_error = Some(PrecisionError {
+                precision: Precision::Fp16,
+                unfused: eq.clone(),
+                fused: eq,
+                explicit: None,
+                reference_max_abs: 0.5,
+            });
+        }
+    }
+    // fp16 lacks fp32's first instance
+    fp16.fusion_profiles.remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    write(&p, &fp32, &dir.path().join("fp32"));
+    write(&p, &fp16, &dir.path().join("fp16"));
+    let o = fuseval(&["report", dir.path().to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("Precisions side by side (fp32, fp16)") && out.contains("err 4.0e-6"), "{out}");
+
+    // precisions.json: one row per distinct instance, one cell per precision, the missing one null
+    let t: fuseval::report::precisions::Table =
+        serde_json::from_slice(&std::fs::read(dir.path().join("precisions.json")).unwrap()).unwrap();
+    assert_eq!(t.precisions, [Precision::Fp32, Precision::Fp16]);
+    assert_eq!(t.rows.len(), fp32.fusion_profiles.len());
+    assert!(t.rows[0].cells[1].is_none() && t.rows[0].cells[0].is_some());
+    let both = t.rows.iter().find(|r| r.cells.iter().all(|c| c.is_some())).unwrap();
+    let (a, b) = (both.cells[0].as_ref().unwrap(), both.cells[1].as_ref().unwrap());
+    assert!((b.speedup.point / a.speedup.point - 1.3).abs() < 1e-9);
+    assert_eq!((a.rel_err_vs_fp32, b.rel_err_vs_fp32.map(|e| (e * 1e7).round())), (None, Some(40.0)));
+
+    // the page: each precision's report linked, one row per instance with a cell per precision
+    let page = dir.path().join(html::REPORT_HTML);
+    let dom = dump_dom(&page);
+    assert!(dom.contains("data-ready=\"1\"") && dom.contains("<pre id=\"js-errors\"></pre>"));
+    assert!(dom.contains("href=\"fp32/report.html\"") && dom.contains("href=\"fp16/report.html\""));
+    let table = &dom[dom.find("<table id=\"instances\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(count(table, "data-signature="), fp32.fusion_profiles.len());
+    assert_eq!(count(table, ">fp32</th>") + count(table, ">fp16</th>"), 2);
+}

@@ -53,6 +53,21 @@ pub fn graph_beside(cal: &Path) -> Result<Option<ReportGraph>> {
 }
 
 pub fn run(cmd: ReportCmd) -> Result<ExitCode> {
+    // a `bench --precision all` folder: the precisions side by side again
+    if let [dir] = cmd.paths.as_slice() {
+        if dir.is_dir() && !dir.join(CALIBRATION_JSON).exists() {
+            if let Some(runs) = crate::report::precisions::read_folder(dir)? {
+                let out = cmd.out.clone().unwrap_or_else(|| dir.join(REPORT_HTML));
+                let json = dir.join(crate::report::precisions::PRECISIONS_JSON);
+                let table = crate::report::precisions::table(&runs);
+                atomic_write(&json, &serde_json::to_vec_pretty(&table).context("serialising precisions.json")?)?;
+                atomic_write(&out, crate::report::precisions::page(&runs, dir).as_bytes())?;
+                print!("{}", crate::report::precisions::text(&runs));
+                println!("wrote {} and {}: open the page in a browser", json.display(), out.display());
+                return Ok(ExitCode::Ok);
+            }
+        }
+    }
     let files: Vec<PathBuf> = cmd.paths.iter().map(|p| calibration_path(p)).collect::<Result<_>>()?;
     let (page, default_out) = match files.as_slice() {
         [one] => {

@@ -64,6 +64,21 @@ pub fn explicit_fused(c: &Carved, ep: Ep) -> Result<Availability> {
     r.with_context(what)
 }
 
+/// Fused kernels ORT's CUDA provider registers for float32 only (no float16 kernel): an explicit rewrite into
+/// one has nothing to run in fp16.
+pub const CUDA_FLOAT32_ONLY: &[&str] = &["com.microsoft.FusedConv"];
+
+/// Why `kernels` cannot run in `precision` on `ep`, when one of them cannot.
+pub fn precision_unsupported(kernels: &[String], ep: Ep, precision: crate::runtime::Precision) -> Option<String> {
+    if precision != crate::runtime::Precision::Fp16 || !matches!(ep, Ep::Cuda { .. }) {
+        return None;
+    }
+    kernels
+        .iter()
+        .find(|k| CUDA_FLOAT32_ONLY.contains(&k.as_str()))
+        .map(|k| format!("ORT's CUDA provider has no float16 {k} kernel (float32 only)"))
+}
+
 /// The fused kernel(s) ORT provides for a pattern on a provider (its descriptor's), or `none`.
 pub fn kernel_for(p: Pattern, ep: Ep) -> &'static str {
     let d = p.descriptor();
@@ -400,4 +415,21 @@ pub(crate) fn attr_f(n: &pb::NodeProto, name: &str) -> Option<f32> {
 
 pub(crate) fn attr_s(n: &pb::NodeProto, name: &str) -> Option<String> {
     attr(n, name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Precision;
+
+    #[test]
+    fn fused_conv_has_no_fp16_kernel_on_cuda() {
+        let cuda = Ep::Cuda { device_id: 0 };
+        let conv = vec!["com.microsoft.FusedConv".to_string()];
+        assert!(precision_unsupported(&conv, cuda, Precision::Fp16).is_some_and(|w| w.contains("float16")));
+        assert_eq!(precision_unsupported(&conv, cuda, Precision::Tf32), None);
+        assert_eq!(precision_unsupported(&conv, Ep::Cpu, Precision::Fp32), None);
+        let gelu = vec!["com.microsoft.BiasGelu".to_string()];
+        assert_eq!(precision_unsupported(&gelu, cuda, Precision::Fp16), None);
+    }
 }

@@ -278,3 +278,17 @@ pub fn write(out: &Path, runs: &[(Precision, PathBuf, CalibrationFile)]) -> Resu
     crate::report::atomic_write(&html, page(runs, out).as_bytes())?;
     Ok(vec![json, html])
 }
+
+/// The runs of a `bench --precision all` folder: each `DIR/<precision>/calibration.json` there, in
+/// fp32, tf32, fp16 order; `None` when there is none (not such a folder).
+pub fn read_folder(dir: &Path) -> Result<Option<Vec<(Precision, PathBuf, CalibrationFile)>>> {
+    let mut runs = vec![];
+    for q in Precision::ALL {
+        let sub = dir.join(q.name());
+        let f = sub.join(crate::report::CALIBRATION_JSON);
+        if f.exists() {
+            runs.push((q, sub, crate::calibration::read::read(&f)?.into_bench()?));
+        }
+    }
+    Ok((!runs.is_empty()).then_some(runs))
+}
