@@ -38,12 +38,13 @@ pub fn run(cmd: ConvertCmd) -> Result<ExitCode> {
     let Target::Fp16 = cmd.to;
     let r = write_fp16(&cmd.model, &cmd.out)?;
     println!(
-        "wrote {}: {} nodes in fp16, {} initializers fp16 ({} kept fp32), {} casts",
+        "wrote {}: {} nodes in fp16, {} initializers fp16 ({} kept fp32), {} casts, {} constant values moved into fp16's range",
         cmd.out.display(),
         r.converted_nodes,
         r.initializers_fp16,
         r.initializers_fp32.len(),
-        r.casts
+        r.casts,
+        r.clamped
     );
     for (name, op, why) in &r.kept {
         println!("  kept in fp32: {op} `{name}`: {why}");

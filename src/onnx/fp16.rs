@@ -75,6 +75,8 @@ pub struct Fp16Report {
     pub initializers_fp32: Vec<String>,
     /// Casts inserted (inputs, outputs and between fp32 and fp16 nodes).
     pub casts: usize,
+    /// Constant values moved into float16's range (a nonzero below 2⁻²⁴, or beyond ±65504).
+    pub clamped: usize,
 }
 
 fn keep_reason(op: &str) -> Option<&'static str> {
@@ -116,7 +118,8 @@ fn output_is_float(n: &pb::NodeProto, k: usize, inputs_float: &[bool]) -> bool {
 }
 
 /// A float32 tensor as float16 (`raw_data`); an error for external data (inline it first).
-fn tensor_to_f16(t: &mut pb::TensorProto) -> Result<()> {
+/// Store a float32 tensor as float16, values moved into its range ([`clamp_to_f16_range`]); how many moved.
+fn tensor_to_f16(t: &mut pb::TensorProto) -> Result<usize> {
     if t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) || !t.external_data.is_empty() {
         bail!(
             "initializer `{}` is stored outside the model file: load the model with its weights inline first",
@@ -135,10 +138,38 @@ fn tensor_to_f16(t: &mut pb::TensorProto) -> Result<()> {
     } else {
         std::mem::take(&mut t.float_data)
     };
-    t.raw_data = values.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()).collect();
+    let mut clamped = 0;
+    t.raw_data = values
+        .iter()
+        .flat_map(|&v| {
+            let (c, moved) = clamp_to_f16_range(v);
+            clamped += moved as usize;
+            f32_to_f16(c).to_le_bytes()
+        })
+        .collect();
     t.float_data.clear();
     t.data_type = F16;
-    Ok(())
+    Ok(clamped)
+}
+
+/// The smallest positive float16 (a subnormal, 2⁻²⁴) and the largest finite one.
+pub const F16_MIN_POSITIVE: f32 = 5.960_464_5e-8;
+pub const F16_MAX: f32 = 65504.0;
+
+/// A constant moved into float16's range, and whether it moved: a nonzero value below the smallest
+/// float16 becomes that (BERT's LayerNorm epsilon 1e-12 would round to 0, ORT would then drop the
+/// `Add` of zero and no longer recognise the LayerNorm), one beyond the largest finite becomes that
+/// (not infinity).
+fn clamp_to_f16_range(v: f32) -> (f32, bool) {
+    if !v.is_finite() || v == 0.0 {
+        (v, false)
+    } else if v.abs() < F16_MIN_POSITIVE {
+        (F16_MIN_POSITIVE.copysign(v), true)
+    } else if v.abs() > F16_MAX {
+        (F16_MAX.copysign(v), true)
+    } else {
+        (v, false)
+    }
 }
 
 fn cast_node(name: String, input: &str, output: &str, to: i32) -> pb::NodeProto {
@@ -243,7 +274,7 @@ pub fn to_fp16_io(model: &pb::ModelProto, io: Io) -> Result<(pb::ModelProto, Fp1
         if needs32.contains(&t.name) {
             report.initializers_fp32.push(t.name.clone());
         } else {
-            tensor_to_f16(t)?;
+            report.clamped += tensor_to_f16(t)?;
             home16.insert(t.name.clone());
             report.initializers_fp16 += 1;
         }
@@ -342,7 +373,7 @@ pub fn to_fp16_io(model: &pb::ModelProto, io: Io) -> Result<(pb::ModelProto, Fp1
                     ("Cast", "to") if a.i == F32 as i64 => a.i = F16 as i64,
                     ("Constant" | "ConstantOfShape", "value") => {
                         if let Some(t) = a.t.as_mut().filter(|t| t.data_type == F32) {
-                            tensor_to_f16(t)?;
+                            report.clamped += tensor_to_f16(t)?;
                         }
                     }
                     _ => {}
@@ -359,7 +390,7 @@ pub fn to_fp16_io(model: &pb::ModelProto, io: Io) -> Result<(pb::ModelProto, Fp1
                         (vec![a.floats.len() as i64], a.floats.clone())
                     };
                     let mut t = pb::TensorProto { dims, data_type: F32, float_data: vals, ..Default::default() };
-                    tensor_to_f16(&mut t)?;
+                    report.clamped += tensor_to_f16(&mut t)?;
                     n.attribute.push(pb::AttributeProto {
                         name: "value".into(),
                         r#type: pb::attribute_proto::AttributeType::Tensor as i32,
@@ -574,5 +605,29 @@ mod tests {
         assert_eq!((last.op_type.as_str(), last.input[0].as_str(), last.output[0].as_str()), ("Cast", "r__fp32", "r"));
         assert_eq!(last.attribute[0].i, F16 as i64);
         assert_eq!(elem(&g.output[0]), F16);
+    }
+
+    #[test]
+    fn constants_outside_the_fp16_range_are_moved_into_it_not_flushed() {
+        // BERT's LayerNorm epsilon: 1e-12 would round to 0 in fp16 (and ORT drops an Add of 0)
+        let m = pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                node: vec![node("Add", "eps", &["x", "e"], &["a"]), node("Mul", "big", &["a", "b"], &["y"])],
+                initializer: vec![f32_tensor("e", &[1e-12]), f32_tensor("b", &[1e6, -1e-30, 0.5, 0.0])],
+                input: vec![value_info("x", F32, Some(&[4]))],
+                output: vec![value_info("y", F32, Some(&[4]))],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (m, r) = to_fp16(&m).unwrap();
+        assert_eq!(r.clamped, 3, "1e-12, 1e6 and -1e-30 move; 0.5 and 0 stay");
+        let g = m.graph.unwrap();
+        let vals = |name: &str| -> Vec<f32> {
+            let t = g.initializer.iter().find(|t| t.name == name).unwrap();
+            t.raw_data.chunks_exact(2).map(|c| crate::onnx::f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
+        };
+        assert_eq!(vals("e"), [F16_MIN_POSITIVE]);
+        assert_eq!(vals("b"), [F16_MAX, -F16_MIN_POSITIVE, 0.5, 0.0]);
     }
 }
