@@ -108,6 +108,16 @@ pub struct Crossover {
     pub summary: String,
 }
 
+impl Crossover {
+    /// The pattern, with its precision when the file says it: `Linear_Bias_GELU (fp16)`.
+    pub fn label(&self) -> String {
+        match self.precision {
+            Some(q) => format!("{} ({})", self.fusion_pattern, q.name()),
+            None => self.fusion_pattern.clone(),
+        }
+    }
+}
+
 /// The nn-Meter fusion rule for one producer→consumer pair on one provider.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FusionRule {

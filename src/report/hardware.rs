@@ -110,7 +110,7 @@ pub fn summary_text(cal: &HardwareCalibration) -> String {
     if !cal.crossovers.is_empty() {
         let _ = writeln!(s, "\nWhere fusion pays (best agreeing variant, beyond ±{:.0}% noise):", NOISE * 100.0);
         for c in &cal.crossovers {
-            let _ = writeln!(s, "  {:<30} {}", c.fusion_pattern, c.summary);
+            let _ = writeln!(s, "  {:<37} {}", c.label(), c.summary);
         }
     }
     if !cal.fusion_rules.is_empty() {

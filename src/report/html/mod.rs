@@ -796,8 +796,8 @@ pub fn hardware_page(hw: &HardwareCalibration) -> Result<String> {
         if pts.is_empty() {
             continue;
         }
-        body.push_str(&charts::sweep(&format!("sweep-{i}"), &c.fusion_pattern, &pts, band)?);
-        let _ = write!(body, "<p class=\"note\">{}: {}</p>", escape(&c.fusion_pattern), escape(&c.summary));
+        body.push_str(&charts::sweep(&format!("sweep-{i}"), &c.label(), &pts, band)?);
+        let _ = write!(body, "<p class=\"note\">{}: {}</p>", escape(&c.label()), escape(&c.summary));
     }
     body.push_str("</section>\n");
 
