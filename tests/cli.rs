@@ -211,6 +211,11 @@ fn bad_input_exits_2_with_a_clear_message() {
         &["calibrate", "--hardware", "x", "--precision", "fp16", "-o", out.join("hw.json").to_str().unwrap()],
         &["--precision fp16", "fp32 only"],
     );
+    // a --precision all folder is resumed one precision at a time
+    let all = dir.join("all");
+    std::fs::create_dir_all(all.join("fp16")).unwrap();
+    std::fs::write(all.join("fp16").join("calibration.json"), "{}").unwrap();
+    assert_user_error(&["bench", "--resume", all.to_str().unwrap()], &["--precision all folder", "fp16"]);
     // the matrix needs CUDA too; validate and plan take one precision
     let args = ["bench", "fixtures/patterns/mlp.onnx", "--precision", "all", "-o", out.to_str().unwrap()];
     assert_user_error(&args, &["--precision all", "fp32 only"]);

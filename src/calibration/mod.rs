@@ -310,6 +310,10 @@ pub struct FusionCalibration {
     /// ([`crate::measure::reference`]).
     #[serde(default)]
     pub precision_error: Option<crate::measure::reference::PrecisionError>,
+    /// With `--cuda-graph`: the sessions ORT could not capture (a node on the CPU), timed without a graph
+    /// while the others replayed one.
+    #[serde(default)]
+    pub no_cuda_graph: Vec<String>,
 }
 
 /// Whole-model timing beside the sum of the per-pattern savings.
@@ -684,6 +688,7 @@ impl FusionCalibration {
             roofline: None,
             precision: None,
             precision_error: None,
+            no_cuda_graph: vec![],
         };
         let c = match measured {
             Ok(c) => c,
@@ -735,6 +740,7 @@ impl FusionCalibration {
         }
         rec.cpu_fallback = c.cpu_fallback.clone();
         rec.precision_error = c.precision_error.clone();
+        rec.no_cuda_graph = c.no_cuda_graph.clone();
         rec.extended = Some(ext);
         rec.all = Some(all);
         rec.best_variant = best_variant(&rec);

@@ -230,6 +230,21 @@ fn bench_one(
 /// input) a file without them, a model that changed since, or another machine or ORT version.
 fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOptions)> {
     let path = dir.join(report::CALIBRATION_JSON);
+    // a --precision all folder: one run per precision, each resumed on its own
+    let subs: Vec<String> = crate::runtime::Precision::ALL
+        .iter()
+        .map(|q| dir.join(q.name()))
+        .filter(|d| d.join(report::CALIBRATION_JSON).exists())
+        .map(|d| d.display().to_string())
+        .collect();
+    if !path.exists() && !subs.is_empty() {
+        return Err(crate::error::user(format!(
+            "--resume {}: a --precision all folder holds one run per precision; resume the unfinished one (--resume {}), then `fuseval report {}` puts them side by side again",
+            dir.display(),
+            subs.join(" or --resume "),
+            dir.display()
+        )));
+    }
     let prev = crate::calibration::read::read(&path)
         .and_then(|s| s.into_bench())
         .map_err(|e| crate::error::user(format!("--resume {}: {e:#}", dir.display())))?;

@@ -50,6 +50,17 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
         ));
     }
 
+    for p in measured.iter().filter(|p| !p.no_cuda_graph.is_empty()) {
+        v.push(format!(
+            "{} at `{}`: --cuda-graph: ORT could not capture the {} session{} (nodes on the CPU), timed without a \
+             graph while the others replayed one: its speedup includes launch overhead the graph removed",
+            p.fusion_pattern,
+            p.instances.first().and_then(|i| i.first()).map(String::as_str).unwrap_or("?"),
+            p.no_cuda_graph.join(", "),
+            if p.no_cuda_graph.len() == 1 { "" } else { "s" }
+        ));
+    }
+
     let cut: Vec<&&FusionCalibration> = measured.iter().filter(|p| p.budget_exhausted).collect();
     if !cut.is_empty() {
         let what = if m.quick {
