@@ -47,7 +47,7 @@ for name in ${RUNS:-$default}; do
   grep -m5 -iE '^(error|warning)' "$W/$name/stderr.txt"
   cp -f "$W/$name/summary.txt" "$W/$name.summary.txt"
   KEY_FILES="$KEY_FILES $name.summary.txt"
-  rm -f "$W/$name"/*/resnet50-fp16.onnx "$W/$name"/*/bert-base-fp16.onnx
+  rm -f "$W/$name"/*/*-fp16.onnx "$W/$name"/*/*-static.onnx
   pack
 done
 log "# done $(date -u '+%Y-%m-%d %H:%M:%S UTC'), ${SECONDS} s"

@@ -128,17 +128,8 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 precision: precisions[0],
                 whole_model_path: None,
             };
-            let mut runs = vec![];
-            for (q, d) in precisions.iter().zip(dirs) {
-                // fp16: the whole model converted (onnx::fp16) into its output folder; the instances are
-                // carved from the model as it is and converted one by one (pipeline::measure_instance)
-                let whole_model_path = match q {
-                    crate::runtime::Precision::Fp16 if !no_whole_model => Some(convert_fp16(&model, &d)?),
-                    _ => None,
-                };
-                runs.push((d, BenchOptions { precision: *q, whole_model_path, ..base.clone() }));
-            }
-            (out, None, runs)
+            let runs = precisions.iter().zip(dirs).map(|(q, d)| (d, BenchOptions { precision: *q, ..base.clone() }));
+            (out, None, runs.collect::<Vec<_>>())
         }
     };
     let run = runs[0].1.run.clone().context("bench options without run options")?;
@@ -161,7 +152,11 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         if runs.len() > 1 {
             println!("== precision {} → {}", opts.precision.name(), dir.display());
         }
-        let (c, cal) = bench_one(&p, dir, opts, previous.as_ref(), slim_annotated)?;
+        let mut opts = opts.clone();
+        if previous.is_none() && opts.whole_model {
+            opts.whole_model_path = whole_model_file(&p, dir, &opts)?;
+        }
+        let (c, cal) = bench_one(&p, dir, &opts, previous.as_ref(), slim_annotated)?;
         done.push((opts.precision, dir.clone(), cal));
         if c != ExitCode::Ok {
             code = c;
@@ -323,9 +318,51 @@ fn fp16_path(model: &Path, out: &Path) -> PathBuf {
     out.join(format!("{stem}-fp16.onnx"))
 }
 
+/// The file the whole model is timed from, when it is not the model itself: with CUDA graphs, the model
+/// with its shape arithmetic folded for the run's input shapes (`onnx::fold`: ORT keeps it on the CPU,
+/// and a session with a node on the CPU cannot be captured), as `<out>/<stem>-static.onnx`; in fp16 that
+/// (or the model) converted, as `<out>/<stem>-fp16.onnx`. The instances are carved from the model as it is
+/// and converted one by one (`pipeline::measure_instance`).
+fn whole_model_file(p: &crate::pipeline::Prepared, out: &Path, opts: &BenchOptions) -> Result<Option<PathBuf>> {
+    let fold = opts.cuda_graph && matches!(opts.ep, Ep::Cuda { .. });
+    let fp16 = opts.precision == crate::runtime::Precision::Fp16;
+    if !fold && !fp16 {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
+    let model = &p.loaded.path;
+    let base = if fold { write_static(p, out)? } else { model.clone() };
+    let path = if fp16 { convert_fp16(&base, out, model)? } else { base };
+    Ok(Some(path))
+}
+
+/// `<out>/<stem>-static.onnx`: the model with its inputs fixed and its shape arithmetic folded.
+fn write_static(p: &crate::pipeline::Prepared, out: &Path) -> Result<PathBuf> {
+    let model = &p.loaded.path;
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let path = out.join(format!("{stem}-static.onnx"));
+    let inputs: Vec<(String, Vec<usize>)> = p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect();
+    let known: std::collections::BTreeMap<String, crate::onnx::fold::Known> = p
+        .loaded
+        .tensors
+        .iter()
+        .filter_map(|(n, t)| Some((n.clone(), (t.elem_type, t.shape.clone()?, t.value.clone()?))))
+        .collect();
+    let (m, r) = crate::onnx::fold::fold_shapes(&p.loaded.full_proto()?, &inputs, &known)?;
+    crate::report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
+    let ops: Vec<String> = r.folded.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
+    eprintln!(
+        "--cuda-graph: the whole model is timed with its shape arithmetic folded for these input shapes ({} nodes: {}) from {}",
+        r.nodes(),
+        if ops.is_empty() { "none".to_string() } else { ops.join(", ") },
+        path.display()
+    );
+    Ok(path)
+}
+
 /// The fp16 model of `model`, written as `<out>/<stem>-fp16.onnx` (`fuseval convert --to fp16`).
-fn convert_fp16(model: &Path, out: &Path) -> Result<PathBuf> {
-    let path = fp16_path(model, out);
+fn convert_fp16(model: &Path, out: &Path, named_after: &Path) -> Result<PathBuf> {
+    let path = fp16_path(named_after, out);
     let r = crate::cli::convert::write_fp16(model, &path)?;
     eprintln!(
         "--precision fp16: {} converted to {} ({} nodes in fp16, {} kept in fp32)",

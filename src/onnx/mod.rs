@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use tract_onnx::pb;
 
 pub mod build;
+pub mod fold;
 pub mod fp16;
 
 /// Element type of a model input or output.

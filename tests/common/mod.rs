@@ -48,7 +48,7 @@ pub fn short() -> MeasureOptions {
     }
 }
 
-/// Run a model once at ORT_DISABLE_ALL, one thread, on float inputs; its outputs in session order.
+/// Run a model once at ORT_DISABLE_ALL, one thread, on f32 and i64 inputs; its (f32) outputs in session order.
 pub fn run_disabled(bytes: &[u8], inputs: &[HostTensor]) -> Vec<OutputValues> {
     use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
     let env = fuseval::runtime::environment().unwrap();
@@ -63,10 +63,18 @@ pub fn run_disabled(bytes: &[u8], inputs: &[HostTensor]) -> Vec<OutputValues> {
     let names: Vec<String> = s.outputs().iter().map(|o| o.name().to_string()).collect();
     let mut feed: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)> = vec![];
     for h in inputs {
-        assert_eq!(h.dtype, DType::F32, "test inputs are f32: {}", h.name);
-        let data: Vec<f32> = h.data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let t = ort::value::Tensor::from_array((h.shape.clone(), data)).unwrap();
-        feed.push((h.name.clone().into(), t.into()));
+        let v: SessionInputValue<'_> = match h.dtype {
+            DType::F32 => {
+                let d: Vec<f32> = h.data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+                ort::value::Tensor::from_array((h.shape.clone(), d)).unwrap().into()
+            }
+            DType::I64 => {
+                let d: Vec<i64> = h.data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+                ort::value::Tensor::from_array((h.shape.clone(), d)).unwrap().into()
+            }
+            d => panic!("test inputs are f32 or i64: {} is {d:?}", h.name),
+        };
+        feed.push((h.name.clone().into(), v));
     }
     let out = s.run(feed).unwrap_or_else(|e| panic!("ORT run failed: {e}"));
     names
