@@ -204,9 +204,9 @@ fn measure_instance(
                     .into_iter()
                     .map(|s| InputSpec { dtype: if s.dtype == DType::F32 { DType::F16 } else { s.dtype }, ..s })
                     .collect();
-                (bytes, explicit, specs)
+                (std::borrow::Cow::Owned(bytes), explicit, specs)
             }
-            _ => (c.bytes.clone(), explicit, specs),
+            _ => (std::borrow::Cow::Borrowed(c.bytes.as_slice()), explicit, specs),
         };
         let mut r =
             measure::replicate(ModelSource::Bytes(&bytes), explicit.as_deref(), &specs, &mopts, sig, replicate)?;

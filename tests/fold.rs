@@ -1,17 +1,15 @@
 //! Shape arithmetic folded for fixed input shapes (`onnx::fold`, what `--cuda-graph` times whole models
-//! from): the real BERT and ResNet fixtures lose every `Shape` node and the chains after it, and ONNX
+//! from): the real BERT fixtures lose every `Shape` node and the chains after it, and ONNX
 //! Runtime computes the same outputs from the folded model as from the original. (ResNet-50 exports
 //! have no shape arithmetic: ORT captured them whole.)
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::run_disabled;
 use fuseval::load::InputOverride;
 use fuseval::measure::random_inputs;
-use fuseval::onnx::fold::{fold_shapes, Known};
 use fuseval::pipeline::{model_input_specs, prepare};
 use prost::Message;
 
@@ -22,15 +20,8 @@ fn fixture(name: &str) -> PathBuf {
 fn check(name: &str, inputs: &[&str]) {
     let overrides = InputOverride::parse_all(&inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     let p = prepare(&fixture(name), &overrides).unwrap();
-    let fixed: Vec<(String, Vec<usize>)> = p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect();
-    let known: BTreeMap<String, Known> = p
-        .loaded
-        .tensors
-        .iter()
-        .filter_map(|(n, t)| Some((n.clone(), (t.elem_type, t.shape.clone()?, t.value.clone()?))))
-        .collect();
     let original = p.loaded.full_proto().unwrap();
-    let (folded, report) = fold_shapes(&original, &fixed, &known).unwrap();
+    let (folded, report) = p.loaded.folded_shapes().unwrap();
     let ops = |m: &tract_onnx::pb::ModelProto| -> Vec<String> {
         m.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.clone()).collect()
     };

@@ -77,7 +77,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     } = cmd;
     crate::drivers::run::install_signal_handlers()?;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let (out, previous, runs) = match resume {
+    let (out, previous, mut runs) = match resume {
         Some(dir) => {
             let (prev, opts) = resume_plan(&dir, progress)?;
             (dir.clone(), Some(prev), vec![(dir, opts)])
@@ -141,6 +141,9 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
+    if previous.is_none() {
+        whole_model_files(&p, &out, &mut runs)?;
+    }
     // one measuring run per machine at a time
     let _lock = crate::drivers::run::take_lock(lock)?;
     let mut done: Vec<(crate::runtime::Precision, PathBuf, CalibrationFile)> = vec![];
@@ -152,11 +155,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         if runs.len() > 1 {
             println!("== precision {} → {}", opts.precision.name(), dir.display());
         }
-        let mut opts = opts.clone();
-        if previous.is_none() && opts.whole_model {
-            opts.whole_model_path = whole_model_file(&p, dir, &opts)?;
-        }
-        let (c, cal) = bench_one(&p, dir, &opts, previous.as_ref(), slim_annotated)?;
+        let (c, cal) = bench_one(&p, dir, opts, previous.as_ref(), slim_annotated)?;
         done.push((opts.precision, dir.clone(), cal));
         if c != ExitCode::Ok {
             code = c;
@@ -167,7 +166,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
     }
     drop(_lock);
     if done.len() > 1 {
-        for f in report::precisions::write(&out, &done)? {
+        for f in report::precisions::write(&out, &out.join(report::html::REPORT_HTML), &done)? {
             println!("wrote {}", f.display());
         }
         print!("{}", report::precisions::text(&done));
@@ -312,58 +311,61 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
     Ok((prev, opts))
 }
 
+/// `<out>/<stem of model><suffix>`: where bench writes a model derived from `model`.
+fn derived_path(model: &Path, out: &Path, suffix: &str) -> PathBuf {
+    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    out.join(format!("{stem}{suffix}"))
+}
+
 /// Where `bench --precision fp16` writes the fp16 model of `model`: `<out>/<stem>-fp16.onnx`.
 fn fp16_path(model: &Path, out: &Path) -> PathBuf {
-    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    out.join(format!("{stem}-fp16.onnx"))
+    derived_path(model, out, "-fp16.onnx")
 }
 
-/// The file the whole model is timed from, when it is not the model itself: with CUDA graphs, the model
-/// with its shape arithmetic folded for the run's input shapes (`onnx::fold`: ORT keeps it on the CPU,
-/// and a session with a node on the CPU cannot be captured), as `<out>/<stem>-static.onnx`; in fp16 that
-/// (or the model) converted, as `<out>/<stem>-fp16.onnx`. The instances are carved from the model as it is
-/// and converted one by one (`pipeline::measure_instance`).
-fn whole_model_file(p: &crate::pipeline::Prepared, out: &Path, opts: &BenchOptions) -> Result<Option<PathBuf>> {
-    let fold = opts.cuda_graph && matches!(opts.ep, Ep::Cuda { .. });
-    let fp16 = opts.precision == crate::runtime::Precision::Fp16;
+/// The files the whole model is timed from, where it is not the model itself, each written once:
+/// with CUDA graphs the model with its shape arithmetic folded for the run's input shapes (`onnx::fold`:
+/// ORT keeps it on the CPU, and a session with a node on the CPU cannot be captured), as
+/// `<out>/<stem>-static.onnx`, for every precision; in fp16 that (or the model) converted, as
+/// `<run's folder>/<stem>-fp16.onnx`. The instances are carved from the model as it is and converted one
+/// by one (`pipeline::measure_instance`).
+fn whole_model_files(p: &crate::pipeline::Prepared, out: &Path, runs: &mut [(PathBuf, BenchOptions)]) -> Result<()> {
+    let Some((_, first)) = runs.first() else { return Ok(()) };
+    let fold = first.whole_model && first.cuda_graph && matches!(first.ep, Ep::Cuda { .. });
+    let fp16 = first.whole_model && runs.iter().any(|(_, o)| o.precision == crate::runtime::Precision::Fp16);
     if !fold && !fp16 {
-        return Ok(None);
+        return Ok(());
     }
-    std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
     let model = &p.loaded.path;
-    let base = if fold { write_static(p, out)? } else { model.clone() };
-    let path = if fp16 { convert_fp16(&base, out, model)? } else { base };
-    Ok(Some(path))
+    let (proto, folded) = if fold {
+        let (m, r) = p.loaded.folded_shapes()?;
+        let path = derived_path(model, out, "-static.onnx");
+        std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
+        crate::report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
+        let ops: Vec<String> = r.folded.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
+        eprintln!(
+            "--cuda-graph: the whole model is timed with its shape arithmetic folded for these input shapes ({} nodes: {}) from {}",
+            r.nodes(),
+            if ops.is_empty() { "none".to_string() } else { ops.join(", ") },
+            path.display()
+        );
+        (m, Some(path))
+    } else {
+        (p.loaded.full_proto()?, None)
+    };
+    for (dir, o) in runs.iter_mut() {
+        o.whole_model_path = match o.precision {
+            crate::runtime::Precision::Fp16 => Some(convert_fp16(&proto, model, dir)?),
+            _ => folded.clone(),
+        };
+    }
+    Ok(())
 }
 
-/// `<out>/<stem>-static.onnx`: the model with its inputs fixed and its shape arithmetic folded.
-fn write_static(p: &crate::pipeline::Prepared, out: &Path) -> Result<PathBuf> {
-    let model = &p.loaded.path;
-    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
-    let path = out.join(format!("{stem}-static.onnx"));
-    let inputs: Vec<(String, Vec<usize>)> = p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect();
-    let known: std::collections::BTreeMap<String, crate::onnx::fold::Known> = p
-        .loaded
-        .tensors
-        .iter()
-        .filter_map(|(n, t)| Some((n.clone(), (t.elem_type, t.shape.clone()?, t.value.clone()?))))
-        .collect();
-    let (m, r) = crate::onnx::fold::fold_shapes(&p.loaded.full_proto()?, &inputs, &known)?;
-    crate::report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
-    let ops: Vec<String> = r.folded.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
-    eprintln!(
-        "--cuda-graph: the whole model is timed with its shape arithmetic folded for these input shapes ({} nodes: {}) from {}",
-        r.nodes(),
-        if ops.is_empty() { "none".to_string() } else { ops.join(", ") },
-        path.display()
-    );
-    Ok(path)
-}
-
-/// The fp16 model of `model`, written as `<out>/<stem>-fp16.onnx` (`fuseval convert --to fp16`).
-fn convert_fp16(model: &Path, out: &Path, named_after: &Path) -> Result<PathBuf> {
-    let path = fp16_path(named_after, out);
-    let r = crate::cli::convert::write_fp16(model, &path)?;
+/// The fp16 model of `proto` (the model at `model`, maybe folded), written as `<out>/<stem>-fp16.onnx`
+/// (`fuseval convert --to fp16`).
+fn convert_fp16(proto: &tract_onnx::pb::ModelProto, model: &Path, out: &Path) -> Result<PathBuf> {
+    let path = fp16_path(model, out);
+    let r = crate::cli::convert::write_fp16_proto(proto, model, &path)?;
     eprintln!(
         "--precision fp16: {} converted to {} ({} nodes in fp16, {} kept in fp32)",
         model.display(),

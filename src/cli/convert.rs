@@ -56,7 +56,16 @@ pub fn run(cmd: ConvertCmd) -> Result<ExitCode> {
 /// atomically; what the conversion did. Used by `convert` and by `bench --precision fp16`.
 pub fn write_fp16(model: &Path, out: &Path) -> Result<crate::onnx::fp16::Fp16Report> {
     let loaded = crate::load::load(model, &[])?;
-    let (m, r) = crate::onnx::fp16::to_fp16(&loaded.full_proto()?)
+    write_fp16_proto(&loaded.full_proto()?, model, out)
+}
+
+/// [`write_fp16`] for a model already in memory (weights inline); `model` names it in errors.
+pub fn write_fp16_proto(
+    proto: &tract_onnx::pb::ModelProto,
+    model: &Path,
+    out: &Path,
+) -> Result<crate::onnx::fp16::Fp16Report> {
+    let (m, r) = crate::onnx::fp16::to_fp16(proto)
         .map_err(|e| user(format!("{}: cannot convert to fp16: {e:#}", model.display())))?;
     if let Some(d) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;

@@ -57,13 +57,10 @@ pub fn run(cmd: ReportCmd) -> Result<ExitCode> {
     if let [dir] = cmd.paths.as_slice() {
         if dir.is_dir() && !dir.join(CALIBRATION_JSON).exists() {
             if let Some(runs) = crate::report::precisions::read_folder(dir)? {
-                let out = cmd.out.clone().unwrap_or_else(|| dir.join(REPORT_HTML));
-                let json = dir.join(crate::report::precisions::PRECISIONS_JSON);
-                let table = crate::report::precisions::table(&runs);
-                atomic_write(&json, &serde_json::to_vec_pretty(&table).context("serialising precisions.json")?)?;
-                atomic_write(&out, crate::report::precisions::page(&runs, dir).as_bytes())?;
+                let page = cmd.out.clone().unwrap_or_else(|| dir.join(REPORT_HTML));
+                let written = crate::report::precisions::write(dir, &page, &runs)?;
                 print!("{}", crate::report::precisions::text(&runs));
-                println!("wrote {} and {}: open the page in a browser", json.display(), out.display());
+                println!("wrote {} and {}: open the page in a browser", written[0].display(), written[1].display());
                 return Ok(ExitCode::Ok);
             }
         }

@@ -143,7 +143,7 @@ pub fn bench_run(
                 fuseval_version: env!("CARGO_PKG_VERSION").into(),
                 date: utc_now(),
                 model: p.loaded.path.display().to_string(),
-                model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
+                model_inputs: p.loaded.input_dims().into_iter().collect(),
                 hardware: crate::runtime::hardware_for(opts.ep),
                 runtime: "onnxruntime".into(),
                 ort_version: crate::runtime::ort_version(),

@@ -133,6 +133,22 @@ impl Loaded {
         }
         Ok(p)
     }
+
+    /// Each input's name and fixed dims.
+    pub fn input_dims(&self) -> Vec<(String, Vec<usize>)> {
+        self.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect()
+    }
+
+    /// The whole model (weights inline) with its inputs fixed and its shape arithmetic folded
+    /// ([`crate::onnx::fold`]) from the values the shape analysis found.
+    pub fn folded_shapes(&self) -> Result<(pb::ModelProto, crate::onnx::fold::FoldReport)> {
+        let known: BTreeMap<String, crate::onnx::fold::Known> = self
+            .tensors
+            .iter()
+            .filter_map(|(n, t)| Some((n.clone(), (t.elem_type, t.shape.clone()?, t.value.clone()?))))
+            .collect();
+        crate::onnx::fold::fold_shapes(&self.full_proto()?, &self.input_dims(), &known)
+    }
 }
 
 /// Read and decode an ONNX file; initializer bytes stay in the file until needed. No shape work.

@@ -15,7 +15,6 @@ use super::equivalence::{check_with, tolerance_ep, tolerance_for};
 use super::inputs::{random_inputs, HostTensor};
 use super::session::{build_session_placed, run_plain, to_ort_values};
 use super::{DType, Equivalence, InputSpec, Level, MeasureOptions, ModelSource, OutputValues};
-use crate::onnx::f16_to_f32;
 use crate::runtime::Precision;
 
 /// How far a reduced precision's outputs are from strict fp32's.
@@ -77,11 +76,7 @@ fn widened(inputs: &[HostTensor]) -> Vec<HostTensor> {
         .map(|h| match h.dtype {
             DType::F16 => HostTensor {
                 dtype: DType::F32,
-                data: h
-                    .data
-                    .chunks_exact(2)
-                    .flat_map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])).to_le_bytes())
-                    .collect(),
+                data: h.to_f64().iter().flat_map(|&v| (v as f32).to_le_bytes()).collect(),
                 ..h.clone()
             },
             _ => h.clone(),
@@ -160,11 +155,7 @@ mod tests {
             .map(|h| match h.dtype {
                 DType::F32 => HostTensor {
                     dtype: DType::F16,
-                    data: h
-                        .data
-                        .chunks_exact(4)
-                        .flat_map(|c| f32_to_f16(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
-                        .collect(),
+                    data: h.to_f64().iter().flat_map(|&v| f32_to_f16(v as f32).to_le_bytes()).collect(),
                     ..h.clone()
                 },
                 _ => h.clone(),

@@ -266,9 +266,11 @@ pub fn combine(reps: &[Comparison], noise: &SessionNoise) -> Comparison {
             reps.iter().any(|c| c.explicit.is_some()).then(|| "the explicit variant ran in only some replicates".into())
         })
     };
-    let mut cpu_fallback: Vec<String> = reps.iter().flat_map(|c| c.cpu_fallback.iter().cloned()).collect();
-    cpu_fallback.sort();
-    cpu_fallback.dedup();
+    // session labels any replicate lists, sorted, once each
+    let labels = |f: &dyn Fn(&Comparison) -> &Vec<String>| -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> = reps.iter().flat_map(f).collect();
+        set.into_iter().cloned().collect()
+    };
     Comparison {
         unfused: latency(&|c| c.unfused),
         unfused_control: latency(&|c| c.unfused_control),
@@ -285,7 +287,7 @@ pub fn combine(reps: &[Comparison], noise: &SessionNoise) -> Comparison {
         unfused_ops: first.unfused_ops.clone(),
         explicit,
         explicit_error,
-        cpu_fallback,
+        cpu_fallback: labels(&|c| &c.cpu_fallback),
         rounds: reps.iter().map(|c| c.rounds).sum(),
         iters_per_round: first.iters_per_round,
         budget_exhausted: reps.iter().any(|c| c.budget_exhausted),
@@ -299,12 +301,7 @@ pub fn combine(reps: &[Comparison], noise: &SessionNoise) -> Comparison {
         clock_check: first.clock_check,
         clock_check_error: first.clock_check_error.clone(),
         precision_error: first.precision_error.clone(),
-        no_cuda_graph: {
-            let mut v: Vec<String> = reps.iter().flat_map(|c| c.no_cuda_graph.iter().cloned()).collect();
-            v.sort();
-            v.dedup();
-            v
-        },
+        no_cuda_graph: labels(&|c| &c.no_cuda_graph),
     }
 }
 

@@ -80,10 +80,15 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Refuse to run when `dir` already holds any of the output files, unless `force`.
 pub fn check_outputs_free(dir: &Path, force: bool) -> Result<()> {
+    check_files_free(dir, &OUTPUT_FILES, force)
+}
+
+/// Refuse to run when `dir` already holds any of `files`, unless `force`.
+pub fn check_files_free(dir: &Path, files: &[&str], force: bool) -> Result<()> {
     if force {
         return Ok(());
     }
-    for f in OUTPUT_FILES {
+    for &f in files {
         let path = dir.join(f);
         if path.exists() {
             // a run that was cut short: say how to finish it
@@ -356,6 +361,11 @@ pub(crate) fn max_abs_err(p: &FusionCalibration) -> f64 {
 }
 
 /// Short description of the shapes: `1x64x56x56 → 1x64x56x56`.
+/// `MemoryBound → Balanced`: the record's bottleneck unfused and fused, when it is on a roofline.
+pub(crate) fn bottleneck_text(p: &FusionCalibration) -> Option<String> {
+    p.roofline.as_ref().map(|r| format!("{:?} → {:?}", r.unfused.bottleneck, r.fused.bottleneck))
+}
+
 pub(crate) fn shapes_text(p: &FusionCalibration) -> String {
     let join = |m: &std::collections::BTreeMap<String, Vec<usize>>| -> String {
         if m.is_empty() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::calibration::{CalibrationFile, FusionCalibration, Status};
 use crate::estimate::Estimate;
 use crate::report::html::{escape, speedup_colour, GREY, REPORT_HTML};
-use crate::report::{fmt_ms, fmt_speedup, headline_speedup, shapes_text};
+use crate::report::{bottleneck_text, fmt_ms, fmt_speedup, headline_speedup, shapes_text};
 use crate::runtime::Precision;
 
 pub const PRECISIONS_JSON: &str = "precisions.json";
@@ -80,7 +80,7 @@ fn cell(p: &FusionCalibration) -> Option<Cell> {
         trustworthy: p.trustworthy,
         rel_err_vs_fp32: p.precision_error.as_ref().map(|e| e.rel_err()),
         within_tolerance: p.precision_error.as_ref().map(|e| e.passed()),
-        bottleneck: p.roofline.as_ref().map(|r| format!("{:?} → {:?}", r.unfused.bottleneck, r.fused.bottleneck)),
+        bottleneck: bottleneck_text(p),
     })
 }
 
@@ -156,6 +156,19 @@ fn median_speedup(t: &Table, k: usize) -> Option<(f64, usize)> {
     (!xs.is_empty()).then(|| (crate::estimate::median(&xs), xs.len()))
 }
 
+/// `12.3 ms → 4.56 ms (2.70× [2.60, 2.80])`, ORT_DISABLE_ALL to extended, or `not timed`.
+fn whole_text(r: &RunSummary) -> String {
+    match (r.whole_disabled_ms, r.whole_extended_ms, r.whole_speedup) {
+        (Some(d), Some(e), Some(sp)) => format!("{} → {} ({})", fmt_ms(d), fmt_ms(e), fmt_speedup(&sp)),
+        _ => "not timed".into(),
+    }
+}
+
+/// `1.18× over 22`, or `–`.
+fn median_text(t: &Table, k: usize) -> String {
+    median_speedup(t, k).map_or("–".into(), |(m, n)| format!("{m:.2}× over {n}"))
+}
+
 /// What `bench --precision all` prints after the runs.
 pub fn text(runs: &[(Precision, PathBuf, CalibrationFile)]) -> String {
     let t = table(runs);
@@ -174,32 +187,19 @@ pub fn text(runs: &[(Precision, PathBuf, CalibrationFile)]) -> String {
     }
     let _ = writeln!(s, "Median speedup over trustworthy instances:");
     for (k, q) in t.precisions.iter().enumerate() {
-        let m = median_speedup(&t, k).map_or("–".into(), |(m, n)| format!("{m:.2}× over {n}"));
-        let _ = writeln!(s, "  {:<5} {m}", q.name());
+        let _ = writeln!(s, "  {:<5} {}", q.name(), median_text(&t, k));
     }
     let _ = writeln!(s, "Whole model (ORT_DISABLE_ALL → extended) and A/A failures:");
     for r in &t.runs {
-        let whole = match (r.whole_disabled_ms, r.whole_extended_ms, r.whole_speedup) {
-            (Some(d), Some(e), Some(sp)) => format!("{} → {} ({})", fmt_ms(d), fmt_ms(e), fmt_speedup(&sp)),
-            _ => "not timed".into(),
-        };
-        let _ = writeln!(s, "  {:<5} {whole}; A/A failed {} of {}", r.precision.name(), r.aa_failed, r.measured);
+        let _ =
+            writeln!(s, "  {:<5} {}; A/A failed {} of {}", r.precision.name(), whole_text(r), r.aa_failed, r.measured);
     }
     s
 }
 
 /// Refuse to write over the side-by-side files of an earlier run, unless `force`.
 pub fn check_outputs_free(out: &Path, force: bool) -> Result<()> {
-    for f in [PRECISIONS_JSON, REPORT_HTML] {
-        let path = out.join(f);
-        if path.exists() && !force {
-            return Err(crate::error::user(format!(
-                "{} already exists: pass --force to overwrite it, or choose another output directory with -o",
-                path.display()
-            )));
-        }
-    }
-    Ok(())
+    crate::report::check_files_free(out, &[PRECISIONS_JSON, REPORT_HTML], force)
 }
 
 /// The side-by-side page.
@@ -213,19 +213,14 @@ pub fn page(runs: &[(Precision, PathBuf, CalibrationFile)], out: &Path) -> Strin
     );
     body.push_str("<section id=\"runs\"><h2>Runs</h2><table class=\"kv\"><thead><tr><th>precision</th><th>whole model, ORT_DISABLE_ALL → extended</th><th>median instance speedup</th><th>A/A failed</th><th>report</th></tr></thead><tbody>\n");
     for (k, r) in t.runs.iter().enumerate() {
-        let whole = match (r.whole_disabled_ms, r.whole_extended_ms, r.whole_speedup) {
-            (Some(d), Some(e), Some(sp)) => format!("{} → {} ({})", fmt_ms(d), fmt_ms(e), fmt_speedup(&sp)),
-            _ => "not timed".into(),
-        };
-        let median = median_speedup(&t, k).map_or("–".into(), |(m, n)| format!("{m:.2}× over {n}"));
         let dir = Path::new(&r.dir);
         let link = dir.strip_prefix(out).unwrap_or(dir).join(REPORT_HTML);
         let _ = writeln!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td><a href=\"{}\">{}</a></td></tr>",
             r.precision.name(),
-            escape(&whole),
-            escape(&median),
+            escape(&whole_text(r)),
+            escape(&median_text(&t, k)),
             r.aa_failed,
             r.measured,
             escape(&link.display().to_string()),
@@ -269,14 +264,14 @@ pub fn page(runs: &[(Precision, PathBuf, CalibrationFile)], out: &Path) -> Strin
     crate::report::html::page(&format!("fuseval: {} precisions", t.model), &body)
 }
 
-/// Write `precisions.json` and `report.html` into `out`, each atomically; the paths written.
-pub fn write(out: &Path, runs: &[(Precision, PathBuf, CalibrationFile)]) -> Result<Vec<PathBuf>> {
+/// Write `precisions.json` into `out` and the page to `page` (`out/report.html` unless asked otherwise),
+/// each atomically; the paths written.
+pub fn write(out: &Path, page_path: &Path, runs: &[(Precision, PathBuf, CalibrationFile)]) -> Result<Vec<PathBuf>> {
     let json = out.join(PRECISIONS_JSON);
     let bytes = serde_json::to_vec_pretty(&table(runs)).context("serialising precisions.json")?;
     crate::report::atomic_write(&json, &bytes)?;
-    let html = out.join(REPORT_HTML);
-    crate::report::atomic_write(&html, page(runs, out).as_bytes())?;
-    Ok(vec![json, html])
+    crate::report::atomic_write(page_path, page(runs, out).as_bytes())?;
+    Ok(vec![json, page_path.to_path_buf()])
 }
 
 /// The runs of a `bench --precision all` folder: each `DIR/<precision>/calibration.json` there, in

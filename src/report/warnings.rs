@@ -23,6 +23,16 @@ pub fn warnings(cal: &CalibrationFile) -> Vec<String> {
     v
 }
 
+/// `unfused, unfused control sessions` (or `session` for one).
+fn sessions(labels: &[String]) -> String {
+    format!("{} session{}", labels.join(", "), if labels.len() == 1 { "" } else { "s" })
+}
+
+/// The first node of a record's first instance, which names it in messages.
+fn first_node(p: &FusionCalibration) -> &str {
+    p.instances.first().and_then(|i| i.first()).map(String::as_str).unwrap_or("?")
+}
+
 /// Warnings about the measurements alone (not the file's `warnings` list).
 pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
     let m = &cal.metadata;
@@ -41,23 +51,21 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
 
     for p in measured.iter().filter(|p| !p.cpu_fallback.is_empty()) {
         v.push(format!(
-            "{} at `{}`: ONNX Runtime kept some nodes on the CPU in the {} session{} (the CUDA provider places shape \
+            "{} at `{}`: ONNX Runtime kept some nodes on the CPU in the {} (the CUDA provider places shape \
              arithmetic there); its time includes those nodes and any copies they need",
             p.fusion_pattern,
-            p.instances.first().and_then(|i| i.first()).map(String::as_str).unwrap_or("?"),
-            p.cpu_fallback.join(", "),
-            if p.cpu_fallback.len() == 1 { "" } else { "s" }
+            first_node(p),
+            sessions(&p.cpu_fallback)
         ));
     }
 
     for p in measured.iter().filter(|p| !p.no_cuda_graph.is_empty()) {
         v.push(format!(
-            "{} at `{}`: --cuda-graph: ORT could not capture the {} session{} (nodes on the CPU), timed without a \
-             graph while the others replayed one: its speedup includes launch overhead the graph removed",
+            "{} at `{}`: --cuda-graph: ORT could not capture the {} (nodes on the CPU), timed without a graph while \
+             the others replayed one: its speedup includes launch overhead the graph removed",
             p.fusion_pattern,
-            p.instances.first().and_then(|i| i.first()).map(String::as_str).unwrap_or("?"),
-            p.no_cuda_graph.join(", "),
-            if p.no_cuda_graph.len() == 1 { "" } else { "s" }
+            first_node(p),
+            sessions(&p.no_cuda_graph)
         ));
     }
 
@@ -161,19 +169,17 @@ pub fn measurement_warnings(cal: &CalibrationFile) -> Vec<String> {
         }
         if !wm.cpu_fallback.is_empty() {
             v.push(format!(
-                "ONNX Runtime kept some of the whole model's nodes on the CPU in the {} session{} (shape arithmetic); \
-                 its times include those nodes and any copies they need",
-                wm.cpu_fallback.join(", "),
-                if wm.cpu_fallback.len() == 1 { "" } else { "s" }
+                "ONNX Runtime kept some of the whole model's nodes on the CPU in the {} (shape arithmetic); its times \
+                 include those nodes and any copies they need",
+                sessions(&wm.cpu_fallback)
             ));
         }
         if !wm.no_cuda_graph.is_empty() {
             v.push(format!(
-                "--cuda-graph: ORT could not capture the whole model in a CUDA graph in the {} session{} (nodes on the \
-                 CPU), which were timed without one: their comparison with the captured levels includes the launch \
+                "--cuda-graph: ORT could not capture the whole model in a CUDA graph in the {} (nodes on the CPU), \
+                 which were timed without one: their comparison with the captured levels includes the launch \
                  overhead a graph removes",
-                wm.no_cuda_graph.join(", "),
-                if wm.no_cuda_graph.len() == 1 { "" } else { "s" }
+                sessions(&wm.no_cuda_graph)
             ));
         }
         if wm.budget_exhausted {

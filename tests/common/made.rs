@@ -13,7 +13,7 @@ pub fn metadata(p: &Prepared, quick: bool) -> Metadata {
         fuseval_version: env!("CARGO_PKG_VERSION").into(),
         date: "2026-01-02T03:04:05Z".into(),
         model: p.loaded.path.display().to_string(),
-        model_inputs: p.loaded.inputs.iter().map(|i| (i.name.clone(), i.dims.clone())).collect(),
+        model_inputs: p.loaded.input_dims().into_iter().collect(),
         hardware: Hardware {
             cpu_model: CPU.into(),
             logical_cores: 2,

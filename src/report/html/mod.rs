@@ -524,11 +524,7 @@ fn table_section(profiles: &[FusionCalibration]) -> String {
             (None, Some(u)) => format!("none ({u})"),
             _ => "–".into(),
         };
-        let bottleneck = p
-            .roofline
-            .as_ref()
-            .map(|r| format!("{:?} → {:?}", r.unfused.bottleneck, r.fused.bottleneck))
-            .unwrap_or_else(|| "–".into());
+        let bottleneck = crate::report::bottleneck_text(p).unwrap_or_else(|| "–".into());
         let verdict = if !measured {
             format!("skipped: {}", p.skip_reason.as_deref().unwrap_or(""))
         } else {
