@@ -463,3 +463,32 @@ fn slim_annotated_model_points_at_the_original_weights() {
     assert!(c.equivalence_all.passed);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `bench --whole-model-only`: the whole model at ORT's levels with its replicates, no instance, no
+/// ceilings, no attribution, no prediction; recorded for `--resume`; two such runs compared by
+/// `fuseval agreement`; it does not go with `--no-whole-model`.
+#[test]
+fn whole_model_only_times_just_the_whole_model() {
+    let (a, b) = (tmp("wmo-a"), tmp("wmo-b"));
+    for out in [&a, &b] {
+        let args = ["bench", "fixtures/patterns/conv_bn_relu.onnx", "--quick", "--threads", "1", "--whole-model-only"];
+        let o = fuseval(&[&args[..], &["-o", out.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(text(&o).contains("--whole-model-only: the pattern instances were not measured"), "{}", text(&o));
+        let cal: CalibrationFile =
+            serde_json::from_slice(&std::fs::read(out.join("calibration.json")).unwrap()).unwrap();
+        assert!(cal.fusion_profiles.is_empty() && cal.ceilings.is_none());
+        let run = cal.metadata.run.as_ref().expect("run options");
+        assert!(!run.instances && !run.attribution && run.whole_model);
+        let w = cal.whole_model.as_ref().expect("the whole model");
+        assert!(w.attribution.is_none() && w.prediction.is_none());
+        // --quick with no instance to pool noise from: every replicate
+        assert_eq!(w.measurement.replicates.len(), cal.metadata.replicates);
+    }
+    let o = fuseval(&["agreement", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("whole model: ") && text(&o).contains("speedup extended"), "{}", text(&o));
+    let o = fuseval(&["bench", "fixtures/patterns/conv_bn_relu.onnx", "--whole-model-only", "--no-whole-model"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+}

@@ -158,7 +158,7 @@ fn resnet_run(speedup_scale: f64) -> (Prepared, CalibrationFile) {
     let g = &p.graph;
     let chosen: Vec<&Instance> = p.detection.longest_instances().collect();
     let groups = distinct_groups(g, &chosen);
-    let ceilings = Ceilings { peak_gflops: 150.0, bandwidth_gbs: 20.0, source: "hand-made".into() };
+    let ceilings = Ceilings { peak_gflops: 150.0, bandwidth_gbs: 20.0, source: "hand-made".into(), precision: None };
     let mut profiles = vec![];
     for (k, (sig, group)) in groups.iter().enumerate() {
         let (s, aa, agree) = match k % 6 {
@@ -423,4 +423,14 @@ fn precisions_side_by_side_are_rebuilt_by_report_from_the_precision_folders() {
     let table = &table[..table.find("</table>").unwrap()];
     assert_eq!(count(table, "data-signature="), fp32.fusion_profiles.len());
     assert_eq!(count(table, ">fp32</th>") + count(table, ">fp16</th>"), 2);
+
+    // each precision's own page: fp16's table has the error against fp32 on every measured row, fp32's
+    // has no such column
+    let own = |q: &str| std::fs::read_to_string(dir.path().join(q).join(html::REPORT_HTML)).unwrap();
+    let (p32, p16) = (own("fp32"), own("fp16"));
+    assert!(!p32.contains(">error vs fp32</th>"));
+    assert!(p16.contains(">error vs fp32</th>"));
+    let measured = fp16.fusion_profiles.iter().filter(|r| r.status == Status::Measured).count();
+    assert!(measured > 0);
+    assert_eq!(count(&p16, "data-sort=\"0.000004\">4e-6</td>"), measured, "fp16 page");
 }

@@ -926,6 +926,10 @@ fn agreement_compares_matched_instances_within_their_combined_ci() {
     );
     b.fusion_profiles[counted[2]].trustworthy = false;
     b.fusion_profiles[counted[2]].aa_ok = Some(false);
+    // the whole model: Disable 5% slower in run B with a tight CI, the rest the same
+    let d = &mut b.whole_model.as_mut().expect("a whole model").measurement.disabled;
+    let x = d.ci_ms.point;
+    d.ci_ms = Estimate { point: x * 1.05, lo: x * 1.049, hi: x * 1.051 };
     let sig = |i: usize| a.fusion_profiles[counted[i]].signature.clone();
 
     let g = agreement(&a, &b);
@@ -942,8 +946,24 @@ fn agreement_compares_matched_instances_within_their_combined_ci() {
     assert_eq!(ext.within_combined_ci, g.matched - 1);
     assert!((ext.max_abs_rel_diff - 0.2).abs() < 1e-9);
     assert_eq!(ext.within_3pct, g.matched - 1);
+    let whole: Vec<(&str, bool)> = g.whole_model.iter().map(|x| (x.variant.as_str(), x.within_combined_ci)).collect();
+    assert_eq!(
+        whole,
+        [
+            ("Disable ms", false),
+            ("extended ms", true),
+            ("full ms", true),
+            ("speedup extended", true),
+            ("speedup full", true)
+        ]
+    );
+    assert!((g.whole_model[0].rel_diff - 0.05).abs() < 1e-9);
     let text = agreement_text(&g, "A", "B");
     assert!(text.contains("outside the combined CI"), "{text}");
+    assert!(text.contains("4 of 5 figures within their combined CI; |difference| max 5.0% (NOT within 3%)"), "{text}");
+    // a run without the whole model: nothing to compare
+    b.whole_model = None;
+    assert!(agreement(&a, &b).whole_model.is_empty());
 }
 
 /// With an attribution, every output marks the nodes a transformer consumes with its in-context saving,

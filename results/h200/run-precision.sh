@@ -7,6 +7,9 @@
 #   bash .gpu/meta/assemble.sh && . .gpu/env.sh && PHASE=b1 bash results/h200/run-precision.sh
 # PHASE=b1: ResNet-50 b1, BERT-base 1x128; PHASE=big: ResNet-50 b32, BERT-base 8x128; RUNS overrides the
 # list (names below). Output: $OUT/h200/h200.tar.gz and the key files (see results/h200/common.sh).
+# MODE=whole: instead, the whole models only (--whole-model-only, every replicate), each name once per
+# label in REPEATS (default "a b": all names, then all again), into whole-LABEL/NAME, and
+# `fuseval agreement` of the first two labels' runs into whole-agreement-NAME.txt.
 set -u
 
 SKIP_BENCH_AFTER=${SKIP_BENCH_AFTER:-480}
@@ -30,6 +33,41 @@ case ${PHASE:-b1} in
   big) default="resnet50-b32 bert-base-8x128" ;;
   *) default="" ;;
 esac
+if [[ ${MODE:-matrix} == whole ]]; then
+  for label in ${REPEATS:-a b}; do
+    for name in ${RUNS:-resnet50-b1 bert-base-1x128 resnet50-b32 bert-base-8x128}; do
+      m=${MODEL[$name]}
+      if ((SECONDS > SKIP_BENCH_AFTER)); then
+        log "[$(stamp)] skipped whole $label $name: past ${SKIP_BENCH_AFTER} s"
+        continue
+      fi
+      lim=$((BENCH_END - SECONDS))
+      ((lim < 30)) && lim=30
+      d=$W/whole-$label/$name
+      mkdir -p "$d"
+      # shellcheck disable=SC2086
+      run_cmd "$lim" "$d/summary.txt" "$d/stderr.txt" \
+        "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated --whole-model-only --cuda-graph \
+        --precision all ${INPUT[$name]} -o "$d" --force
+      grep -E '^Whole model:' "$d/summary.txt"
+      grep -m5 -iE '^(error|warning)' "$d/stderr.txt"
+      rm -f "$d"/*.onnx "$d"/*/*.onnx "$d"/*/graph.* "$d"/graph.*
+      pack
+    done
+  done
+  set -- ${REPEATS:-a b}
+  for name in ${RUNS:-resnet50-b1 bert-base-1x128 resnet50-b32 bert-base-8x128}; do
+    if [[ $# -ge 2 && -d $W/whole-$1/$name && -d $W/whole-$2/$name ]]; then
+      run_cmd 60 "$W/whole-agreement-$name.txt" - "$F" agreement "$W/whole-$1/$name" "$W/whole-$2/$name"
+      grep -E '^(==|  whole model)' "$W/whole-agreement-$name.txt"
+      KEY_FILES="$KEY_FILES whole-agreement-$name.txt"
+    fi
+  done
+  log "# done $(date -u '+%Y-%m-%d %H:%M:%S UTC'), ${SECONDS} s"
+  pack
+  exit 0
+fi
+
 for name in ${RUNS:-$default}; do
   m=${MODEL[$name]}
   if ((SECONDS > SKIP_BENCH_AFTER)); then

@@ -87,12 +87,8 @@ pub struct SweepPoint {
     pub verdict: Option<Verdict>,
     pub bottleneck_unfused: Option<BottleneckType>,
     /// False when its A/A control failed: shown, but left out of where fusion pays.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::calibration::yes")]
     pub trustworthy: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Where fusion starts or stops paying for one pattern (the design's open question 2).
@@ -155,8 +151,11 @@ pub struct HardwareCalibration {
     pub measured_bandwidth_gbps: f64,
     pub peak_efficiency: Option<f64>,
     pub bandwidth_efficiency: Option<f64>,
-    /// The ceilings every roofline in this file uses.
+    /// The ceilings of the first precision measured (every roofline's, with one precision).
     pub ceilings: Ceilings,
+    /// With several precisions: each one's ceilings, on which its records' rooflines sit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub precision_ceilings: Vec<Ceilings>,
     pub operation_profiles: Vec<OperationProfile>,
     /// One `FusionCalibration` per pattern and size (`extra_params.size`).
     pub fusion_profiles: Vec<FusionCalibration>,
@@ -172,11 +171,23 @@ pub fn read(path: &Path) -> Result<HardwareCalibration> {
 }
 
 /// The `ceilings` of any fuseval calibration file (calibrate's, bench's, or a merged file of one
-/// machine; [`super::read::Source::ceilings`]); errors name the file.
-pub fn read_ceilings(path: &Path) -> Result<Ceilings> {
-    super::read::read(path)?.ceilings().cloned().ok_or_else(|| {
+/// machine; [`super::read::Source::ceilings_in`]) for records in `precision`, and a warning when they were
+/// measured in another precision; errors name the file.
+pub fn read_ceilings(path: &Path, precision: crate::runtime::Precision) -> Result<(Ceilings, Option<String>)> {
+    let c = super::read::read(path)?.ceilings_in(precision).cloned().ok_or_else(|| {
         crate::error::user(format!("{} has no `ceilings` (make one with `fuseval calibrate`)", path.display()))
-    })
+    })?;
+    let warning = match c.precision {
+        Some(q) if q != precision => Some(format!(
+            "the ceilings of {} were measured in {}: this run's {} records sit on that roofline (calibrate with --precision {} for theirs)",
+            path.display(),
+            q.name(),
+            precision.name(),
+            precision.name()
+        )),
+        _ => None,
+    };
+    Ok((c, warning))
 }
 
 /// Counts of measured records per pattern (the acceptance check: every pattern at ≥ 3 sizes).

@@ -136,6 +136,13 @@ pub struct RunOptions {
     /// Files from before the attribution have none.
     #[serde(default)]
     pub attribution: bool,
+    /// The pattern instances were measured (false: `--whole-model-only`).
+    #[serde(default = "crate::calibration::yes")]
+    pub instances: bool,
+}
+
+pub(crate) fn yes() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

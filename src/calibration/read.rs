@@ -316,6 +316,17 @@ impl Source {
         self.runs().into_iter().find_map(|r| r.ceilings)
     }
 
+    /// The ceilings for records in `precision`: a calibrate file's measured in it when it has them,
+    /// else [`Self::ceilings`].
+    pub fn ceilings_in(&self, precision: crate::runtime::Precision) -> Option<&Ceilings> {
+        if let Calibration::Hardware(h) = &self.calibration {
+            if let Some(c) = h.precision_ceilings.iter().find(|c| c.precision == Some(precision)) {
+                return Some(c);
+            }
+        }
+        self.ceilings()
+    }
+
     /// A bench calibration.json (for `--resume`); anything else is refused, saying what it is.
     pub fn into_bench(self) -> Result<CalibrationFile> {
         let shown = self.path.display();

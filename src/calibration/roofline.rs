@@ -17,6 +17,10 @@ pub struct Ceilings {
     pub bandwidth_gbs: f64,
     /// Where they come from, e.g. `measured by fuseval calibrate (MatMul 1024^3 f32, Add 2^24 f32)`.
     pub source: String,
+    /// The precision the peak was measured in (fp16: an f16 MatMul on the tensor cores; fp32: TF32
+    /// off); absent in older files, whose peak is the provider's default (TF32 on CUDA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<crate::runtime::Precision>,
 }
 
 impl Ceilings {
@@ -202,7 +206,7 @@ mod tests {
     use super::*;
 
     fn c() -> Ceilings {
-        Ceilings { peak_gflops: 100.0, bandwidth_gbs: 10.0, source: "test".into() }
+        Ceilings { peak_gflops: 100.0, bandwidth_gbs: 10.0, source: "test".into(), precision: None }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct BenchCmd {
     pub model: Option<PathBuf>,
     /// Finish an interrupted run: measure only the instances missing from OUT_DIR/calibration.json,
     /// with the model and options it records.
-    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "replicates", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "no_attribution", "out", "force", "calibration", "cuda_graph"])]
+    #[arg(long, value_name = "OUT_DIR", conflicts_with_all = ["model", "inputs", "ep", "seed", "replicates", "device_id", "threads", "quick", "all_patterns", "no_whole_model", "whole_model_only", "no_attribution", "out", "force", "calibration", "cuda_graph"])]
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub model_flags: ModelFlags,
@@ -36,6 +36,11 @@ pub struct BenchCmd {
     /// Skip timing the whole model (and the attribution to ORT's transformers).
     #[arg(long)]
     pub no_whole_model: bool,
+    /// Time only the whole model, at ORT's levels (its replicates in full, --quick too): no pattern
+    /// instances, no ceilings, no attribution. A cheap way to see whether the whole model's figures hold
+    /// from one run to the next (`fuseval agreement` on two such folders).
+    #[arg(long, conflicts_with_all = ["no_whole_model", "all_patterns", "calibration"])]
+    pub whole_model_only: bool,
     /// Time the whole model at ORT's levels only: skip finding which of ORT's transformers act on it,
     /// timing each one in context and verifying a faster configuration.
     #[arg(long)]
@@ -68,6 +73,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
         measure: MeasureFlags { ep, device_id, threads, quick, seed, replicates, precision },
         all_patterns,
         no_whole_model,
+        whole_model_only,
         no_attribution,
         slim_annotated,
         cuda_graph,
@@ -106,7 +112,8 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 inputs: inputs.clone(),
                 all_patterns,
                 whole_model: !no_whole_model,
-                attribution: !no_whole_model && !no_attribution,
+                attribution: !no_whole_model && !no_attribution && !whole_model_only,
+                instances: !whole_model_only,
             };
             let base = BenchOptions {
                 ep,
@@ -117,19 +124,31 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 whole_model: !no_whole_model,
                 progress,
                 run: Some(run),
-                ceilings: match &calibration {
-                    Some(path) => Some(crate::calibration::hardware::read_ceilings(path)?),
-                    None => None,
-                },
+                ceilings: None,
                 calibration,
                 cuda_graph,
                 replicates: crate::cli::args::replicates_arg(replicates)?,
-                attribution: !no_whole_model && !no_attribution,
+                attribution: !no_whole_model && !no_attribution && !whole_model_only,
+                instances: !whole_model_only,
                 precision: precisions[0],
                 whole_model_path: None,
             };
-            let runs = precisions.iter().zip(dirs).map(|(q, d)| (d, BenchOptions { precision: *q, ..base.clone() }));
-            (out, None, runs.collect::<Vec<_>>())
+            let mut runs = vec![];
+            for (q, d) in precisions.iter().zip(dirs) {
+                // --calibration: its ceilings in this precision (a calibrate file may hold several)
+                let ceilings = match &base.calibration {
+                    Some(path) => {
+                        let (c, warning) = crate::calibration::hardware::read_ceilings(path, *q)?;
+                        if let Some(w) = warning {
+                            eprintln!("warning: {w}");
+                        }
+                        Some(c)
+                    }
+                    None => None,
+                };
+                runs.push((d, BenchOptions { precision: *q, ceilings, ..base.clone() }));
+            }
+            (out, None, runs)
         }
     };
     let run = runs[0].1.run.clone().context("bench options without run options")?;
@@ -141,7 +160,8 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
-    if previous.is_none() {
+    // a resumed run whose whole model is still to time makes its files again, in its own folder
+    if previous.as_ref().is_none_or(|c| c.whole_model.is_none()) {
         whole_model_files(&p, &out, &mut runs)?;
     }
     // one measuring run per machine at a time
@@ -288,9 +308,8 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         eprintln!("{} is already complete; nothing left to measure", path.display());
     }
     let attribution_recorded = run.attribution;
+    let instances = run.instances;
     let precision = m.precision.unwrap_or_else(|| crate::runtime::Precision::default_for(ep));
-    let whole_model_path = (precision == crate::runtime::Precision::Fp16 && run.whole_model)
-        .then(|| fp16_path(Path::new(&run.model_path), dir));
     let opts = BenchOptions {
         ep,
         threads: m.threads,
@@ -302,11 +321,13 @@ fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOpti
         run: Some(run),
         ceilings: prev.ceilings.clone(),
         calibration: None,
-        cuda_graph: false,
+        cuda_graph: m.cuda_graph,
         replicates: m.replicates,
         attribution: attribution_recorded,
+        instances,
         precision,
-        whole_model_path,
+        // made before the whole model is timed (`whole_model_files`)
+        whole_model_path: None,
     };
     Ok((prev, opts))
 }

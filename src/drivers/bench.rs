@@ -42,6 +42,8 @@ pub struct BenchOptions {
     /// With the whole model: which of ORT's transformers act on it, each one's saving in context, and
     /// the fastest configuration verified (`drivers::attribution`).
     pub attribution: bool,
+    /// Measure the pattern instances (false: only the whole model, `--whole-model-only`).
+    pub instances: bool,
     /// What the sessions compute in. fp16: each carved instance is converted (`onnx::fp16`) and the
     /// whole model is `whole_model_path`, the model converted.
     pub precision: crate::runtime::Precision,
@@ -84,8 +86,13 @@ pub fn bench_run(
     let g = &p.graph;
     let started = Instant::now();
     let mopts = measure_options(opts);
-    let chosen: Vec<&Instance> =
-        if opts.all_patterns { p.detection.all.iter().collect() } else { p.detection.longest_instances().collect() };
+    let chosen: Vec<&Instance> = if !opts.instances {
+        vec![]
+    } else if opts.all_patterns {
+        p.detection.all.iter().collect()
+    } else {
+        p.detection.longest_instances().collect()
+    };
     let groups = distinct_groups(g, &chosen);
     let done: HashMap<&str, &FusionCalibration> =
         previous.map(|c| c.fusion_profiles.iter().map(|r| (r.signature.as_str(), r)).collect()).unwrap_or_default();
@@ -112,14 +119,10 @@ pub fn bench_run(
     let ceilings = match (&opts.ceilings, previous.and_then(|c| c.ceilings.clone())) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(c)) => Some(c),
+        // nothing to place on the roofline
+        (None, None) if !opts.instances => None,
         (None, None) => match crate::drivers::calibrate::measure_ceilings(
-            opts.ep,
-            opts.threads,
-            true,
-            opts.seed,
-            (None, None),
-            false,
-            true,
+            crate::drivers::calibrate::CeilingOptions::minimal(opts.ep, opts.threads, opts.seed, opts.precision),
         ) {
             Ok((_, c)) => Some(c),
             Err(e) => {
@@ -175,7 +178,7 @@ pub fn bench_run(
         recommended_config: None,
         complete: false,
     };
-    if opts.ceilings.is_none() && previous.and_then(|c| c.ceilings.as_ref()).is_none() {
+    if opts.instances && opts.ceilings.is_none() && previous.and_then(|c| c.ceilings.as_ref()).is_none() {
         add_phase(&mut cal, "ceilings", t_ceilings);
     }
     // wall time so far: a resumed run adds to the earlier one
@@ -260,8 +263,9 @@ pub fn bench_run(
         cal.whole_model = Some(whole_model_result(prev.measurement.clone(), &cal.fusion_profiles));
     } else if whole && !interrupted {
         let t = Instant::now();
-        // --quick: one replicate, whose CIs take the session noise pooled over the instances
-        let whole_planned = if mopts.quick { 1 } else { mopts.replicates };
+        // --quick: one replicate, whose CIs take the session noise pooled over the instances; with no
+        // instances to pool, every replicate
+        let whole_planned = if mopts.quick && opts.instances { 1 } else { mopts.replicates };
         for r in 1..whole_planned {
             bar.set_message(format!("whole model, replicate {}", r + 1));
             time_whole(r, &mut whole_reps, &mut whole_error);
@@ -305,7 +309,11 @@ pub fn bench_run(
         interrupted |= crate::drivers::run::interrupted();
     }
     if let Some(w) = cal.whole_model.as_mut() {
-        if opts.all_patterns {
+        if !opts.instances {
+            // --whole-model-only: no parts to predict it from
+            w.prediction = None;
+            w.explained_fraction = None;
+        } else if opts.all_patterns {
             // overlapping matches would count the same saving twice
             w.prediction = None;
         } else if let (Some(pred), Some(path)) = (w.prediction.as_mut(), &opts.calibration) {

@@ -141,18 +141,46 @@ fn probe(p: Probe, model: Result<Vec<u8>>, mopts: &MeasureOptions) -> OperationP
     out
 }
 
-/// Measure the ceilings: MatMul n×n×n per dtype, Add over growing sizes. The peak is the best f32 MatMul,
-/// the bandwidth the largest Add (out of every cache).
-pub fn measure_ceilings(
-    ep: Ep,
-    threads: usize,
-    quick: bool,
-    seed: u64,
-    theoretical: (Option<f64>, Option<f64>),
-    progress: bool,
-    minimal: bool,
-) -> Result<(Vec<OperationProfile>, Ceilings)> {
-    let mopts = probe_opts(ep, threads, quick, seed);
+/// What [`measure_ceilings`] measures.
+#[derive(Clone, Copy, Debug)]
+pub struct CeilingOptions {
+    pub ep: Ep,
+    pub threads: usize,
+    pub quick: bool,
+    pub seed: u64,
+    /// The datasheet's peak GFLOP/s and bandwidth, for the efficiencies.
+    pub theoretical: (Option<f64>, Option<f64>),
+    pub progress: bool,
+    /// Bench's roofline: the largest MatMul and the largest Add only.
+    pub minimal: bool,
+    /// The peak's precision: fp16 an f16 MatMul, fp32 and tf32 an f32 one with TF32 off or on.
+    pub precision: crate::runtime::Precision,
+}
+
+impl CeilingOptions {
+    /// Bench's (and plan's) brief ceilings in `precision`.
+    pub fn minimal(ep: Ep, threads: usize, seed: u64, precision: crate::runtime::Precision) -> Self {
+        CeilingOptions {
+            ep,
+            threads,
+            quick: true,
+            seed,
+            theoretical: (None, None),
+            progress: false,
+            minimal: true,
+            precision,
+        }
+    }
+}
+
+/// Measure the ceilings: MatMul n×n×n per dtype, Add over growing sizes. The peak is the best MatMul in
+/// the options' precision (f16 for fp16, else f32 with TF32 as asked), the bandwidth the largest Add (out
+/// of every cache).
+pub fn measure_ceilings(o: CeilingOptions) -> Result<(Vec<OperationProfile>, Ceilings)> {
+    use crate::runtime::Precision;
+    let CeilingOptions { ep, threads, quick, seed, theoretical, progress, minimal, precision } = o;
+    let mopts = MeasureOptions { precision, ..probe_opts(ep, threads, quick, seed) };
+    let peak_dtype = if precision == Precision::Fp16 { DType::F16 } else { DType::F32 };
     let gpu = matches!(ep, Ep::Cuda { .. });
     let gemm_sizes: Vec<usize> = match (gpu, quick) {
         (false, true) => vec![512, 1024],
@@ -171,15 +199,15 @@ pub fn measure_ceilings(
         (true, true) => vec![1 << 20, 1 << 26],
         (true, false) => vec![1 << 16, 1 << 20, 1 << 24, 1 << 27],
     };
-    // minimal (bench's roofline): the largest f32 MatMul and the largest Add only
-    let (gemm_sizes, add_sizes) = if minimal {
-        (gemm_sizes[gemm_sizes.len() - 1..].to_vec(), add_sizes[add_sizes.len() - 1..].to_vec())
-    } else {
-        (gemm_sizes, add_sizes)
-    };
-    let f16_sizes = if minimal { vec![] } else { vec![*gemm_sizes.last().unwrap_or(&1024)] };
+    let largest = *gemm_sizes.last().unwrap_or(&1024);
+    // minimal (bench's roofline): the largest MatMul in the peak's dtype and the largest Add only;
+    // otherwise every size in the peak's dtype and the largest in the other
+    let (gemm_sizes, add_sizes) =
+        if minimal { (vec![largest], add_sizes[add_sizes.len() - 1..].to_vec()) } else { (gemm_sizes, add_sizes) };
+    let other = if minimal { vec![] } else { vec![largest] };
+    let (f32_sizes, f16_sizes) = if peak_dtype == DType::F16 { (other, gemm_sizes) } else { (gemm_sizes, other) };
     let mut profiles = vec![];
-    for (dtype, sizes) in [(DType::F32, gemm_sizes.clone()), (DType::F16, f16_sizes)] {
+    for (dtype, sizes) in [(DType::F32, f32_sizes), (DType::F16, f16_sizes)] {
         for n in sizes {
             let p = probe(
                 Probe {
@@ -226,7 +254,8 @@ pub fn measure_ceilings(
             .filter(|p| p.supported && p.operation == op && p.dtype == dtype)
             .max_by(|a, b| key(a).total_cmp(&key(b)))
     };
-    let peak = best("MatMul", "f32", |p| p.measured_gflops).context("no f32 MatMul probe ran: no peak GFLOP/s")?;
+    let peak = best("MatMul", peak_dtype.name(), |p| p.measured_gflops)
+        .with_context(|| format!("no {} MatMul probe ran: no peak GFLOP/s", peak_dtype.name()))?;
     // the largest Add: the DRAM (or HBM) figure, not a cache's
     let bw = profiles
         .iter()
@@ -237,13 +266,21 @@ pub fn measure_ceilings(
         peak_gflops: peak.measured_gflops,
         bandwidth_gbs: bw.achieved_bandwidth_gbps,
         source: format!(
-            "measured by fuseval on {ep} with {threads} threads: MatMul {}^3 f32, Add of {} f32",
-            peak.shape[0], bw.shape[0]
+            "measured by fuseval on {ep} with {threads} threads: MatMul {}^3 {}{}, Add of {} f32",
+            peak.shape[0],
+            peak_dtype.name(),
+            match (ep, precision) {
+                (Ep::Cuda { .. }, Precision::Fp32) => " (TF32 off)",
+                (Ep::Cuda { .. }, Precision::Tf32) => " (TF32)",
+                _ => "",
+            },
+            bw.shape[0]
         ),
+        precision: Some(precision),
     };
     for p in profiles.iter_mut().filter(|p| p.supported) {
         p.bottleneck = Some(bottleneck(p.arithmetic_intensity, &ceilings));
-        if p.dtype == "f32" {
+        if p.dtype == peak_dtype.name() {
             p.efficiency = theoretical.0.map(|t| p.measured_gflops / t);
         }
         p.bandwidth_efficiency = theoretical.1.map(|t| p.achieved_bandwidth_gbps / t);
@@ -310,15 +347,16 @@ pub fn calibrate(
     if opts.progress {
         eprintln!("ceilings");
     }
-    let (operation_profiles, ceilings) = measure_ceilings(
-        opts.ep,
-        opts.threads,
-        opts.quick,
-        opts.seed,
-        (opts.theoretical_gflops, opts.theoretical_bandwidth_gbs),
-        opts.progress,
-        false,
-    )?;
+    let (operation_profiles, ceilings) = measure_ceilings(CeilingOptions {
+        ep: opts.ep,
+        threads: opts.threads,
+        quick: opts.quick,
+        seed: opts.seed,
+        theoretical: (opts.theoretical_gflops, opts.theoretical_bandwidth_gbs),
+        progress: opts.progress,
+        minimal: false,
+        precision: opts.precisions[0],
+    })?;
     let hardware = crate::runtime::hardware_for(opts.ep);
     let gpu = matches!(opts.ep, Ep::Cuda { .. });
     let mut cal = HardwareCalibration {
@@ -361,6 +399,7 @@ pub fn calibrate(
         peak_efficiency: opts.theoretical_gflops.map(|t| ceilings.peak_gflops / t),
         bandwidth_efficiency: opts.theoretical_bandwidth_gbs.map(|t| ceilings.bandwidth_gbs / t),
         ceilings: ceilings.clone(),
+        precision_ceilings: vec![],
         operation_profiles,
         fusion_profiles: vec![],
         crossovers: vec![],
@@ -374,6 +413,29 @@ pub fn calibrate(
         let mopts = MeasureOptions { precision, ..mopts.clone() };
         if opts.progress && several {
             eprintln!("precision {}", precision.name());
+        }
+        // each precision's records on its own roofline: the first's ceilings, the others' peak measured
+        // briefly in their precision
+        let ceilings = if precision == opts.precisions[0] {
+            ceilings.clone()
+        } else {
+            match measure_ceilings(CeilingOptions::minimal(opts.ep, opts.threads, opts.seed, precision)) {
+                Ok((_, c)) => c,
+                Err(e) => {
+                    cal.warnings.push(format!(
+                        "the {} ceilings could not be measured, so its records sit on the {} roofline: {e:#}",
+                        precision.name(),
+                        opts.precisions[0].name()
+                    ));
+                    ceilings.clone()
+                }
+            }
+        };
+        if opts.progress && several {
+            eprintln!("  ceilings: {:.0} GFLOP/s, {:.0} GB/s", ceilings.peak_gflops, ceilings.bandwidth_gbs);
+        }
+        if several {
+            cal.precision_ceilings.push(ceilings.clone());
         }
         for &pattern in &opts.patterns {
             let sizes = crate::synth::grid(pattern, opts.quick, opts.ep);

@@ -1,6 +1,7 @@
 //! `fuseval agreement A B`: do two runs of the same bench agree? Instances matched by signature; for
 //! each speedup (extended, full, explicit) the difference, and whether it lies within the two runs'
-//! combined CI, `|s1 − s2| ≤ √(h1² + h2²)` with `h` the half-widths.
+//! combined CI, `|s1 − s2| ≤ √(h1² + h2²)` with `h` the half-widths. The whole model the same way: its
+//! latency at each of ORT's levels and its two speedups.
 
 use std::fmt::Write;
 
@@ -42,6 +43,9 @@ pub struct Agreement {
     pub only_in_b: usize,
     pub variants: Vec<VariantAgreement>,
     pub pairs: Vec<Pair>,
+    /// The whole model in both runs: latency (ms) at Disable, extended and full, and the two speedups;
+    /// empty when a run did not time it.
+    pub whole_model: Vec<Pair>,
 }
 
 /// The variants compared: ORT's two levels and the explicit kernel, each where both runs have it and its
@@ -69,17 +73,7 @@ pub fn agreement<'a>(a: &'a CalibrationFile, b: &'a CalibrationFile) -> Agreemen
         let vy = variants(y);
         for (name, ea) in variants(x) {
             let Some((_, eb)) = vy.iter().find(|(n, _)| *n == name) else { continue };
-            let half = |e: &Estimate| (e.hi - e.lo) / 2.0;
-            let combined = (half(&ea).powi(2) + half(eb).powi(2)).sqrt();
-            pairs.push(Pair {
-                label: x.label(),
-                signature: x.signature.clone(),
-                variant: name.into(),
-                a: ea,
-                b: *eb,
-                rel_diff: (eb.point - ea.point) / ea.point,
-                within_combined_ci: (ea.point - eb.point).abs() <= combined,
-            });
+            pairs.push(pair(&x.label(), &x.signature, name, ea, *eb));
         }
     }
     let variants = ["extended", "full", "explicit"]
@@ -101,12 +95,44 @@ pub fn agreement<'a>(a: &'a CalibrationFile, b: &'a CalibrationFile) -> Agreemen
         })
         .collect();
     let sig_in = |rs: &[&FusionCalibration], s: &str| rs.iter().any(|r| r.signature == s);
+    let whole_model = match (&a.whole_model, &b.whole_model) {
+        (Some(wa), Some(wb)) => {
+            let (x, y) = (&wa.measurement, &wb.measurement);
+            [
+                ("Disable ms", x.disabled.ci_ms, y.disabled.ci_ms),
+                ("extended ms", x.extended.ci_ms, y.extended.ci_ms),
+                ("full ms", x.all.ci_ms, y.all.ci_ms),
+                ("speedup extended", x.speedup_extended, y.speedup_extended),
+                ("speedup full", x.speedup_all, y.speedup_all),
+            ]
+            .into_iter()
+            .map(|(v, ea, eb)| pair("whole model", "whole model", v, ea, eb))
+            .collect()
+        }
+        _ => vec![],
+    };
     Agreement {
         matched,
         only_in_a: ra.iter().filter(|r| !sig_in(&rb, &r.signature)).count(),
         only_in_b: rb.iter().filter(|r| !sig_in(&ra, &r.signature)).count(),
         variants,
         pairs,
+        whole_model,
+    }
+}
+
+/// One figure in both runs: the difference and whether it lies within the combined CI.
+fn pair(label: &str, signature: &str, variant: &str, a: Estimate, b: Estimate) -> Pair {
+    let half = |e: &Estimate| (e.hi - e.lo) / 2.0;
+    let combined = (half(&a).powi(2) + half(&b).powi(2)).sqrt();
+    Pair {
+        label: label.into(),
+        signature: signature.into(),
+        variant: variant.into(),
+        a,
+        b,
+        rel_diff: (b.point - a.point) / a.point,
+        within_combined_ci: (a.point - b.point).abs() <= combined,
     }
 }
 
@@ -132,19 +158,56 @@ pub fn agreement_text(g: &Agreement, a: &str, b: &str) -> String {
             v.instances
         );
     }
-    let _ = writeln!(s, "\n{:<58} {:<9} {:>20} {:>20} {:>7}", "instance", "variant", "A", "B", "Δ%");
+    if !g.whole_model.is_empty() {
+        let w = &g.whole_model;
+        let within = w.iter().filter(|p| p.within_combined_ci).count();
+        let max = w.iter().map(|p| p.rel_diff.abs()).fold(0.0, f64::max);
+        let _ = writeln!(
+            s,
+            "  whole model: {within} of {} figures within their combined CI; |difference| max {:.1}% ({})",
+            w.len(),
+            100.0 * max,
+            if max <= 0.03 { "within 3%" } else { "NOT within 3%" }
+        );
+        let _ = writeln!(s, "\n{:<20} {:>26} {:>26} {:>7}", "whole model", "A", "B", "Δ%");
+        for p in w {
+            let _ = writeln!(
+                s,
+                "{:<20} {:>26} {:>26} {:>+6.1}{}",
+                p.variant,
+                est(&p.a),
+                est(&p.b),
+                100.0 * p.rel_diff,
+                outside(p)
+            );
+        }
+    }
+    if !g.pairs.is_empty() {
+        let _ = writeln!(s, "\n{:<58} {:<9} {:>20} {:>20} {:>7}", "instance", "variant", "A", "B", "Δ%");
+    }
     for p in &g.pairs {
-        let e = |e: &Estimate| format!("{:.3} [{:.3}, {:.3}]", e.point, e.lo, e.hi);
         let _ = writeln!(
             s,
             "{:<58} {:<9} {:>20} {:>20} {:>+6.1}{}",
             p.label,
             p.variant,
-            e(&p.a),
-            e(&p.b),
+            est(&p.a),
+            est(&p.b),
             100.0 * p.rel_diff,
-            if p.within_combined_ci { "" } else { "  outside the combined CI" }
+            outside(p)
         );
     }
     s
+}
+
+fn est(e: &Estimate) -> String {
+    format!("{:.3} [{:.3}, {:.3}]", e.point, e.lo, e.hi)
+}
+
+fn outside(p: &Pair) -> &'static str {
+    if p.within_combined_ci {
+        ""
+    } else {
+        "  outside the combined CI"
+    }
 }

@@ -70,7 +70,10 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
     }
     let _ = writeln!(s);
 
-    if cal.fusion_profiles.is_empty() {
+    let measured_instances = cal.metadata.run.as_ref().is_none_or(|r| r.instances);
+    if !measured_instances {
+        let _ = writeln!(s, "--whole-model-only: the pattern instances were not measured.");
+    } else if cal.fusion_profiles.is_empty() {
         let _ = writeln!(s, "No fusible pattern instances were found in this model: nothing was measured.");
     }
     for p in &cal.fusion_profiles {
@@ -354,15 +357,29 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                 Some(f) if f.is_finite() => format!("explains {:.0}%", f * 100.0),
                 _ => "no whole-model saving to explain".into(),
             };
-            let _ = writeln!(
-                s,
-                "Whole model: disabled {}, extended {}, full {} → measured saving {}; sum of pattern savings {} ({explains})",
-                fmt_ms(wm.disabled.median_ms),
-                fmt_ms(wm.extended.median_ms),
-                fmt_ms(wm.all.median_ms),
-                fmt_ms(saving),
-                fmt_ms(w.sum_pattern_saving_ms)
-            );
+            if cal.metadata.run.as_ref().is_none_or(|r| r.instances) {
+                let _ = writeln!(
+                    s,
+                    "Whole model: disabled {}, extended {}, full {} → measured saving {}; sum of pattern savings {} ({explains})",
+                    fmt_ms(wm.disabled.median_ms),
+                    fmt_ms(wm.extended.median_ms),
+                    fmt_ms(wm.all.median_ms),
+                    fmt_ms(saving),
+                    fmt_ms(w.sum_pattern_saving_ms)
+                );
+            } else {
+                let ci = |e: &crate::estimate::Estimate| format!("{} [{:.3}, {:.3}]", fmt_ms(e.point), e.lo, e.hi);
+                let _ = writeln!(
+                    s,
+                    "Whole model: disabled {}, extended {} ({}), full {} ({}); A/A {}",
+                    ci(&wm.disabled.ci_ms),
+                    ci(&wm.extended.ci_ms),
+                    super::fmt_speedup(&wm.speedup_extended),
+                    ci(&wm.all.ci_ms),
+                    super::fmt_speedup(&wm.speedup_all),
+                    super::fmt_aa(&wm.aa_control)
+                );
+            }
             if let Some(p) = &w.prediction {
                 let _ = writeln!(
                     s,

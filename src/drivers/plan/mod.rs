@@ -105,6 +105,7 @@ fn measuring(m: &MeasureArgs) -> Result<MeasureOptions> {
         cuda_graph: false,
         replicates: m.replicates,
         attribution: false,
+        instances: true,
         precision: m.precision,
         whole_model_path: None,
     }))
@@ -145,15 +146,12 @@ fn measure_ceilings(
     if progress() {
         eprintln!("measuring the hardware ceilings for the roofline (--no-roofline skips this)");
     }
-    match crate::drivers::calibrate::measure_ceilings(
+    match crate::drivers::calibrate::measure_ceilings(crate::drivers::calibrate::CeilingOptions::minimal(
         mopts.ep,
         mopts.threads,
-        true,
         mopts.seed,
-        (None, None),
-        false,
-        true,
-    ) {
+        mopts.precision,
+    )) {
         Ok((_, c)) => Some(c),
         Err(e) => {
             warnings.push(format!("the hardware ceilings could not be measured, so no bottleneck is given: {e:#}"));

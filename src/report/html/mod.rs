@@ -508,10 +508,13 @@ fn graph_section(cal: &CalibrationFile, g: Option<&ReportGraph>) -> String {
 
 /// The instance table: one `<tbody>` row per record, sortable.
 fn table_section(profiles: &[FusionCalibration]) -> String {
-    let mut s = String::from(
+    // tf32 and fp16 runs: the error against strict fp32 (`measure::reference`)
+    let with_err = profiles.iter().any(|p| p.precision_error.is_some());
+    let mut s = format!(
         "<section id=\"table\"><h2>Instances</h2>\n<table id=\"instances\" class=\"sortable\"><thead><tr>\
          <th>pattern</th><th>shapes</th><th>×n</th><th>unfused</th><th>fused</th><th>speedup [95% CI]</th>\
-         <th>ORT fused into</th><th>explicit kernel</th><th>verdict</th><th>A/A</th><th>bottleneck</th></tr></thead><tbody>\n",
+         <th>ORT fused into</th><th>explicit kernel</th><th>verdict</th><th>A/A</th><th>bottleneck</th>{}</tr></thead><tbody>\n",
+        if with_err { "<th title=\"largest error against strict fp32 over the largest reference value\">error vs fp32</th>" } else { "" }
     );
     for (k, p) in profiles.iter().enumerate() {
         let grey = grey_reason(p);
@@ -536,7 +539,7 @@ fn table_section(profiles: &[FusionCalibration]) -> String {
         };
         let _ = writeln!(
             s,
-            "<tr id=\"row-{k}\" data-signature=\"{}\"{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\" data-sort=\"{}\">{}</td><td class=\"num\" data-sort=\"{}\">{}</td><td class=\"num\" data-sort=\"{}\" style=\"background:{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr id=\"row-{k}\" data-signature=\"{}\"{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\" data-sort=\"{}\">{}</td><td class=\"num\" data-sort=\"{}\">{}</td><td class=\"num\" data-sort=\"{}\" style=\"background:{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
             escape(&p.signature),
             if grey.is_some() { " class=\"grey\"" } else { "" },
             escape(&p.fusion_pattern),
@@ -553,7 +556,17 @@ fn table_section(profiles: &[FusionCalibration]) -> String {
             escape(&explicit),
             escape(&verdict),
             p.aa_control.as_ref().map(fmt_aa).unwrap_or_else(|| "–".into()),
-            escape(&bottleneck)
+            escape(&bottleneck),
+            match (&p.precision_error, with_err) {
+                (_, false) => String::new(),
+                (None, true) => "<td class=\"num\" data-sort=\"NaN\">–</td>".into(),
+                (Some(e), true) => format!(
+                    "<td class=\"num\" data-sort=\"{}\">{}{}</td>",
+                    e.rel_err(),
+                    crate::report::fmt_err(e.rel_err()),
+                    if e.passed() { "" } else { " (beyond its tolerance)" }
+                ),
+            }
         );
     }
     s.push_str("</tbody></table></section>\n");
