@@ -703,3 +703,22 @@ fn tolerance_widens_with_the_reduction_size() {
     assert!(eq.passed, "{eq:?}");
     assert!((eq.atol - 4e-4).abs() < 1e-12, "{eq:?}");
 }
+
+/// Outputs of a computation in fp16 get fp16's tolerance even when their dtype is f32 (a whole model
+/// converted keeps fp32 inputs and outputs around fp16 arithmetic); other precisions keep the dtype's.
+#[test]
+fn fp16_arithmetic_is_checked_with_fp16_tolerances_whatever_the_output_dtype() {
+    use fuseval::measure::{check_equivalence_ep, tolerance_in, MeasureOptions, OutputValues};
+    use fuseval::runtime::{Ep, Precision};
+    let cuda = Ep::Cuda { device_id: 0 };
+    assert_eq!(tolerance_in(DType::F32, 1, cuda, Precision::Fp16), (1e-2, 1e-2));
+    assert_eq!(tolerance_in(DType::F32, 1, cuda, Precision::Tf32), (1e-2, 5e-3));
+    assert_eq!(tolerance_in(DType::F32, 1, Ep::Cpu, Precision::Fp32), (1e-3, 1e-4));
+    assert_eq!(tolerance_in(DType::I64, 1, cuda, Precision::Fp16), (0.0, 0.0));
+    // an f32 output 2.5e-2 off at a value of 1.5 (rms 1.12): beyond TF32's 5.6e-3 + 1.5e-2, within fp16's 1.1e-2 + 1.5e-2
+    let reference = vec![OutputValues::f32("y", vec![2], &[1.5, -0.5])];
+    let off = vec![OutputValues::f32("y", vec![2], &[1.525, -0.5])];
+    let opts = |precision| MeasureOptions { precision, ..MeasureOptions::new(cuda, 1, true) };
+    assert!(!check_equivalence_ep(&reference, &off, &opts(Precision::Tf32)).passed);
+    assert!(check_equivalence_ep(&reference, &off, &opts(Precision::Fp16)).passed);
+}

@@ -550,25 +550,26 @@ fn node_flops(g: &ModelGraph, n: petgraph::graph::NodeIndex) -> u64 {
 /// The longest reduction in an instance: a MatMul's or Gemm's K, a Conv's Cin/group·kh·kw, a
 /// normalisation's or softmax's last axis.
 pub fn reduction_size(g: &ModelGraph, inst: &Instance) -> usize {
-    inst.nodes
-        .iter()
-        .map(|&n| {
-            let node = g.node(n);
-            let input = |i: usize| node.inputs.get(i).and_then(|t| g.shape(t));
-            match node.op.as_str() {
-                "Conv" | "FusedConv" => input(1).map(|w| w.iter().skip(1).product()).unwrap_or(1),
-                "MatMul" => input(0).and_then(|a| a.last().copied()).unwrap_or(1),
-                "Gemm" => input(0)
-                    .and_then(|a| if node.attr_int("transA") == Some(1) { a.first() } else { a.last() }.copied())
-                    .unwrap_or(1),
-                "LayerNormalization" | "Softmax" | "ReduceMean" => {
-                    input(0).and_then(|a| a.last().copied()).unwrap_or(1)
-                }
-                _ => 1,
-            }
-        })
-        .max()
-        .unwrap_or(1)
+    inst.nodes.iter().map(|&n| node_reduction(g, n)).max().unwrap_or(1)
+}
+
+/// The longest reduction of any node of the model: the whole model's equivalence tolerance.
+pub fn model_reduction(g: &ModelGraph) -> usize {
+    g.order.iter().map(|&n| node_reduction(g, n)).max().unwrap_or(1)
+}
+
+fn node_reduction(g: &ModelGraph, n: petgraph::graph::NodeIndex) -> usize {
+    let node = g.node(n);
+    let input = |i: usize| node.inputs.get(i).and_then(|t| g.shape(t));
+    match node.op.as_str() {
+        "Conv" | "FusedConv" => input(1).map(|w| w.iter().skip(1).product()).unwrap_or(1),
+        "MatMul" => input(0).and_then(|a| a.last().copied()).unwrap_or(1),
+        "Gemm" => input(0)
+            .and_then(|a| if node.attr_int("transA") == Some(1) { a.first() } else { a.last() }.copied())
+            .unwrap_or(1),
+        "LayerNormalization" | "Softmax" | "ReduceMean" => input(0).and_then(|a| a.last().copied()).unwrap_or(1),
+        _ => 1,
+    }
 }
 
 /// Bytes moved unfused (every node reads its inputs and writes its outputs) and fused (the pattern's

@@ -189,11 +189,13 @@ pub fn bench_run(
     let whole = opts.whole_model && previous.and_then(|c| c.whole_model.as_ref()).is_none();
     let whole_path: &Path = opts.whole_model_path.as_deref().unwrap_or(&p.loaded.path);
     let specs = if whole { Some(model_input_specs(&p.loaded, g)?) } else { None };
+    // the whole model's outputs are checked with the tolerance of its longest reduction
+    let whole_opts = MeasureOptions { reduction: crate::calibration::model_reduction(g), ..mopts.clone() };
     let mut whole_reps: Vec<measure::Comparison> = vec![];
     let mut whole_error: Option<String> = None;
     let time_whole = |r: usize, reps: &mut Vec<measure::Comparison>, err: &mut Option<String>| {
         if let (Some(specs), None) = (&specs, &err) {
-            match measure::whole_model_replicate(whole_path, specs, &mopts, r) {
+            match measure::whole_model_replicate(whole_path, specs, &whole_opts, r) {
                 Ok(c) => reps.push(c),
                 Err(e) => *err = Some(format!("the whole model could not be timed: {e:#}")),
             }
@@ -295,7 +297,7 @@ pub fn bench_run(
                     None => cal.metadata.hardware.cpu_model.clone(),
                 },
             };
-            match crate::drivers::attribution::run(whole_path, specs, &mopts, &cal.fusion_profiles, &ctx) {
+            match crate::drivers::attribution::run(whole_path, specs, &whole_opts, &cal.fusion_profiles, &ctx) {
                 Ok((a, rc)) => {
                     if let Some(w) = cal.whole_model.as_mut() {
                         w.attribution = Some(a);

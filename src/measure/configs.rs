@@ -168,12 +168,7 @@ fn compare_once(
         match &reference {
             None => reference = Some((o1, o2)),
             Some(r) => {
-                checked[i] = Some(check_equivalence_ep(&r.0, &o1, opts.reduction, opts.ep).merge(check_equivalence_ep(
-                    &r.1,
-                    &o2,
-                    opts.reduction,
-                    opts.ep,
-                )))
+                checked[i] = Some(check_equivalence_ep(&r.0, &o1, opts).merge(check_equivalence_ep(&r.1, &o2, opts)))
             }
         }
     }
@@ -205,7 +200,7 @@ fn compare_once(
     for v in &variants {
         v.run_bound()?;
         let o = outputs.read().with_context(|| format!("reading {} outputs", v.label))?;
-        bound.push(check_equivalence_ep(&reference.0, &o, opts.reduction, opts.ep));
+        bound.push(check_equivalence_ep(&reference.0, &o, opts));
     }
     drop(reference);
     let equivalence = |k: usize| -> Equivalence {

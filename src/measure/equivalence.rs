@@ -131,14 +131,29 @@ pub fn tolerance_ep(dtype: DType, k: usize, ep: crate::runtime::Ep) -> (f64, f64
     }
 }
 
-/// [`check_equivalence_for`] with the provider's tolerances ([`tolerance_ep`]).
+/// `(rtol, atol_unit)` for an output of `dtype` computed in `precision`: computed in fp16, fp16's
+/// tolerance whatever the output's dtype (a whole model converted keeps fp32 inputs and outputs around
+/// fp16 arithmetic); otherwise [`tolerance_ep`].
+pub fn tolerance_in(
+    dtype: DType,
+    k: usize,
+    ep: crate::runtime::Ep,
+    precision: crate::runtime::Precision,
+) -> (f64, f64) {
+    match (precision, dtype) {
+        (crate::runtime::Precision::Fp16, DType::F32 | DType::F16) => tolerance_for(DType::F16, k),
+        _ => tolerance_ep(dtype, k, ep),
+    }
+}
+
+/// [`check_equivalence_for`] with the tolerances of the options' provider, precision and reduction
+/// ([`tolerance_in`]).
 pub fn check_equivalence_ep(
     reference: &[OutputValues],
     candidate: &[OutputValues],
-    k: usize,
-    ep: crate::runtime::Ep,
+    opts: &super::MeasureOptions,
 ) -> Equivalence {
-    check_with(reference, candidate, &|d| tolerance_ep(d, k, ep))
+    check_with(reference, candidate, &|d| tolerance_in(d, opts.reduction, opts.ep, opts.precision))
 }
 
 /// Compare `candidate` with `reference`, output by output (matched by name), for a reduction of `k`.

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::equivalence::{
     check_equivalence, check_equivalence_ep, check_equivalence_for, tolerance, tolerance_ep, tolerance_for,
-    Equivalence, OutputValues, Values,
+    tolerance_in, Equivalence, OutputValues, Values,
 };
 pub use self::inputs::{random_inputs, HostTensor};
 pub use self::replicates::{ReplicateResult, SessionNoise};
@@ -757,7 +757,7 @@ pub fn compare_variants(
         let read =
             v.run_bound().and_then(|()| out_sets[k].read().with_context(|| format!("reading {} outputs", v.label)));
         match read {
-            Ok(o) => bound.push(check_equivalence_ep(&reference.0, &o, opts.reduction, opts.ep)),
+            Ok(o) => bound.push(check_equivalence_ep(&reference.0, &o, opts)),
             Err(e) if i == EXPLICIT => {
                 explicit_error = Some(format!("{e:#}"));
                 break;
@@ -948,12 +948,7 @@ impl PlainChecks {
     fn add(&mut self, i: usize, out1: Vec<OutputValues>, out2: Vec<OutputValues>, opts: &MeasureOptions) {
         self.like[i] = Some(out1.iter().map(OutputValues::shape_only).collect());
         let check = |r: &(Vec<OutputValues>, Vec<OutputValues>), o1: &[OutputValues], o2: &[OutputValues]| {
-            check_equivalence_ep(&r.0, o1, opts.reduction, opts.ep).merge(check_equivalence_ep(
-                &r.1,
-                o2,
-                opts.reduction,
-                opts.ep,
-            ))
+            check_equivalence_ep(&r.0, o1, opts).merge(check_equivalence_ep(&r.1, o2, opts))
         };
         if i == UNFUSED {
             let r = (out1, out2);
