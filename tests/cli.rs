@@ -484,6 +484,8 @@ fn whole_model_only_times_just_the_whole_model() {
         assert!(w.attribution.is_none() && w.prediction.is_none());
         // --quick with no instance to pool noise from: every replicate
         assert_eq!(w.measurement.replicates.len(), cal.metadata.replicates);
+        let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(page.contains("--whole-model-only: the pattern instances were not measured."));
     }
     let o = fuseval(&["agreement", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));

@@ -402,6 +402,9 @@ fn precisions_side_by_side_are_rebuilt_by_report_from_the_precision_folders() {
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("Precisions side by side (fp32, fp16)") && out.contains("err 4.0e-6"), "{out}");
+    // each precision's whole model with its own A/A control, and the instances' A/A failures
+    assert_eq!(out.matches("), A/A ").count(), 2, "{out}");
+    assert_eq!(out.matches("; A/A failed ").count(), 2, "{out}");
 
     // precisions.json: one row per distinct instance, one cell per precision, the missing one null
     let t: fuseval::report::precisions::Table =

@@ -55,6 +55,11 @@ pub struct RunSummary {
     pub whole_disabled_ms: Option<f64>,
     pub whole_extended_ms: Option<f64>,
     pub whole_speedup: Option<Estimate>,
+    /// The whole model's own A/A control (its two ORT_DISABLE_ALL sessions), and whether it passed.
+    #[serde(default)]
+    pub whole_aa: Option<Estimate>,
+    #[serde(default)]
+    pub whole_aa_ok: Option<bool>,
     pub aa_failed: usize,
     pub measured: usize,
 }
@@ -120,6 +125,8 @@ pub fn table(runs: &[(Precision, PathBuf, CalibrationFile)]) -> Table {
                     whole_disabled_ms: w.map(|w| w.disabled.median_ms),
                     whole_extended_ms: w.map(|w| w.extended.median_ms),
                     whole_speedup: w.map(|w| w.speedup_extended),
+                    whole_aa: w.map(|w| w.aa_control),
+                    whole_aa_ok: w.map(|w| w.aa_ok),
                     aa_failed: cal.fusion_profiles.iter().filter(|p| p.aa_failed()).count(),
                     measured: cal.fusion_profiles.iter().filter(|p| p.status == Status::Measured).count(),
                 }
@@ -159,8 +166,25 @@ fn median_speedup(t: &Table, k: usize) -> Option<(f64, usize)> {
 /// `12.3 ms → 4.56 ms (2.70× [2.60, 2.80])`, ORT_DISABLE_ALL to extended, or `not timed`.
 fn whole_text(r: &RunSummary) -> String {
     match (r.whole_disabled_ms, r.whole_extended_ms, r.whole_speedup) {
-        (Some(d), Some(e), Some(sp)) => format!("{} → {} ({})", fmt_ms(d), fmt_ms(e), fmt_speedup(&sp)),
+        (Some(d), Some(e), Some(sp)) => {
+            let aa = match (r.whole_aa, r.whole_aa_ok) {
+                (Some(a), Some(ok)) => {
+                    format!(", A/A {}{}", crate::report::fmt_aa(&a), if ok { "" } else { " FAILED" })
+                }
+                _ => String::new(),
+            };
+            format!("{} → {} ({}){aa}", fmt_ms(d), fmt_ms(e), fmt_speedup(&sp))
+        }
         _ => "not timed".into(),
+    }
+}
+
+/// `A/A failed 2 of 28`, or `no instance measured`.
+fn instances_aa_text(r: &RunSummary) -> String {
+    if r.measured == 0 {
+        "no instance measured".into()
+    } else {
+        format!("A/A failed {} of {}", r.aa_failed, r.measured)
     }
 }
 
@@ -189,10 +213,9 @@ pub fn text(runs: &[(Precision, PathBuf, CalibrationFile)]) -> String {
     for (k, q) in t.precisions.iter().enumerate() {
         let _ = writeln!(s, "  {:<5} {}", q.name(), median_text(&t, k));
     }
-    let _ = writeln!(s, "Whole model (ORT_DISABLE_ALL → extended) and A/A failures:");
+    let _ = writeln!(s, "Whole model (ORT_DISABLE_ALL → extended), and the instances' A/A failures:");
     for r in &t.runs {
-        let _ =
-            writeln!(s, "  {:<5} {}; A/A failed {} of {}", r.precision.name(), whole_text(r), r.aa_failed, r.measured);
+        let _ = writeln!(s, "  {:<5} {}; {}", r.precision.name(), whole_text(r), instances_aa_text(r));
     }
     s
 }
@@ -211,18 +234,17 @@ pub fn page(runs: &[(Precision, PathBuf, CalibrationFile)], out: &Path) -> Strin
         escape(&t.precisions.iter().map(|q| q.name()).collect::<Vec<_>>().join(", ")),
         escape(&t.execution_provider)
     );
-    body.push_str("<section id=\"runs\"><h2>Runs</h2><table class=\"kv\"><thead><tr><th>precision</th><th>whole model, ORT_DISABLE_ALL → extended</th><th>median instance speedup</th><th>A/A failed</th><th>report</th></tr></thead><tbody>\n");
+    body.push_str("<section id=\"runs\"><h2>Runs</h2><table class=\"kv\"><thead><tr><th>precision</th><th>whole model, ORT_DISABLE_ALL → extended</th><th>median instance speedup</th><th>instances' A/A</th><th>report</th></tr></thead><tbody>\n");
     for (k, r) in t.runs.iter().enumerate() {
         let dir = Path::new(&r.dir);
         let link = dir.strip_prefix(out).unwrap_or(dir).join(REPORT_HTML);
         let _ = writeln!(
             body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td><a href=\"{}\">{}</a></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"{}\">{}</a></td></tr>",
             r.precision.name(),
             escape(&whole_text(r)),
             escape(&median_text(&t, k)),
-            r.aa_failed,
-            r.measured,
+            escape(&instances_aa_text(r)),
             escape(&link.display().to_string()),
             escape(&link.display().to_string())
         );

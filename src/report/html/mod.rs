@@ -414,9 +414,11 @@ fn forest_row(k: usize, p: &FusionCalibration) -> charts::ForestRow {
 }
 
 /// The forest plot of a run's records.
-fn forest_section(profiles: &[FusionCalibration]) -> Result<String> {
+fn forest_section(profiles: &[FusionCalibration], instances_measured: bool) -> Result<String> {
     let mut s = String::from("<section id=\"per-pattern\"><h2>Per-pattern speedups</h2>\n");
-    if profiles.is_empty() {
+    if !instances_measured {
+        s.push_str("<p class=\"note\">--whole-model-only: the pattern instances were not measured.</p>");
+    } else if profiles.is_empty() {
         s.push_str("<p class=\"note\">No fusible pattern instance was found: nothing to plot.</p>");
     }
     let rows: Vec<charts::ForestRow> = profiles.iter().enumerate().map(|(k, p)| forest_row(k, p)).collect();
@@ -596,7 +598,7 @@ pub fn bench_page(cal: &CalibrationFile, g: Option<&ReportGraph>) -> Result<Stri
     body.push_str(&warnings_section(cal.complete, &crate::report::warnings::warnings(cal)));
     body.push_str(&run_section(cal));
     body.push_str(&whole_model_section(cal)?);
-    body.push_str(&forest_section(&cal.fusion_profiles)?);
+    body.push_str(&forest_section(&cal.fusion_profiles, cal.metadata.run.as_ref().is_none_or(|r| r.instances))?);
     body.push_str(&roofline_section(cal)?);
     body.push_str(&graph_section(cal, g));
     body.push_str(&table_section(&cal.fusion_profiles));
@@ -844,7 +846,7 @@ pub fn hardware_page(hw: &HardwareCalibration) -> Result<String> {
         }
         body.push_str("</tbody></table></section>\n");
     }
-    body.push_str(&forest_section(&hw.fusion_profiles)?);
+    body.push_str(&forest_section(&hw.fusion_profiles, true)?);
     body.push_str(&table_section(&hw.fusion_profiles));
     body.push_str(&footer(&m.provenance, &m.fuseval_version));
     Ok(page(&format!("fuseval: {}", m.hardware_name), &body))
