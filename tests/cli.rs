@@ -492,5 +492,25 @@ fn whole_model_only_times_just_the_whole_model() {
     assert!(text(&o).contains("whole model: ") && text(&o).contains("speedup extended"), "{}", text(&o));
     let o = fuseval(&["bench", "fixtures/patterns/conv_bn_relu.onnx", "--whole-model-only", "--no-whole-model"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let _ = (std::fs::remove_dir_all(&a), std::fs::remove_dir_all(&b));
+
+    // a --precision all folder (here one precision's) against a single run: exit 2, naming the way out;
+    // two such folders: compared precision by precision
+    let all = tmp("wmo-all");
+    std::fs::create_dir_all(all.join("fp32")).unwrap();
+    std::fs::copy(b.join("calibration.json"), all.join("fp32").join("calibration.json")).unwrap();
+    let o = fuseval(&["agreement", all.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--precision all folder") && text(&o).contains("fp32"), "{}", text(&o));
+    let o = fuseval(&["agreement", all.to_str().unwrap(), all.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("== fp32"), "{}", text(&o));
+    // runs of another model are compared with a warning
+    let other = tmp("wmo-other");
+    let args = ["bench", "fixtures/patterns/add_relu.onnx", "--quick", "--threads", "1", "--whole-model-only", "-o"];
+    let o = fuseval(&[&args[..], &[other.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let o = fuseval(&["agreement", a.to_str().unwrap(), other.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("warning: the runs are of different models"), "{}", text(&o));
+    for d in [&a, &b, &all, &other] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

@@ -27,11 +27,16 @@ pub fn run(cmd: AgreementCmd) -> Result<ExitCode> {
     let mut json = serde_json::Map::new();
     for (name, pa, pb) in &pairs {
         let read = |p: &PathBuf| crate::calibration::read::read(p).and_then(|s| s.into_bench());
-        let g = agreement(&read(pa)?, &read(pb)?);
+        let (a, b) = (read(pa)?, read(pb)?);
+        for w in different_runs(&a, &b) {
+            eprintln!("warning: {w}");
+        }
+        let g = agreement(&a, &b);
         if cmd.json {
             json.insert(name.clone(), serde_json::to_value(&g)?);
         } else {
-            if pairs.len() > 1 {
+            // --precision all folders: which precision
+            if name != "run" {
                 println!("== {name}");
             }
             print!("{}", agreement_text(&g, &pa.display().to_string(), &pb.display().to_string()));
@@ -39,9 +44,9 @@ pub fn run(cmd: AgreementCmd) -> Result<ExitCode> {
     }
     if cmd.json {
         // one run: its agreement; --precision all folders: one per precision
-        let v = match json.len() {
-            1 => json.into_iter().next().map(|(_, v)| v).unwrap_or_default(),
-            _ => serde_json::Value::Object(json),
+        let v = match json.remove("run") {
+            Some(v) => v,
+            None => serde_json::Value::Object(json),
         };
         println!("{}", serde_json::to_string_pretty(&v)?);
     }
@@ -53,6 +58,20 @@ pub fn run(cmd: AgreementCmd) -> Result<ExitCode> {
 fn run_pairs(a: &Path, b: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
     let file = |p: &Path| if p.is_dir() { p.join(crate::report::CALIBRATION_JSON) } else { p.to_path_buf() };
     let (fa, fb) = (file(a), file(b));
+    let per_precision = |d: &Path| {
+        crate::runtime::Precision::ALL.iter().any(|q| d.join(q.name()).join(crate::report::CALIBRATION_JSON).exists())
+    };
+    // one single run and one --precision all folder: say which precision to take
+    for (x, fx, y, fy) in [(a, &fa, b, &fb), (b, &fb, a, &fa)] {
+        if !fx.exists() && x.is_dir() && per_precision(x) && fy.exists() {
+            return Err(crate::error::user(format!(
+                "{} is a --precision all folder (one run per precision) and {} a single run: compare it with one precision's folder, e.g. {}",
+                x.display(),
+                y.display(),
+                x.join(crate::runtime::Precision::Fp32.name()).display()
+            )));
+        }
+    }
     if fa.exists() || fb.exists() || !a.is_dir() || !b.is_dir() {
         return Ok(vec![("run".into(), fa, fb)]);
     }
@@ -70,4 +89,26 @@ fn run_pairs(a: &Path, b: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
         )));
     }
     Ok(pairs)
+}
+
+/// Why two runs may not be runs of the same bench: another model, other input shapes, another provider
+/// or precision. Their figures are still compared.
+fn different_runs(a: &crate::calibration::CalibrationFile, b: &crate::calibration::CalibrationFile) -> Vec<String> {
+    let (x, y) = (&a.metadata, &b.metadata);
+    let mut w = vec![];
+    let name = |m: &str| m.rsplit(['/', '\\']).next().unwrap_or(m).to_string();
+    if name(&x.model) != name(&y.model) {
+        w.push(format!("the runs are of different models ({} and {})", x.model, y.model));
+    }
+    if x.model_inputs != y.model_inputs {
+        w.push(format!("the runs have different input shapes ({:?} and {:?})", x.model_inputs, y.model_inputs));
+    }
+    if x.execution_provider != y.execution_provider {
+        w.push(format!("the runs are on different providers ({} and {})", x.execution_provider, y.execution_provider));
+    }
+    if x.precision != y.precision {
+        let p = |q: Option<crate::runtime::Precision>| q.map_or("unrecorded", |q| q.name());
+        w.push(format!("the runs are in different precisions ({} and {})", p(x.precision), p(y.precision)));
+    }
+    w
 }
