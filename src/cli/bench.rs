@@ -346,7 +346,7 @@ fn fp16_path(model: &Path, out: &Path) -> PathBuf {
 /// The files the whole model is timed from, where it is not the model itself, each written once:
 /// with CUDA graphs the model with its shape arithmetic folded for the run's input shapes (`onnx::fold`:
 /// ORT keeps it on the CPU, and a session with a node on the CPU cannot be captured), as
-/// `<out>/<stem>-static.onnx`, for every precision; in fp16 that (or the model) converted, as
+/// `<out>/<stem>-static.onnx`, for every precision, when there is any to fold; in fp16 that (or the model) converted, as
 /// `<run's folder>/<stem>-fp16.onnx`. The instances are carved from the model as it is and converted one
 /// by one (`pipeline::measure_instance`).
 fn whole_model_files(p: &crate::pipeline::Prepared, out: &Path, runs: &mut [(PathBuf, BenchOptions)]) -> Result<()> {
@@ -359,17 +359,23 @@ fn whole_model_files(p: &crate::pipeline::Prepared, out: &Path, runs: &mut [(Pat
     let model = &p.loaded.path;
     let (proto, folded) = if fold {
         let (m, r) = p.loaded.folded_shapes()?;
-        let path = derived_path(model, out, "-static.onnx");
-        std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
-        crate::report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
-        let ops: Vec<String> = r.folded.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
-        eprintln!(
-            "--cuda-graph: the whole model is timed with its shape arithmetic folded for these input shapes ({} nodes: {}) from {}",
-            r.nodes(),
-            if ops.is_empty() { "none".to_string() } else { ops.join(", ") },
-            path.display()
-        );
-        (m, Some(path))
+        if r.nodes() == 0 {
+            // nothing the shapes decide: the model is timed as it is, without a copy
+            eprintln!("--cuda-graph: no shape arithmetic to fold; the whole model is timed as it is");
+            (m, None)
+        } else {
+            let path = derived_path(model, out, "-static.onnx");
+            std::fs::create_dir_all(out).with_context(|| format!("creating output directory {}", out.display()))?;
+            crate::report::atomic_write(&path, &prost::Message::encode_to_vec(&m))?;
+            let ops: Vec<String> = r.folded.iter().map(|(op, n)| format!("{op} ×{n}")).collect();
+            eprintln!(
+                "--cuda-graph: the whole model is timed with its shape arithmetic folded for these input shapes ({} nodes: {}) from {}",
+                r.nodes(),
+                ops.join(", "),
+                path.display()
+            );
+            (m, Some(path))
+        }
     } else {
         (p.loaded.full_proto()?, None)
     };
