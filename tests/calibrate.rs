@@ -222,6 +222,23 @@ fn bad_calibrate_flags_exit_2() {
     assert!(text(&o).contains("h100-sxm"), "{}", text(&o));
 }
 
+/// `--preset` gives the datasheet peak of the precision the ceilings are measured in: strict fp32 on
+/// the CUDA cores, TF32 or fp16 on the tensor cores; a CPU preset has only fp32.
+#[test]
+fn presets_give_the_peak_of_the_measured_precision() {
+    use fuseval::drivers::calibrate::preset;
+    use fuseval::runtime::Precision;
+    let peak = |name: &str, q: Precision| preset(name, q).expect("a known preset").0;
+    assert_eq!(peak("h200", Precision::Fp32), 66_900.0);
+    assert_eq!(peak("h200", Precision::Tf32), 494_700.0);
+    assert_eq!(peak("H200", Precision::Fp16), 989_400.0);
+    assert_eq!(peak("i7-12700k", Precision::Fp16), 1_152.0);
+    let (_, gbs, source) = preset("a100-sxm", Precision::Fp16).unwrap();
+    assert_eq!(gbs, 2_039.0);
+    assert!(source.contains("fp16 tensor 312.0 TFLOP/s"), "{source}");
+    assert!(preset("tpu-v9", Precision::Fp32).is_none());
+}
+
 #[test]
 fn the_bandwidth_probe_moves_three_times_the_largest_cache() {
     use fuseval::drivers::calibrate::dram_add_numel;

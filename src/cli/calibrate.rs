@@ -70,16 +70,18 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
         ));
     }
     let patterns = crate::drivers::calibrate::parse_patterns(&patterns)?;
+    let precisions = super::args::precision_args(precision, ep)?;
+    // the datasheet peak of the precision the ceilings are measured in (the first)
     let preset = match preset {
-        Some(name) => Some(crate::drivers::calibrate::preset(&name).ok_or_else(|| {
-            let known: Vec<&str> = crate::drivers::calibrate::PRESETS.iter().map(|p| p.0).collect();
+        Some(name) => Some(crate::drivers::calibrate::preset(&name, precisions[0]).ok_or_else(|| {
+            let known: Vec<&str> = crate::drivers::calibrate::PRESETS.iter().map(|p| p.name).collect();
             crate::error::user(format!("--preset: unknown device `{name}`; known: {}", known.join(", ")))
         })?),
         None => None,
     };
-    let theoretical_source = match (peak_gflops.is_some() || peak_bandwidth.is_some(), preset) {
+    let theoretical_source = match (peak_gflops.is_some() || peak_bandwidth.is_some(), &preset) {
         (true, _) => Some("given on the command line".to_string()),
-        (false, Some(p)) => Some(p.2.to_string()),
+        (false, Some(p)) => Some(p.2.clone()),
         _ => None,
     };
     let opts = crate::drivers::calibrate::CalibrateOptions {
@@ -89,13 +91,13 @@ pub fn run(cmd: CalibrateCmd) -> Result<ExitCode> {
         quick,
         patterns,
         seed,
-        theoretical_gflops: peak_gflops.or(preset.map(|p| p.0)),
-        theoretical_bandwidth_gbs: peak_bandwidth.or(preset.map(|p| p.1)),
+        theoretical_gflops: peak_gflops.or(preset.as_ref().map(|p| p.0)),
+        theoretical_bandwidth_gbs: peak_bandwidth.or(preset.as_ref().map(|p| p.1)),
         theoretical_source,
         rules: !no_rules,
         progress: true,
         cuda_graph,
-        precisions: super::args::precision_args(precision, ep)?,
+        precisions,
     };
     crate::runtime::configure_pool(threads)?;
     let _lock = crate::drivers::run::lock_path()

@@ -49,24 +49,72 @@ pub fn parse_patterns(s: &str) -> Result<Vec<Pattern>> {
     Ok(Pattern::ALL.into_iter().filter(|p| want.contains(p)).collect())
 }
 
-/// Theoretical peaks of known devices, for `--preset`: (name, f32 GFLOP/s, GB/s, source).
-/// GPU peaks are the dense TF32 tensor-core rates: ONNX Runtime's CUDA provider runs f32 MatMul and Conv
-/// in TF32 by default (`use_tf32`), so that is the ceiling an f32 MatMul probe can reach.
-pub const PRESETS: &[(&str, f64, f64, &str)] = &[
-    (
-        "h100-sxm",
-        494_700.0,
-        3_350.0,
-        "NVIDIA H100 SXM datasheet: TF32 tensor 495 TFLOPS dense (ORT's CUDA f32 MatMul runs in TF32), HBM3 3.35 TB/s",
-    ),
-    ("h100-pcie", 378_000.0, 2_000.0, "NVIDIA H100 PCIe datasheet: TF32 tensor 378 TFLOPS dense, HBM2e 2.0 TB/s"),
-    ("h200", 494_700.0, 4_800.0, "NVIDIA H200 SXM datasheet: TF32 tensor 495 TFLOPS dense, HBM3e 4.8 TB/s"),
-    ("a100-sxm", 156_000.0, 2_039.0, "NVIDIA A100 80GB SXM datasheet: TF32 tensor 156 TFLOPS dense, 2.04 TB/s"),
-    ("i7-12700k", 1_152.0, 76.8, "design doc example: 8P cores x 4.5 GHz x 32 FLOP/cycle, DDR5-4800 dual channel"),
+/// A known device's datasheet figures, for `--preset`: dense peaks in GFLOP/s per precision (fp32 on the
+/// CUDA cores; TF32 and fp16 on the tensor cores, `None` on a CPU) and the memory bandwidth in GB/s.
+pub struct Preset {
+    pub name: &'static str,
+    pub fp32: f64,
+    pub tf32: Option<f64>,
+    pub fp16: Option<f64>,
+    pub bandwidth_gbs: f64,
+    /// Where the figures come from.
+    pub source: &'static str,
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "h100-sxm",
+        fp32: 66_900.0,
+        tf32: Some(494_700.0),
+        fp16: Some(989_400.0),
+        bandwidth_gbs: 3_350.0,
+        source: "NVIDIA H100 SXM datasheet (dense), HBM3 3.35 TB/s",
+    },
+    Preset {
+        name: "h100-pcie",
+        fp32: 51_200.0,
+        tf32: Some(378_000.0),
+        fp16: Some(756_000.0),
+        bandwidth_gbs: 2_000.0,
+        source: "NVIDIA H100 PCIe datasheet (dense), HBM2e 2.0 TB/s",
+    },
+    Preset {
+        name: "h200",
+        fp32: 66_900.0,
+        tf32: Some(494_700.0),
+        fp16: Some(989_400.0),
+        bandwidth_gbs: 4_800.0,
+        source: "NVIDIA H200 SXM datasheet (dense), HBM3e 4.8 TB/s",
+    },
+    Preset {
+        name: "a100-sxm",
+        fp32: 19_500.0,
+        tf32: Some(156_000.0),
+        fp16: Some(312_000.0),
+        bandwidth_gbs: 2_039.0,
+        source: "NVIDIA A100 80GB SXM datasheet (dense), HBM2e 2.04 TB/s",
+    },
+    Preset {
+        name: "i7-12700k",
+        fp32: 1_152.0,
+        tf32: None,
+        fp16: None,
+        bandwidth_gbs: 76.8,
+        source: "design doc example: 8P cores x 4.5 GHz x 32 FLOP/cycle, DDR5-4800 dual channel",
+    },
 ];
 
-pub fn preset(name: &str) -> Option<(f64, f64, &'static str)> {
-    PRESETS.iter().find(|p| p.0.eq_ignore_ascii_case(name)).map(|p| (p.1, p.2, p.3))
+/// A preset's peak GFLOP/s in `precision` (the one the ceilings' peak is measured in), its bandwidth, and
+/// the source naming the figure taken.
+pub fn preset(name: &str, precision: crate::runtime::Precision) -> Option<(f64, f64, String)> {
+    use crate::runtime::Precision;
+    let p = PRESETS.iter().find(|p| p.name.eq_ignore_ascii_case(name))?;
+    let (peak, what) = match (precision, p.tf32, p.fp16) {
+        (Precision::Tf32, Some(x), _) => (x, "TF32 tensor"),
+        (Precision::Fp16, _, Some(x)) => (x, "fp16 tensor"),
+        _ => (p.fp32, "fp32"),
+    };
+    Some((peak, p.bandwidth_gbs, format!("{}: {what} {:.1} TFLOP/s", p.source, peak / 1e3)))
 }
 
 #[derive(Clone, Debug)]
