@@ -490,6 +490,11 @@ fn whole_model_only_times_just_the_whole_model() {
     let o = fuseval(&["agreement", a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("whole model: ") && text(&o).contains("speedup extended"), "{}", text(&o));
+    // three runs: each pair's summary and the whole model's spread
+    let o = fuseval(&["agreement", a.to_str().unwrap(), b.to_str().unwrap(), a.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(text(&o).matches("Run A: ").count(), 3, "{}", text(&o));
+    assert!(text(&o).contains("Whole model over 3 runs: largest difference between two runs"), "{}", text(&o));
     let o = fuseval(&["bench", "fixtures/patterns/conv_bn_relu.onnx", "--whole-model-only", "--no-whole-model"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
@@ -513,4 +518,23 @@ fn whole_model_only_times_just_the_whole_model() {
     for d in [&a, &b, &all, &other] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+/// A command that only prints, whose reader goes away (`| head`), ends quietly: no panic.
+#[test]
+fn printing_into_a_closed_pipe_does_not_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fuseval"))
+        .args(["inspect", "--patterns"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run fuseval");
+    drop(child.stdout.take());
+    let o = child.wait_with_output().expect("wait for fuseval");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // it either finished writing before the pipe closed, or SIGPIPE ended it
+    use std::os::unix::process::ExitStatusExt;
+    assert!(o.status.success() || o.status.signal() == Some(13), "{:?} {err}", o.status);
 }

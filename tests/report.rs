@@ -961,9 +961,21 @@ fn agreement_compares_matched_instances_within_their_combined_ci() {
     let text = agreement_text(&g, "A", "B");
     assert!(text.contains("outside the combined CI"), "{text}");
     assert!(text.contains("4 of 5 figures within their combined CI; |difference| max 5.0% (NOT within 3%)"), "{text}");
+    // over three runs: each figure's range and largest pairwise difference (B's Disable 5% above A's)
+    let c = a.clone();
+    let spread = fuseval::report::agreement::whole_model_spread(&[&a, &b, &c]);
+    assert_eq!(spread.len(), 5);
+    assert!((spread[0].max_pairwise_rel_diff - 0.05).abs() < 1e-9 && spread[0].points.len() == 3);
+    assert!(spread[1..].iter().all(|x| x.max_pairwise_rel_diff.abs() < 1e-12));
+    let t = fuseval::report::agreement::spread_text(&spread);
+    assert!(
+        t.contains("Whole model over 3 runs: largest difference between two runs 5.0% (NOT every figure within 3%)"),
+        "{t}"
+    );
     // a run without the whole model: nothing to compare
     b.whole_model = None;
     assert!(agreement(&a, &b).whole_model.is_empty());
+    assert!(fuseval::report::agreement::whole_model_spread(&[&a, &b]).is_empty());
 }
 
 /// With an attribution, every output marks the nodes a transformer consumes with its in-context saving,

@@ -1,5 +1,5 @@
-//! `fuseval agreement A B`: whether two runs of the same bench agree, instance by instance and for the
-//! whole model.
+//! `fuseval agreement A B [C ...]`: whether runs of the same bench agree, instance by instance and for
+//! the whole model.
 
 use std::path::{Path, PathBuf};
 
@@ -7,15 +7,17 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::error::ExitCode;
-use crate::report::agreement::{agreement, agreement_text};
+use crate::report::agreement::{agreement, agreement_summary, agreement_text, spread_text, whole_model_spread};
 
-/// Compare two bench runs of one model: per distinct instance and speedup, and for the whole model's
-/// latencies and speedups, the difference and whether it lies within the two runs' combined CI. Two
-/// `--precision all` folders are compared precision by precision.
+/// Compare bench runs of one model: per distinct instance and speedup, and for the whole model's
+/// latencies and speedups, the difference and whether it lies within the two runs' combined CI. With
+/// more than two runs, every pair's summary and the whole model's spread over all of them. `--precision
+/// all` folders are compared precision by precision.
 #[derive(Args, Debug)]
 pub struct AgreementCmd {
-    /// Two calibration.json files, or the output folders that hold them (or one folder per precision).
-    #[arg(num_args = 2)]
+    /// Two or more calibration.json files, or the output folders that hold them (or one folder per
+    /// precision).
+    #[arg(num_args = 2.., required = true)]
     pub runs: Vec<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -23,27 +25,46 @@ pub struct AgreementCmd {
 }
 
 pub fn run(cmd: AgreementCmd) -> Result<ExitCode> {
-    let pairs = run_pairs(&cmd.runs[0], &cmd.runs[1])?;
+    let sets = run_sets(&cmd.runs)?;
     let mut json = serde_json::Map::new();
-    for (name, pa, pb) in &pairs {
+    for (name, paths) in &sets {
         let read = |p: &PathBuf| crate::calibration::read::read(p).and_then(|s| s.into_bench());
-        let (a, b) = (read(pa)?, read(pb)?);
-        for w in different_runs(&a, &b) {
+        let cals = paths.iter().map(read).collect::<Result<Vec<_>>>()?;
+        for w in different_runs(&cals) {
             eprintln!("warning: {w}");
         }
-        let g = agreement(&a, &b);
-        if cmd.json {
-            json.insert(name.clone(), serde_json::to_value(&g)?);
-        } else {
-            // --precision all folders: which precision
-            if name != "run" {
-                println!("== {name}");
-            }
-            print!("{}", agreement_text(&g, &pa.display().to_string(), &pb.display().to_string()));
+        // --precision all folders: which precision
+        if !cmd.json && name != "run" {
+            println!("== {name}");
         }
+        let shown = |k: usize| paths[k].display().to_string();
+        let value = if cals.len() == 2 {
+            let g = agreement(&cals[0], &cals[1]);
+            if !cmd.json {
+                print!("{}", agreement_text(&g, &shown(0), &shown(1)));
+            }
+            serde_json::to_value(&g)?
+        } else {
+            let mut pairs = vec![];
+            for i in 0..cals.len() {
+                for j in i + 1..cals.len() {
+                    let g = agreement(&cals[i], &cals[j]);
+                    if !cmd.json {
+                        println!("{}", agreement_summary(&g, &shown(i), &shown(j)));
+                    }
+                    pairs.push(serde_json::json!({ "a": shown(i), "b": shown(j), "agreement": g }));
+                }
+            }
+            let spread = whole_model_spread(&cals.iter().collect::<Vec<_>>());
+            if !cmd.json {
+                print!("{}", spread_text(&spread));
+            }
+            serde_json::json!({ "pairs": pairs, "whole_model_spread": spread })
+        };
+        json.insert(name.clone(), value);
     }
     if cmd.json {
-        // one run: its agreement; --precision all folders: one per precision
+        // plain runs: their agreement; --precision all folders: one per precision
         let v = match json.remove("run") {
             Some(v) => v,
             None => serde_json::Value::Object(json),
@@ -53,62 +74,70 @@ pub fn run(cmd: AgreementCmd) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// The calibration files to compare: the two given, or in two `--precision all` folders each precision
-/// both hold.
-fn run_pairs(a: &Path, b: &Path) -> Result<Vec<(String, PathBuf, PathBuf)>> {
+/// The calibration files to compare, one per run: those given, or in `--precision all` folders each
+/// precision all of them hold.
+fn run_sets(runs: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let file = |p: &Path| if p.is_dir() { p.join(crate::report::CALIBRATION_JSON) } else { p.to_path_buf() };
-    let (fa, fb) = (file(a), file(b));
+    let files: Vec<PathBuf> = runs.iter().map(|r| file(r)).collect();
     let per_precision = |d: &Path| {
         crate::runtime::Precision::ALL.iter().any(|q| d.join(q.name()).join(crate::report::CALIBRATION_JSON).exists())
     };
-    // one single run and one --precision all folder: say which precision to take
-    for (x, fx, y, fy) in [(a, &fa, b, &fb), (b, &fb, a, &fa)] {
-        if !fx.exists() && x.is_dir() && per_precision(x) && fy.exists() {
-            return Err(crate::error::user(format!(
-                "{} is a --precision all folder (one run per precision) and {} a single run: compare it with one precision's folder, e.g. {}",
-                x.display(),
-                y.display(),
-                x.join(crate::runtime::Precision::Fp32.name()).display()
-            )));
-        }
-    }
-    if fa.exists() || fb.exists() || !a.is_dir() || !b.is_dir() {
-        return Ok(vec![("run".into(), fa, fb)]);
-    }
-    let pairs: Vec<_> = crate::runtime::Precision::ALL
-        .iter()
-        .map(|q| (q.name().to_string(), file(&a.join(q.name())), file(&b.join(q.name()))))
-        .filter(|(_, x, y)| x.exists() && y.exists())
-        .collect();
-    if pairs.is_empty() {
+    // single runs and --precision all folders mixed: say which precision to take
+    if let (Some(x), Some(y)) = (
+        runs.iter().zip(&files).find(|(r, f)| !f.exists() && r.is_dir() && per_precision(r)),
+        files.iter().find(|f| f.exists()),
+    ) {
         return Err(crate::error::user(format!(
-            "neither {} nor {} holds a {} (nor, as --precision all folders, one per precision in common)",
-            a.display(),
-            b.display(),
+            "{} is a --precision all folder (one run per precision) and {} a single run: compare it with one precision's folder, e.g. {}",
+            x.0.display(),
+            y.display(),
+            x.0.join(crate::runtime::Precision::Fp32.name()).display()
+        )));
+    }
+    if files.iter().any(|f| f.exists()) || !runs.iter().all(|r| r.is_dir()) {
+        return Ok(vec![("run".into(), files)]);
+    }
+    let sets: Vec<_> = crate::runtime::Precision::ALL
+        .iter()
+        .map(|q| (q.name().to_string(), runs.iter().map(|r| file(&r.join(q.name()))).collect::<Vec<_>>()))
+        .filter(|(_, fs)| fs.iter().all(|f| f.exists()))
+        .collect();
+    if sets.is_empty() {
+        let shown: Vec<String> = runs.iter().map(|r| r.display().to_string()).collect();
+        return Err(crate::error::user(format!(
+            "none of {} holds a {} (nor, as --precision all folders, one per precision in common)",
+            shown.join(", "),
             crate::report::CALIBRATION_JSON
         )));
     }
-    Ok(pairs)
+    Ok(sets)
 }
 
-/// Why two runs may not be runs of the same bench: another model, other input shapes, another provider
-/// or precision. Their figures are still compared.
-fn different_runs(a: &crate::calibration::CalibrationFile, b: &crate::calibration::CalibrationFile) -> Vec<String> {
-    let (x, y) = (&a.metadata, &b.metadata);
-    let mut w = vec![];
+/// Why runs may not be runs of the same bench: another model, other input shapes, another provider or
+/// precision than the first. Their figures are still compared.
+fn different_runs(cals: &[crate::calibration::CalibrationFile]) -> Vec<String> {
+    let Some((first, rest)) = cals.split_first() else { return vec![] };
+    let x = &first.metadata;
     let name = |m: &str| m.rsplit(['/', '\\']).next().unwrap_or(m).to_string();
-    if name(&x.model) != name(&y.model) {
-        w.push(format!("the runs are of different models ({} and {})", x.model, y.model));
+    let p = |q: Option<crate::runtime::Precision>| q.map_or("unrecorded", |q| q.name());
+    let mut w = vec![];
+    for y in rest.iter().map(|c| &c.metadata) {
+        if name(&x.model) != name(&y.model) {
+            w.push(format!("the runs are of different models ({} and {})", x.model, y.model));
+        }
+        if x.model_inputs != y.model_inputs {
+            w.push(format!("the runs have different input shapes ({:?} and {:?})", x.model_inputs, y.model_inputs));
+        }
+        if x.execution_provider != y.execution_provider {
+            w.push(format!(
+                "the runs are on different providers ({} and {})",
+                x.execution_provider, y.execution_provider
+            ));
+        }
+        if x.precision != y.precision {
+            w.push(format!("the runs are in different precisions ({} and {})", p(x.precision), p(y.precision)));
+        }
     }
-    if x.model_inputs != y.model_inputs {
-        w.push(format!("the runs have different input shapes ({:?} and {:?})", x.model_inputs, y.model_inputs));
-    }
-    if x.execution_provider != y.execution_provider {
-        w.push(format!("the runs are on different providers ({} and {})", x.execution_provider, y.execution_provider));
-    }
-    if x.precision != y.precision {
-        let p = |q: Option<crate::runtime::Precision>| q.map_or("unrecorded", |q| q.name());
-        w.push(format!("the runs are in different precisions ({} and {})", p(x.precision), p(y.precision)));
-    }
+    w.dedup();
     w
 }

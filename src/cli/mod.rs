@@ -54,8 +54,8 @@ pub enum Command {
     Eventcheck(eventcheck::EventcheckCmd),
     /// Combine calibration files (from several machines or runs) into one, each run with its metadata.
     Merge(merge::MergeCmd),
-    /// Compare two bench runs of one model: does each speedup of the second lie within the two runs'
-    /// combined CI of the first?
+    /// Compare bench runs of one model: does each speedup, and the whole model, agree within the runs'
+    /// combined CI and within 3%?
     Agreement(agreement::AgreementCmd),
     /// Rebuild the HTML report of a saved run (a bench output folder or a calibration file), or put two
     /// bench runs side by side.
@@ -67,6 +67,14 @@ pub enum Command {
 /// Run the command line; returns the process's exit code (a failure's: [`ExitCode::of`] its error).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // commands that only read and print end quietly when their reader does (`| head`), as Unix tools do;
+    // measuring commands keep Rust's default, so that a closed pipe does not stop a measurement
+    if matches!(
+        cli.command,
+        Command::Inspect(_) | Command::Agreement(_) | Command::Report(_) | Command::Merge(_) | Command::Convert(_)
+    ) {
+        crate::drivers::run::default_sigpipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -38,6 +38,15 @@ pub fn install_signal_handlers() -> Result<()> {
     Ok(())
 }
 
+/// SIGPIPE back to its default (end the process) where Rust ignores it, so that printing into a closed
+/// pipe ends the command quietly instead of panicking.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL, before any thread is started
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Whether Ctrl-C or SIGTERM has arrived.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)

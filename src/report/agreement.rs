@@ -137,6 +137,13 @@ fn pair(label: &str, signature: &str, variant: &str, a: Estimate, b: Estimate) -
 }
 
 pub fn agreement_text(g: &Agreement, a: &str, b: &str) -> String {
+    let mut s = agreement_summary(g, a, b);
+    tables(&mut s, g);
+    s
+}
+
+/// The head of [`agreement_text`]: the runs, and per variant and for the whole model how many agree.
+pub fn agreement_summary(g: &Agreement, a: &str, b: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Run A: {a}\nRun B: {b}");
     let _ = writeln!(
@@ -169,6 +176,14 @@ pub fn agreement_text(g: &Agreement, a: &str, b: &str) -> String {
             100.0 * max,
             if max <= 0.03 { "within 3%" } else { "NOT within 3%" }
         );
+    }
+    s
+}
+
+/// The tail of [`agreement_text`]: the whole model's figures and every instance's, A against B.
+fn tables(s: &mut String, g: &Agreement) {
+    if !g.whole_model.is_empty() {
+        let w = &g.whole_model;
         let _ = writeln!(s, "\n{:<20} {:>26} {:>26} {:>7}", "whole model", "A", "B", "Δ%");
         for p in w {
             let _ = writeln!(
@@ -195,6 +210,70 @@ pub fn agreement_text(g: &Agreement, a: &str, b: &str) -> String {
             est(&p.b),
             100.0 * p.rel_diff,
             outside(p)
+        );
+    }
+}
+
+/// One whole-model figure over several runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spread {
+    pub figure: String,
+    pub points: Vec<f64>,
+    pub min: f64,
+    pub max: f64,
+    /// The largest difference between two runs, relative to the smaller: max / min − 1.
+    pub max_pairwise_rel_diff: f64,
+}
+
+/// The whole model's figures over several runs (those that timed it): latency at ORT's three levels and
+/// the two speedups, each with its range and largest pairwise difference. Empty when fewer than two
+/// runs timed it.
+pub fn whole_model_spread(runs: &[&CalibrationFile]) -> Vec<Spread> {
+    let ms: Vec<_> = runs.iter().filter_map(|c| c.whole_model.as_ref()).map(|w| &w.measurement).collect();
+    if ms.len() < 2 {
+        return vec![];
+    }
+    type Figure = fn(&crate::measure::WholeModel) -> f64;
+    let figures: [(&str, Figure); 5] = [
+        ("Disable ms", |m| m.disabled.ci_ms.point),
+        ("extended ms", |m| m.extended.ci_ms.point),
+        ("full ms", |m| m.all.ci_ms.point),
+        ("speedup extended", |m| m.speedup_extended.point),
+        ("speedup full", |m| m.speedup_all.point),
+    ];
+    figures
+        .iter()
+        .map(|(name, f)| {
+            let points: Vec<f64> = ms.iter().map(|m| f(m)).collect();
+            let min = points.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = points.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Spread { figure: name.to_string(), points, min, max, max_pairwise_rel_diff: max / min - 1.0 }
+        })
+        .collect()
+}
+
+/// [`whole_model_spread`] as a table, with whether every figure holds within 3% run to run.
+pub fn spread_text(spread: &[Spread]) -> String {
+    let mut s = String::new();
+    let Some(first) = spread.first() else { return s };
+    let worst = spread.iter().map(|x| x.max_pairwise_rel_diff).fold(0.0, f64::max);
+    let _ = writeln!(
+        s,
+        "Whole model over {} runs: largest difference between two runs {:.1}% ({})",
+        first.points.len(),
+        100.0 * worst,
+        if worst <= 0.03 { "every figure within 3%" } else { "NOT every figure within 3%" }
+    );
+    for x in spread {
+        let points: Vec<String> = x.points.iter().map(|p| format!("{p:.3}")).collect();
+        let _ = writeln!(
+            s,
+            "  {:<17} {:>8.3} – {:<8.3} {:>5.1}%   ({})",
+            x.figure,
+            x.min,
+            x.max,
+            100.0 * x.max_pairwise_rel_diff,
+            points.join(", ")
         );
     }
     s
