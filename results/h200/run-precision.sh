@@ -33,24 +33,31 @@ case ${PHASE:-b1} in
   big) default="resnet50-b32 bert-base-8x128" ;;
   *) default="" ;;
 esac
+# bench_all NAME DIR FLAG: NAME's model at its input shape, --precision all with FLAG (--no-attribution or
+# --whole-model-only), into DIR, stopped at BENCH_END; returns 1 (skipped) past SKIP_BENCH_AFTER.
+bench_all() {
+  local name=$1 d=$2 flag=$3 lim
+  if ((SECONDS > SKIP_BENCH_AFTER)); then
+    log "[$(stamp)] skipped ${d#"$W/"}: past ${SKIP_BENCH_AFTER} s"
+    return 1
+  fi
+  lim=$((BENCH_END - SECONDS))
+  ((lim < 30)) && lim=30
+  mkdir -p "$d"
+  # shellcheck disable=SC2086
+  run_cmd "$lim" "$d/summary.txt" "$d/stderr.txt" \
+    "$F" bench "models/${MODEL[$name]}.onnx" --ep cuda --quick --slim-annotated "$flag" --cuda-graph \
+    --precision all ${INPUT[$name]} -o "$d" --force
+  grep -m5 -iE '^(error|warning)' "$d/stderr.txt"
+  return 0
+}
+
 if [[ ${MODE:-matrix} == whole ]]; then
   for label in ${REPEATS:-a b}; do
     for name in ${RUNS:-resnet50-b1 bert-base-1x128 resnet50-b32 bert-base-8x128}; do
-      m=${MODEL[$name]}
-      if ((SECONDS > SKIP_BENCH_AFTER)); then
-        log "[$(stamp)] skipped whole $label $name: past ${SKIP_BENCH_AFTER} s"
-        continue
-      fi
-      lim=$((BENCH_END - SECONDS))
-      ((lim < 30)) && lim=30
       d=$W/whole-$label/$name
-      mkdir -p "$d"
-      # shellcheck disable=SC2086
-      run_cmd "$lim" "$d/summary.txt" "$d/stderr.txt" \
-        "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated --whole-model-only --cuda-graph \
-        --precision all ${INPUT[$name]} -o "$d" --force
+      bench_all "$name" "$d" --whole-model-only || continue
       grep -E '^Whole model:' "$d/summary.txt"
-      grep -m5 -iE '^(error|warning)' "$d/stderr.txt"
       rm -f "$d"/*.onnx "$d"/*/*.onnx "$d"/*/graph.* "$d"/graph.*
       pack
     done
@@ -69,20 +76,8 @@ if [[ ${MODE:-matrix} == whole ]]; then
 fi
 
 for name in ${RUNS:-$default}; do
-  m=${MODEL[$name]}
-  if ((SECONDS > SKIP_BENCH_AFTER)); then
-    log "[$(stamp)] skipped bench $name: past ${SKIP_BENCH_AFTER} s"
-    continue
-  fi
-  lim=$((BENCH_END - SECONDS))
-  ((lim < 30)) && lim=30
-  mkdir -p "$W/$name"
-  # shellcheck disable=SC2086
-  run_cmd "$lim" "$W/$name/summary.txt" "$W/$name/stderr.txt" \
-    "$F" bench "models/$m.onnx" --ep cuda --quick --slim-annotated --no-attribution --cuda-graph \
-    --precision all ${INPUT[$name]} -o "$W/$name" --force
+  bench_all "$name" "$W/$name" --no-attribution || continue
   tail -25 "$W/$name/summary.txt"
-  grep -m5 -iE '^(error|warning)' "$W/$name/stderr.txt"
   cp -f "$W/$name/summary.txt" "$W/$name.summary.txt"
   KEY_FILES="$KEY_FILES $name.summary.txt"
   rm -f "$W/$name"/*/*-fp16.onnx "$W/$name"/*/*-static.onnx

@@ -56,15 +56,18 @@ pub struct CalibrationFile {
     /// False while the run is going on, and after it was interrupted: `fusion_profiles` then holds only
     /// the instances finished so far, and `fuseval bench --resume` measures the rest. Files without
     /// the field are complete.
-    #[serde(default = "complete_default")]
+    #[serde(default = "yes")]
     pub complete: bool,
     /// The fastest ORT configuration verified on this model (with the attribution).
     #[serde(default)]
     pub recommended_config: Option<attribution::RecommendedConfig>,
 }
 
-fn complete_default() -> bool {
-    true
+impl CalibrationFile {
+    /// Whether the run measured the pattern instances (all but `--whole-model-only`; older files did).
+    pub fn instances_measured(&self) -> bool {
+        self.metadata.run.as_ref().is_none_or(|r| r.instances)
+    }
 }
 
 /// The CUDA clock checks of a run ([`crate::measure::events::ClockCheck`]), together.

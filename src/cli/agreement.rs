@@ -8,6 +8,8 @@ use clap::Args;
 
 use crate::error::ExitCode;
 use crate::report::agreement::{agreement, agreement_summary, agreement_text, spread_text, whole_model_spread};
+use crate::report::precisions::precision_files;
+use crate::runtime::Precision;
 
 /// Compare bench runs of one model: per distinct instance and speedup, and for the whole model's
 /// latencies and speedups, the difference and whether it lies within the two runs' combined CI. With
@@ -79,28 +81,31 @@ pub fn run(cmd: AgreementCmd) -> Result<ExitCode> {
 fn run_sets(runs: &[PathBuf]) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let file = |p: &Path| if p.is_dir() { p.join(crate::report::CALIBRATION_JSON) } else { p.to_path_buf() };
     let files: Vec<PathBuf> = runs.iter().map(|r| file(r)).collect();
-    let per_precision = |d: &Path| {
-        crate::runtime::Precision::ALL.iter().any(|q| d.join(q.name()).join(crate::report::CALIBRATION_JSON).exists())
-    };
+    let held: Vec<Vec<(Precision, PathBuf)>> = runs.iter().map(|r| precision_files(r)).collect();
     // single runs and --precision all folders mixed: say which precision to take
-    if let (Some(x), Some(y)) = (
-        runs.iter().zip(&files).find(|(r, f)| !f.exists() && r.is_dir() && per_precision(r)),
-        files.iter().find(|f| f.exists()),
-    ) {
+    let all_folder = runs.iter().zip(&files).zip(&held).find_map(|((r, f), h)| match h.first() {
+        Some((q, _)) if !f.exists() => Some((r, *q)),
+        _ => None,
+    });
+    if let (Some((dir, q)), Some(single)) = (all_folder, files.iter().find(|f| f.exists())) {
         return Err(crate::error::user(format!(
             "{} is a --precision all folder (one run per precision) and {} a single run: compare it with one precision's folder, e.g. {}",
-            x.0.display(),
-            y.display(),
-            x.0.join(crate::runtime::Precision::Fp32.name()).display()
+            dir.display(),
+            single.display(),
+            dir.join(q.name()).display()
         )));
     }
     if files.iter().any(|f| f.exists()) || !runs.iter().all(|r| r.is_dir()) {
         return Ok(vec![("run".into(), files)]);
     }
-    let sets: Vec<_> = crate::runtime::Precision::ALL
-        .iter()
-        .map(|q| (q.name().to_string(), runs.iter().map(|r| file(&r.join(q.name()))).collect::<Vec<_>>()))
-        .filter(|(_, fs)| fs.iter().all(|f| f.exists()))
+    // the precisions every folder holds
+    let sets: Vec<(String, Vec<PathBuf>)> = Precision::ALL
+        .into_iter()
+        .filter_map(|q| {
+            let fs: Vec<PathBuf> =
+                held.iter().filter_map(|h| h.iter().find(|(p, _)| *p == q).map(|(_, f)| f.clone())).collect();
+            (fs.len() == runs.len()).then(|| (q.name().to_string(), fs))
+        })
         .collect();
     if sets.is_empty() {
         let shown: Vec<String> = runs.iter().map(|r| r.display().to_string()).collect();
@@ -119,7 +124,7 @@ fn different_runs(cals: &[crate::calibration::CalibrationFile]) -> Vec<String> {
     let Some((first, rest)) = cals.split_first() else { return vec![] };
     let x = &first.metadata;
     let name = |m: &str| m.rsplit(['/', '\\']).next().unwrap_or(m).to_string();
-    let p = |q: Option<crate::runtime::Precision>| q.map_or("unrecorded", |q| q.name());
+    let p = |q: Option<Precision>| q.map_or("unrecorded", |q| q.name());
     let mut w = vec![];
     for y in rest.iter().map(|c| &c.metadata) {
         if name(&x.model) != name(&y.model) {

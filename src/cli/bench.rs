@@ -105,6 +105,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 report::check_outputs_free(d, force)?;
             }
             let model_path = std::fs::canonicalize(&model).unwrap_or_else(|_| model.clone());
+            let attribution = !no_whole_model && !no_attribution && !whole_model_only;
             let run = RunOptions {
                 model_path: model_path.display().to_string(),
                 model_fingerprint: crate::calibration::merge::fingerprint(&model)
@@ -112,7 +113,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 inputs: inputs.clone(),
                 all_patterns,
                 whole_model: !no_whole_model,
-                attribution: !no_whole_model && !no_attribution && !whole_model_only,
+                attribution,
                 instances: !whole_model_only,
             };
             let base = BenchOptions {
@@ -128,7 +129,7 @@ pub fn run(cmd: BenchCmd) -> Result<ExitCode> {
                 calibration,
                 cuda_graph,
                 replicates: crate::cli::args::replicates_arg(replicates)?,
-                attribution: !no_whole_model && !no_attribution && !whole_model_only,
+                attribution,
                 instances: !whole_model_only,
                 precision: precisions[0],
                 whole_model_path: None,
@@ -245,11 +246,9 @@ fn bench_one(
 fn resume_plan(dir: &Path, progress: bool) -> Result<(CalibrationFile, BenchOptions)> {
     let path = dir.join(report::CALIBRATION_JSON);
     // a --precision all folder: one run per precision, each resumed on its own
-    let subs: Vec<String> = crate::runtime::Precision::ALL
-        .iter()
-        .map(|q| dir.join(q.name()))
-        .filter(|d| d.join(report::CALIBRATION_JSON).exists())
-        .map(|d| d.display().to_string())
+    let subs: Vec<String> = report::precisions::precision_files(dir)
+        .into_iter()
+        .map(|(q, _)| dir.join(q.name()).display().to_string())
         .collect();
     if !path.exists() && !subs.is_empty() {
         return Err(crate::error::user(format!(
@@ -346,9 +345,9 @@ fn fp16_path(model: &Path, out: &Path) -> PathBuf {
 /// The files the whole model is timed from, where it is not the model itself, each written once:
 /// with CUDA graphs the model with its shape arithmetic folded for the run's input shapes (`onnx::fold`:
 /// ORT keeps it on the CPU, and a session with a node on the CPU cannot be captured), as
-/// `<out>/<stem>-static.onnx`, for every precision, when there is any to fold; in fp16 that (or the model) converted, as
-/// `<run's folder>/<stem>-fp16.onnx`. The instances are carved from the model as it is and converted one
-/// by one (`pipeline::measure_instance`).
+/// `<out>/<stem>-static.onnx`, for every precision, when there is any to fold; in fp16 that (or the
+/// model) converted, as `<run's folder>/<stem>-fp16.onnx`. The instances are carved from the model as it
+/// is and converted one by one (`pipeline::measure_instance`).
 fn whole_model_files(p: &crate::pipeline::Prepared, out: &Path, runs: &mut [(PathBuf, BenchOptions)]) -> Result<()> {
     let Some((_, first)) = runs.first() else { return Ok(()) };
     let fold = first.whole_model && first.cuda_graph && matches!(first.ep, Ep::Cuda { .. });

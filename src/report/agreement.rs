@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::calibration::{CalibrationFile, FusionCalibration};
 use crate::estimate::Estimate;
+use crate::measure::WholeModel;
 
 /// One speedup of one instance in both runs.
 #[derive(Clone, Debug, Serialize)]
@@ -96,19 +97,10 @@ pub fn agreement<'a>(a: &'a CalibrationFile, b: &'a CalibrationFile) -> Agreemen
         .collect();
     let sig_in = |rs: &[&FusionCalibration], s: &str| rs.iter().any(|r| r.signature == s);
     let whole_model = match (&a.whole_model, &b.whole_model) {
-        (Some(wa), Some(wb)) => {
-            let (x, y) = (&wa.measurement, &wb.measurement);
-            [
-                ("Disable ms", x.disabled.ci_ms, y.disabled.ci_ms),
-                ("extended ms", x.extended.ci_ms, y.extended.ci_ms),
-                ("full ms", x.all.ci_ms, y.all.ci_ms),
-                ("speedup extended", x.speedup_extended, y.speedup_extended),
-                ("speedup full", x.speedup_all, y.speedup_all),
-            ]
-            .into_iter()
-            .map(|(v, ea, eb)| pair("whole model", "whole model", v, ea, eb))
-            .collect()
-        }
+        (Some(wa), Some(wb)) => WHOLE_FIGURES
+            .iter()
+            .map(|(v, f)| pair("whole model", "whole model", v, f(&wa.measurement), f(&wb.measurement)))
+            .collect(),
         _ => vec![],
     };
     Agreement {
@@ -120,6 +112,18 @@ pub fn agreement<'a>(a: &'a CalibrationFile, b: &'a CalibrationFile) -> Agreemen
         whole_model,
     }
 }
+
+/// One figure of a whole model.
+type Figure = fn(&WholeModel) -> Estimate;
+
+/// The whole model's figures compared: latency at ORT's three levels, and the two speedups.
+const WHOLE_FIGURES: [(&str, Figure); 5] = [
+    ("Disable ms", |m| m.disabled.ci_ms),
+    ("extended ms", |m| m.extended.ci_ms),
+    ("full ms", |m| m.all.ci_ms),
+    ("speedup extended", |m| m.speedup_extended),
+    ("speedup full", |m| m.speedup_all),
+];
 
 /// One figure in both runs: the difference and whether it lies within the combined CI.
 fn pair(label: &str, signature: &str, variant: &str, a: Estimate, b: Estimate) -> Pair {
@@ -233,18 +237,10 @@ pub fn whole_model_spread(runs: &[&CalibrationFile]) -> Vec<Spread> {
     if ms.len() < 2 {
         return vec![];
     }
-    type Figure = fn(&crate::measure::WholeModel) -> f64;
-    let figures: [(&str, Figure); 5] = [
-        ("Disable ms", |m| m.disabled.ci_ms.point),
-        ("extended ms", |m| m.extended.ci_ms.point),
-        ("full ms", |m| m.all.ci_ms.point),
-        ("speedup extended", |m| m.speedup_extended.point),
-        ("speedup full", |m| m.speedup_all.point),
-    ];
-    figures
+    WHOLE_FIGURES
         .iter()
         .map(|(name, f)| {
-            let points: Vec<f64> = ms.iter().map(|m| f(m)).collect();
+            let points: Vec<f64> = ms.iter().map(|m| f(m).point).collect();
             let min = points.iter().copied().fold(f64::INFINITY, f64::min);
             let max = points.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             Spread { figure: name.to_string(), points, min, max, max_pairwise_rel_diff: max / min - 1.0 }

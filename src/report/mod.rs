@@ -265,6 +265,11 @@ pub(crate) fn fmt_speedup(e: &Estimate) -> String {
     format!("{}× [{}, {}]", fmt_ratio(e.point), fmt_ratio(e.lo), fmt_ratio(e.hi))
 }
 
+/// `2.34 ms [2.30 ms, 2.39 ms]`.
+pub(crate) fn fmt_ms_estimate(e: &Estimate) -> String {
+    format!("{} [{}, {}]", fmt_ms(e.point), fmt_ms(e.lo), fmt_ms(e.hi))
+}
+
 /// `1.00 [0.99, 1.01]`.
 pub(crate) fn fmt_estimate(e: &Estimate) -> String {
     format!("{} [{}, {}]", fmt_ratio(e.point), fmt_ratio(e.lo), fmt_ratio(e.hi))
@@ -360,12 +365,12 @@ pub(crate) fn max_abs_err(p: &FusionCalibration) -> f64 {
     [&p.extended, &p.all].iter().filter_map(|l| l.as_ref().map(|l| l.equivalence.max_abs_err)).fold(0.0, f64::max)
 }
 
-/// Short description of the shapes: `1x64x56x56 → 1x64x56x56`.
 /// `MemoryBound → Balanced`: the record's bottleneck unfused and fused, when it is on a roofline.
 pub(crate) fn bottleneck_text(p: &FusionCalibration) -> Option<String> {
     p.roofline.as_ref().map(|r| format!("{:?} → {:?}", r.unfused.bottleneck, r.fused.bottleneck))
 }
 
+/// Short description of the shapes: `1x64x56x56 → 1x64x56x56`.
 pub(crate) fn shapes_text(p: &FusionCalibration) -> String {
     let join = |m: &std::collections::BTreeMap<String, Vec<usize>>| -> String {
         if m.is_empty() {

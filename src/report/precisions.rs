@@ -300,12 +300,18 @@ pub fn write(out: &Path, page_path: &Path, runs: &[(Precision, PathBuf, Calibrat
 /// fp32, tf32, fp16 order; `None` when there is none (not such a folder).
 pub fn read_folder(dir: &Path) -> Result<Option<Vec<(Precision, PathBuf, CalibrationFile)>>> {
     let mut runs = vec![];
-    for q in Precision::ALL {
-        let sub = dir.join(q.name());
-        let f = sub.join(crate::report::CALIBRATION_JSON);
-        if f.exists() {
-            runs.push((q, sub, crate::calibration::read::read(&f)?.into_bench()?));
-        }
+    for (q, f) in precision_files(dir) {
+        runs.push((q, dir.join(q.name()), crate::calibration::read::read(&f)?.into_bench()?));
     }
     Ok((!runs.is_empty()).then_some(runs))
+}
+
+/// The precisions a `--precision all` folder holds a run of (`DIR/<precision>/calibration.json`), each
+/// with that file; empty for any other folder.
+pub fn precision_files(dir: &Path) -> Vec<(Precision, PathBuf)> {
+    Precision::ALL
+        .into_iter()
+        .map(|q| (q, dir.join(q.name()).join(crate::report::CALIBRATION_JSON)))
+        .filter(|(_, f)| f.exists())
+        .collect()
 }

@@ -70,7 +70,7 @@ pub fn summary_text(cal: &CalibrationFile) -> String {
     }
     let _ = writeln!(s);
 
-    let measured_instances = cal.metadata.run.as_ref().is_none_or(|r| r.instances);
+    let measured_instances = cal.instances_measured();
     if !measured_instances {
         let _ = writeln!(s, "--whole-model-only: the pattern instances were not measured.");
     } else if cal.fusion_profiles.is_empty() {
@@ -357,7 +357,7 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                 Some(f) if f.is_finite() => format!("explains {:.0}%", f * 100.0),
                 _ => "no whole-model saving to explain".into(),
             };
-            if cal.metadata.run.as_ref().is_none_or(|r| r.instances) {
+            if cal.instances_measured() {
                 let _ = writeln!(
                     s,
                     "Whole model: disabled {}, extended {}, full {} → measured saving {}; sum of pattern savings {} ({explains})",
@@ -368,7 +368,7 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
                     fmt_ms(w.sum_pattern_saving_ms)
                 );
             } else {
-                let ci = |e: &crate::estimate::Estimate| format!("{} [{:.3}, {:.3}]", fmt_ms(e.point), e.lo, e.hi);
+                let ci = super::fmt_ms_estimate;
                 let _ = writeln!(
                     s,
                     "Whole model: disabled {}, extended {} ({}), full {} ({}); A/A {}",
@@ -482,8 +482,7 @@ fn totals(s: &mut String, cal: &CalibrationFile) {
 
 /// The whole model, transformer by transformer: the baseline, the table and the explained fraction.
 fn attribution(s: &mut String, a: &crate::calibration::attribution::Attribution) {
-    use crate::estimate::Estimate;
-    let ci = |e: &Estimate| format!("{} [{}, {}]", fmt_ms(e.point), fmt_ms(e.lo), fmt_ms(e.hi));
+    let ci = super::fmt_ms_estimate;
     let b = &a.baseline;
     let lat = |t: &Option<crate::calibration::attribution::Timed>| {
         t.as_ref().map(|t| fmt_ms(t.latency.median_ms)).unwrap_or_else(|| "n/a".into())

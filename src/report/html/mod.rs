@@ -204,10 +204,6 @@ fn warnings_section(complete: bool, warnings: &[String]) -> String {
     s
 }
 
-fn est_ms(e: &Estimate) -> String {
-    format!("{} [{}, {}]", fmt_ms(e.point), fmt_ms(e.lo), fmt_ms(e.hi))
-}
-
 /// The whole model: a waterfall from Disable through fusion-off to ORT's default, each transformer's
 /// in-context saving a step; the recommended configuration. Without the attribution, the three levels.
 fn whole_model_section(cal: &CalibrationFile) -> Result<String> {
@@ -290,7 +286,10 @@ fn whole_model_section(cal: &CalibrationFile) -> Result<String> {
             }
             let rest = cur - b.default.latency.median_ms;
             let tip = match &a.interaction_ms {
-                Some(i) => format!("what the leave-one-outs do not add up to: interaction {}", est_ms(i)),
+                Some(i) => format!(
+                    "what the leave-one-outs do not add up to: interaction {}",
+                    crate::report::fmt_ms_estimate(i)
+                ),
                 None => "what the leave-one-outs do not add up to".into(),
             };
             step(
@@ -309,8 +308,8 @@ fn whole_model_section(cal: &CalibrationFile) -> Result<String> {
                  rounds as the default (its 95% CI as the whisker); the interaction step is what the steps do not add up to. \
                  Fusion saving (fusion-off → default): {}; non-fusion saving (Disable → fusion-off): {}; explained by the \
                  leave-one-outs: {}.</p>",
-                a.fusion_saving_ms.as_ref().map(est_ms).unwrap_or_else(|| "n/a".into()),
-                a.non_fusion_saving_ms.as_ref().map(est_ms).unwrap_or_else(|| "n/a".into()),
+                a.fusion_saving_ms.as_ref().map(crate::report::fmt_ms_estimate).unwrap_or_else(|| "n/a".into()),
+                a.non_fusion_saving_ms.as_ref().map(crate::report::fmt_ms_estimate).unwrap_or_else(|| "n/a".into()),
                 a.explained_fraction
                     .as_ref()
                     .map(|f| format!("{:.0}% [{:.0}%, {:.0}%]", 100.0 * f.point, 100.0 * f.lo, 100.0 * f.hi))
@@ -325,7 +324,7 @@ fn whole_model_section(cal: &CalibrationFile) -> Result<String> {
                     t.kind.name(),
                     t.nodes_consumed,
                     t.saving_ms.map_or(f64::NAN, |e| e.point),
-                    t.saving_ms.as_ref().map(est_ms).unwrap_or_else(|| "not timed".into()),
+                    t.saving_ms.as_ref().map(crate::report::fmt_ms_estimate).unwrap_or_else(|| "not timed".into()),
                     t.carved_saving_ms.map(fmt_ms).unwrap_or_else(|| "–".into()),
                     escape(&t.verdict)
                 );
@@ -598,7 +597,7 @@ pub fn bench_page(cal: &CalibrationFile, g: Option<&ReportGraph>) -> Result<Stri
     body.push_str(&warnings_section(cal.complete, &crate::report::warnings::warnings(cal)));
     body.push_str(&run_section(cal));
     body.push_str(&whole_model_section(cal)?);
-    body.push_str(&forest_section(&cal.fusion_profiles, cal.metadata.run.as_ref().is_none_or(|r| r.instances))?);
+    body.push_str(&forest_section(&cal.fusion_profiles, cal.instances_measured())?);
     body.push_str(&roofline_section(cal)?);
     body.push_str(&graph_section(cal, g));
     body.push_str(&table_section(&cal.fusion_profiles));
